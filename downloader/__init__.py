@@ -1,0 +1,1 @@
+"""modelhaul: a downloader for large model files that never loses work."""

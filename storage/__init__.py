@@ -1,0 +1,52 @@
+"""The modelhaul ledger: tasks, files, chunks and their history in one SQL database.
+
+The ledger is the single source of truth; every process (API, CLI, server, workers) shares it.
+"""
+
+from storage.errors import (
+    IllegalTransitionError,
+    LedgerError,
+    LedgerOpenError,
+    SchemaTooNewError,
+    TaskNotFoundError,
+    TransitionConflictError,
+)
+from storage.ledger import Ledger, open_ledger
+from storage.location import default_ledger_path, modelhaul_home
+from storage.records import (
+    ChunkRecord,
+    EventRecord,
+    FileCheckpoint,
+    FileRecord,
+    FileState,
+    Lease,
+    NewFile,
+    NewTask,
+    TaskRecord,
+)
+from storage.states import FINAL_STATES, TRANSITIONS, TaskState
+
+__all__ = [
+    "FINAL_STATES",
+    "TRANSITIONS",
+    "ChunkRecord",
+    "EventRecord",
+    "FileCheckpoint",
+    "FileRecord",
+    "FileState",
+    "IllegalTransitionError",
+    "Lease",
+    "Ledger",
+    "LedgerError",
+    "LedgerOpenError",
+    "NewFile",
+    "NewTask",
+    "SchemaTooNewError",
+    "TaskNotFoundError",
+    "TaskRecord",
+    "TaskState",
+    "TransitionConflictError",
+    "default_ledger_path",
+    "modelhaul_home",
+    "open_ledger",
+]

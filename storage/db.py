@@ -1,0 +1,171 @@
+"""The one place that opens the database and sets its pragmas.
+
+Every ledger operation is a *unit of work*: a plain function over a SQLAlchemy ``Connection``
+that runs inside one transaction. ``Database.write``/``read`` run it off the event loop:
+
+- SQLite (the default) runs the whole unit in one hop to a dedicated thread. SQLite is an
+  in-process library whose statements take microseconds; going through an async driver
+  instead costs one thread hop per DBAPI call (three to four per statement), which measured
+  4.6 ms per state transition here against 0.3 ms for one hop per transaction.
+- Any other backend (e.g. ``postgresql+asyncpg://``) uses SQLAlchemy's asyncio engine and
+  ``run_sync``, so the same unit-of-work code serves both.
+
+SQLite write transactions start with ``BEGIN IMMEDIATE``: a unit that reads and then writes
+takes the lock up front (waiting under ``busy_timeout``), so it cannot fail half-way with
+``SQLITE_BUSY`` when another process wrote in between. Reads use deferred snapshots and never
+block writers (WAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+BUSY_TIMEOUT_MS = 30_000
+READERS = 4
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Unit = Callable[Concatenate[Connection, P], T]
+
+
+class Database:
+    """Runs units of work against one ledger database."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.is_sqlite = url.get_backend_name() == "sqlite"
+        self._async: AsyncEngine | None = None
+        self._closed = False
+        if self.is_sqlite:
+            sync_url = url.set(drivername="sqlite+pysqlite")
+            args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+            # Units always commit or roll back themselves, so the pool's own rollback on
+            # return would only cost a call.
+            common = {"connect_args": args, "max_overflow": 0, "pool_reset_on_return": None}
+            self._writer = create_engine(sync_url, pool_size=1, **common)
+            self._reader = create_engine(sync_url, pool_size=READERS, **common)
+            _configure_sqlite(self._writer, begin="BEGIN IMMEDIATE")
+            _configure_sqlite(self._reader, begin="BEGIN")
+            # One writer thread: writes queue here instead of contending for SQLite's lock
+            # with ourselves; other processes are kept out by the lock itself.
+            self._write_thread = _Threads(1, "ledger-write")
+            self._read_threads = _Threads(READERS, "ledger-read")
+        else:
+            self._async = create_async_engine(url, pool_pre_ping=True)
+
+    async def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``unit(conn, ...)`` in a write transaction; committed unless it raises."""
+        if self._async is not None:
+            async with self._async.begin() as conn:
+                return await conn.run_sync(unit, *args, **kwargs)
+        return await self._write_thread.run(_in_transaction, self._writer, unit, args, kwargs)
+
+    async def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``unit(conn, ...)`` on a read snapshot (never committed)."""
+        if self._async is not None:
+            async with self._async.connect() as conn:
+                return await conn.run_sync(unit, *args, **kwargs)
+        return await self._read_threads.run(_in_snapshot, self._reader, unit, args, kwargs)
+
+    async def close(self) -> None:
+        """Dispose the engines and stop the threads; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._async is not None:
+            await self._async.dispose()
+            return
+        await self._write_thread.run(self._writer.dispose)
+        await self._read_threads.run(self._reader.dispose)
+        self._write_thread.stop()
+        self._read_threads.stop()
+
+
+class _Threads:
+    """A few daemon threads taking calls from one queue.
+
+    Leaner than ``run_in_executor`` (one future, one ``call_soon_threadsafe``): a ledger call
+    is a few hundred microseconds, so the hop itself is a visible part of it (68 us against
+    130 us measured here).
+    """
+
+    def __init__(self, count: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._stopped:
+            raise RuntimeError("the ledger is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, fn, args))
+        return await future
+
+    def stop(self) -> None:
+        self._stopped = True
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _serve(self) -> None:
+        while (job := self._queue.get()) is not None:
+            loop, future, fn, args = job
+            try:
+                result = fn(*args)
+            except BaseException as e:  # handed to the awaiting coroutine, never lost
+                loop.call_soon_threadsafe(_settle, future, None, e)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # the caller gave up waiting; the work itself already happened
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _in_transaction(engine: Engine, unit: Unit[..., T], args: Any, kwargs: Any) -> T:
+    with engine.begin() as conn:
+        return unit(conn, *args, **kwargs)
+
+
+def _in_snapshot(engine: Engine, unit: Unit[..., T], args: Any, kwargs: Any) -> T:
+    with engine.connect() as conn:
+        return unit(conn, *args, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, *, begin: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Take transaction control away from the driver so that our BEGIN is the one used.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL: a power cut may lose the last commits but never corrupts; the ledger
+        # then under-reports progress, which is the safe direction.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        # Straight to the driver: this runs on every transaction and the statement needs
+        # none of SQLAlchemy's execution machinery.
+        conn.connection.driver_connection.execute(begin)

@@ -1,0 +1,80 @@
+"""Typed errors of the ledger. Each message names what was wrong and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storage.states import FINAL_STATES, TaskState
+
+
+class LedgerError(Exception):
+    """Base class of every error raised by ``storage``."""
+
+
+class LedgerOpenError(LedgerError):
+    """The ledger could not be opened: a bad URL, a bad file, or a folder we cannot write."""
+
+    def __init__(self, where: str | Path, problem: str) -> None:
+        self.where = str(where)
+        self.problem = problem
+        super().__init__(f"cannot open ledger at {self.where}: {problem}")
+
+
+class SchemaTooNewError(LedgerOpenError):
+    """The ledger was written by a newer modelhaul than this one."""
+
+    def __init__(self, where: str | Path, revision: str) -> None:
+        self.revision = revision
+        super().__init__(
+            where,
+            f"its schema (revision {revision}) is newer than this modelhaul knows; "
+            "upgrade modelhaul (pip install -U modelhaul) to use it",
+        )
+
+
+class TaskNotFoundError(LedgerError):
+    """No task with that id exists."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} does not exist (see 'modelhaul ls')")
+
+
+class IllegalTransitionError(LedgerError):
+    """The state machine forbids the requested move from the task's current state."""
+
+    def __init__(self, task_id: int, current: TaskState, requested: TaskState) -> None:
+        self.task_id = task_id
+        self.current = current
+        self.requested = requested
+        hint = " (a final state)" if current in FINAL_STATES else ""
+        super().__init__(
+            f"task {task_id} cannot go from {current.value}{hint} to {requested.value}"
+        )
+
+
+class TransitionConflictError(LedgerError):
+    """Another process changed the task first; the compare-and-set lost."""
+
+    def __init__(
+        self,
+        task_id: int,
+        expected: TaskState,
+        actual: TaskState,
+        requested: TaskState,
+        owner: str | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.expected = expected
+        self.actual = actual
+        self.requested = requested
+        self.owner = owner
+        by = f" by {owner}" if owner else ""
+        if requested is TaskState.DOWNLOADING and actual is TaskState.DOWNLOADING:
+            msg = f"task {task_id} is already taken: it is downloading{by}"
+        else:
+            msg = (
+                f"task {task_id} is {actual.value}{by}, not {expected.value}: "
+                f"another process moved it first, so it was not set to {requested.value}"
+            )
+        super().__init__(msg)

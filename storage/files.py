@@ -1,0 +1,238 @@
+"""File and chunk rows: what a task fetches, and the durable progress of every byte range."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from storage.db import Database
+from storage.models import Chunk, File, Task
+from storage.records import ChunkRecord, FileCheckpoint, FileRecord, FileState, NewFile
+
+_F = File.__table__
+_C = Chunk.__table__
+_T = Task.__table__
+
+
+class FileStore:
+    """Queries over the ``files`` and ``chunks`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, task_id: int, files: Sequence[NewFile]) -> list[FileRecord]:
+        """Attach files to a task (skipping relpaths it already has); returns all its files."""
+        return await self._db.write(_add, task_id, list(files), time.time())
+
+    async def of_task(self, task_id: int) -> list[FileRecord]:
+        """The task's files in the order the source gave them."""
+        return await self._db.read(_of_task, task_id)
+
+    async def get(self, file_id: int) -> FileRecord:
+        """One file by id."""
+        return await self._db.read(_get, file_id)
+
+    async def update(self, file_id: int, **fields: Any) -> FileRecord:
+        """Set columns of one file (probe results, state, digests, dirty flag), refreshing the
+        task's totals in the same transaction; returns the new record."""
+        if "state" in fields:
+            fields["state"] = FileState(fields["state"]).value
+        return await self._db.write(_update, file_id, fields, time.time())
+
+    async def chunks(self, file_id: int) -> list[ChunkRecord]:
+        """The file's chunks in byte order."""
+        return await self._db.read(_chunks, file_id)
+
+    async def replace_chunks(
+        self, file_id: int, chunks: Sequence[ChunkRecord], **file_fields: Any
+    ) -> FileRecord:
+        """Throw away the file's chunks and write a new plan (a first plan, or a restart after
+        the remote file changed), updating file columns in the same transaction."""
+        return await self._db.write(
+            _replace_chunks, file_id, list(chunks), file_fields, time.time()
+        )
+
+    async def checkpoint(self, batch: Sequence[FileCheckpoint]) -> None:
+        """Record many chunks' durable progress in one transaction.
+
+        The caller has already synced the data these numbers describe: the ledger may lag
+        the disk, never lead it. New chunks (from work stealing) and changed ends are upserted
+        by ``(file_id, start)``.
+        """
+        if batch:
+            await self._db.write(_checkpoint, list(batch), time.time(), self._db.is_sqlite)
+
+    async def remove(self, file_ids: Iterable[int]) -> None:
+        """Forget files (and, by cascade, their chunks)."""
+        await self._db.write(_remove, list(file_ids), time.time())
+
+
+# --- units of work ----------------------------------------------------------------------------
+
+
+def _add(conn: Connection, task_id: int, files: list[NewFile], now: float) -> list[FileRecord]:
+    known = {r.relpath for r in conn.execute(select(_F.c.relpath).where(_F.c.task_id == task_id))}
+    fresh = [f for f in files if f.relpath not in known]
+    if fresh:
+        conn.execute(
+            insert(_F),
+            [_new_file_row(task_id, len(known) + i, f, now) for i, f in enumerate(fresh)],
+        )
+    _refresh_task_totals(conn, [task_id], now)
+    return _of_task(conn, task_id)
+
+
+def _of_task(conn: Connection, task_id: int) -> list[FileRecord]:
+    query = select(_F).where(_F.c.task_id == task_id).order_by(_F.c.position)
+    return [file_record(r) for r in conn.execute(query)]
+
+
+def _get(conn: Connection, file_id: int) -> FileRecord:
+    return file_record(conn.execute(select(_F).where(_F.c.id == file_id)).one())
+
+
+def _update(conn: Connection, file_id: int, fields: dict[str, Any], now: float) -> FileRecord:
+    row = conn.execute(
+        update(_F).where(_F.c.id == file_id).values(**fields, updated_at=now).returning(*_F.c)
+    ).one()
+    _refresh_task_totals(conn, [row.task_id], now)
+    return file_record(row)
+
+
+def _chunks(conn: Connection, file_id: int) -> list[ChunkRecord]:
+    query = select(_C).where(_C.c.file_id == file_id).order_by(_C.c.start)
+    return [_chunk_record(r) for r in conn.execute(query)]
+
+
+def _replace_chunks(
+    conn: Connection,
+    file_id: int,
+    chunks: list[ChunkRecord],
+    file_fields: dict[str, Any],
+    now: float,
+) -> FileRecord:
+    conn.execute(delete(_C).where(_C.c.file_id == file_id))
+    if chunks:
+        conn.execute(insert(_C), [_chunk_row(c) for c in chunks])
+    durable = sum(c.done for c in chunks)
+    return _update(conn, file_id, {**file_fields, "downloaded_bytes": durable}, now)
+
+
+def _checkpoint(conn: Connection, batch: list[FileCheckpoint], now: float, is_sqlite: bool) -> None:
+    rows = [_chunk_row(c) for cp in batch for c in cp.chunks]
+    if rows:
+        dialect = sqlite if is_sqlite else postgresql
+        stmt = dialect.insert(_C)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[_C.c.file_id, _C.c.start],
+            set_={"end": stmt.excluded.end, "done": stmt.excluded.done, "xxh3": stmt.excluded.xxh3},
+        )
+        conn.execute(upsert, rows)
+    task_ids = []
+    for cp in batch:
+        values: dict[str, Any] = {"downloaded_bytes": cp.downloaded_bytes, "updated_at": now}
+        if cp.part_mtime_ns is not None:
+            values["part_mtime_ns"] = cp.part_mtime_ns
+        if cp.part_size is not None:
+            values["part_size"] = cp.part_size
+        stmt = update(_F).where(_F.c.id == cp.file_id).values(**values).returning(_F.c.task_id)
+        task_ids.append(conn.execute(stmt).scalar_one())
+    _refresh_task_totals(conn, sorted(set(task_ids)), now)
+
+
+def _remove(conn: Connection, file_ids: list[int], now: float) -> None:
+    task_ids = {r.task_id for r in conn.execute(select(_F.c.task_id).where(_F.c.id.in_(file_ids)))}
+    conn.execute(delete(_F).where(_F.c.id.in_(file_ids)))
+    _refresh_task_totals(conn, sorted(task_ids), now)
+
+
+def _refresh_task_totals(conn: Connection, task_ids: list[int], now: float) -> None:
+    """Derive tasks' byte and file counts from their files, so the two can never drift."""
+    as_int = _F.c.position.type
+    query = (
+        select(
+            _F.c.task_id,
+            func.count(),
+            func.sum(_F.c.size),
+            func.sum(_F.c.downloaded_bytes),
+            func.sum((_F.c.state == FileState.COMPLETED.value).cast(as_int)),
+            func.sum(_F.c.size.is_(None).cast(as_int)),
+        )
+        .where(_F.c.task_id.in_(task_ids))
+        .group_by(_F.c.task_id)
+    )
+    totals = {r[0]: r[1:] for r in conn.execute(query)}
+    for task_id in task_ids:
+        count, total, done, completed, unknown = totals.get(task_id, (0, None, 0, 0, 0))
+        conn.execute(
+            update(_T)
+            .where(_T.c.id == task_id)
+            .values(
+                files_total=count,
+                files_done=completed or 0,
+                total_bytes=None if (unknown or not count) else total,
+                downloaded_bytes=done or 0,
+                updated_at=now,
+            )
+        )
+
+
+def _new_file_row(task_id: int, position: int, f: NewFile, now: float) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "position": position,
+        "url": f.url,
+        "relpath": f.relpath,
+        "local_path": f.local_path,
+        "size": f.size,
+        "expected_sha256": f.expected_sha256,
+        "etag": f.etag,
+        "last_modified": f.last_modified,
+        "state": FileState.PENDING.value,
+        "downloaded_bytes": 0,
+        "block_size": f.block_size,
+        "dirty": False,
+        "meta": dict(f.meta),
+        "updated_at": now,
+    }
+
+
+def _chunk_row(c: ChunkRecord) -> dict[str, Any]:
+    return {"file_id": c.file_id, "start": c.start, "end": c.end, "done": c.done, "xxh3": c.xxh3}
+
+
+def _chunk_record(row: Any) -> ChunkRecord:
+    return ChunkRecord(
+        file_id=row.file_id, start=row.start, end=row.end, done=row.done, xxh3=bytes(row.xxh3)
+    )
+
+
+def file_record(row: Any) -> FileRecord:
+    """Build a ``FileRecord`` from a row of the files table."""
+    return FileRecord(
+        id=row.id,
+        task_id=row.task_id,
+        position=row.position,
+        url=row.url,
+        relpath=row.relpath,
+        local_path=row.local_path,
+        size=row.size,
+        expected_sha256=row.expected_sha256,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        accept_ranges=row.accept_ranges,
+        state=FileState(row.state),
+        downloaded_bytes=row.downloaded_bytes,
+        sha256=row.sha256,
+        block_size=row.block_size,
+        part_mtime_ns=row.part_mtime_ns,
+        part_size=row.part_size,
+        dirty=bool(row.dirty),
+        error=row.error,
+        meta=row.meta or {},
+    )

@@ -1,0 +1,134 @@
+"""Opening a ledger: check the target, connect, migrate, hand out the stores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, make_url
+
+from storage.db import Database
+from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
+from storage.files import FileStore
+from storage.location import default_ledger_path
+from storage.migrate import unknown_revision, upgrade_to_head
+from storage.tasks import TaskStore
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """An open ledger: the task and file stores over one database."""
+
+    url: URL
+    path: Path | None
+    db: Database
+    tasks: TaskStore
+    files: FileStore
+
+    async def close(self) -> None:
+        """Release every connection."""
+        await self.db.close()
+
+    async def __aenter__(self) -> Ledger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
+    """Open (creating and migrating as needed) the ledger at a path or SQLAlchemy URL.
+
+    With no target: ``$MODELHAUL_HOME/ledger.db``. A plain path, ``sqlite:///PATH`` and
+    ``sqlite+aiosqlite:///PATH`` all name the same SQLite file (see ``storage.db`` for how it
+    is driven). Raises ``LedgerOpenError`` (or ``SchemaTooNewError``) naming what was wrong;
+    a failed open changes nothing on disk.
+    """
+    url, path = _parse_target(target)
+    if path is not None:
+        await asyncio.to_thread(_check_sqlite_file, path)
+    try:
+        db = Database(url)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as e:
+        raise LedgerOpenError(_where(url, path), f"unsupported database URL: {e}") from e
+    try:
+        await db.write(_migrate, _where(url, path))
+    except LedgerError:
+        await db.close()
+        raise
+    except (sa_exc.DBAPIError, OSError) as e:
+        await db.close()
+        detail = getattr(e, "orig", None) or e
+        raise LedgerOpenError(_where(url, path), f"{type(detail).__name__}: {detail}") from e
+    return Ledger(url=url, path=path, db=db, tasks=TaskStore(db), files=FileStore(db))
+
+
+def _migrate(conn: Connection, where: str) -> None:
+    newer = unknown_revision(conn)
+    if newer is not None:
+        raise SchemaTooNewError(where, newer)
+    upgrade_to_head(conn)
+
+
+def _parse_target(target: str | os.PathLike[str] | None) -> tuple[URL, Path | None]:
+    if target is None:
+        return _sqlite_url(default_ledger_path())
+    text = os.fspath(target)
+    if not text.strip():
+        raise LedgerOpenError(repr(text), "empty ledger path or URL")
+    if "://" not in text:
+        return _sqlite_url(Path(text))
+    try:
+        url = make_url(text)
+    except sa_exc.ArgumentError as e:
+        raise LedgerOpenError(text, f"malformed database URL ({e})") from e
+    if url.get_backend_name() != "sqlite":
+        return url, None
+    if not url.database or url.database == ":memory:":
+        raise LedgerOpenError(
+            text, "an in-memory SQLite ledger cannot be shared; give a file path instead"
+        )
+    return _sqlite_url(Path(url.database))
+
+
+def _sqlite_url(path: Path) -> tuple[URL, Path]:
+    path = path.expanduser().absolute()
+    return URL.create("sqlite", database=str(path)), path
+
+
+def _where(url: URL, path: Path | None) -> str:
+    return str(path) if path is not None else url.render_as_string(hide_password=True)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a path SQLite would choke on, with a message that says why (blocking I/O)."""
+    folder = path.parent
+    if path.is_dir():
+        raise LedgerOpenError(path, "it is a folder, not a database file")
+    if path.exists():
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+        if head and head != SQLITE_MAGIC:
+            raise LedgerOpenError(
+                path, f"it is not a SQLite database (it starts with {head[:16]!r})"
+            )
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise LedgerOpenError(path, "the file is not readable and writable by this user")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LedgerOpenError(path, f"cannot create folder {folder}: {e.strerror}") from e
+    # SQLite in WAL mode needs to create -wal and -shm files beside the database, so the
+    # folder itself must be writable; probing with a real file is the only honest test.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".modelhaul-probe-", dir=folder)
+    except OSError as e:
+        raise LedgerOpenError(path, f"folder {folder} is not writable: {e.strerror}") from e
+    os.close(fd)
+    os.unlink(probe)

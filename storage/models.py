@@ -1,0 +1,151 @@
+"""The ledger's tables as SQLAlchemy ORM models.
+
+Times are UNIX seconds (float, UTC): they sort, subtract and compare with heartbeats without
+time-zone conversions, and every backend stores them the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Explicit constraint names so that Alembic can alter them on SQLite (batch mode) and the
+# migrated schema compares equal to these models.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base holding the ledger's metadata."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Task(Base):
+    """One user request (a URL, a repo, an Ollama model) and its single state."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # The scheduler's query: next pending by priority, then age (id is monotonic).
+        Index("ix_tasks_queue", "state", "priority", "id"),
+        Index("ix_tasks_spec_key", "spec_key"),
+        {"sqlite_autoincrement": True},  # ids are never reused, so "task 7" stays task 7
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    revision: Mapped[str | None] = mapped_column(Text)
+    patterns: Mapped[list[str] | None] = mapped_column(JSON)
+    destination: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    downloaded_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    files_total: Mapped[int] = mapped_column(Integer, default=0)
+    files_done: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_host: Mapped[str | None] = mapped_column(String(255))
+    lease_pid: Mapped[int | None] = mapped_column(Integer)
+    lease_started: Mapped[float | None] = mapped_column(Float)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+
+
+class File(Base):
+    """One remote object written to one local path; a task has one or more."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        UniqueConstraint("task_id", "relpath"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    url: Mapped[str] = mapped_column(Text)
+    relpath: Mapped[str] = mapped_column(Text)
+    local_path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    expected_sha256: Mapped[str | None] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    accept_ranges: Mapped[bool | None] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))
+    downloaded_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    block_size: Mapped[int] = mapped_column(Integer)
+    # What the .part looked like at the last checkpoint; a mismatch on resume means it was
+    # touched (or torn) after the ledger last spoke, so its blocks are re-hashed.
+    part_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    part_size: Mapped[int | None] = mapped_column(BigInteger)
+    # Set while a process writes the .part, cleared by a clean stop: still set on resume
+    # means the last run ended uncleanly.
+    dirty: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Chunk(Base):
+    """A byte range ``[start, end)`` of a file, fetched by one range request at a time.
+
+    ``done`` counts the durable bytes from ``start``; it is always a whole number of blocks
+    (or reaches ``end``), and ``xxh3`` holds one 8-byte XXH3-64 digest per durable block.
+    Chunks of a file never overlap, so ``(file_id, start)`` names one.
+    """
+
+    __tablename__ = "chunks"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    end: Mapped[int] = mapped_column(BigInteger)
+    done: Mapped[int] = mapped_column(BigInteger, default=0)
+    xxh3: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+
+
+class Event(Base):
+    """One state change of a task: the history ``modelhaul show`` prints."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_task_id", "task_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(255))

@@ -1,0 +1,189 @@
+"""Frozen records that cross the ledger's boundary; callers never see ORM rows."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.states import TaskState
+
+# Option keys that could carry a credential. The ledger refuses them outright, so a token can
+# never reach the database file by accident (DESIGN: "secrets are never written").
+SECRET_KEYS = frozenset({"token", "hf_token", "authorization", "password", "api_key", "headers"})
+
+
+class FileState(enum.StrEnum):
+    """States of one file inside a task (informational; the task owns the state machine)."""
+
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who runs a task: a process identified by host, pid and the process's start time."""
+
+    host: str
+    pid: int
+    started: float
+
+    @property
+    def owner(self) -> str:
+        """The string stored in ``tasks.lease_owner`` and compared on every heartbeat."""
+        return f"{self.host}:{self.pid}:{self.started:.2f}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to enqueue. Never holds a token: ``options`` with a secret key is rejected."""
+
+    provider: str
+    source: str
+    destination: str
+    revision: str | None = None
+    patterns: tuple[str, ...] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    label: str | None = None
+    state: TaskState = TaskState.PENDING
+
+    def __post_init__(self) -> None:
+        leaked = SECRET_KEYS.intersection(k.lower() for k in self.options)
+        if leaked:
+            raise ValueError(
+                f"task options must not carry secrets ({', '.join(sorted(leaked))}); "
+                "pass tokens to the downloader at run time instead"
+            )
+        if self.state not in (TaskState.PENDING, TaskState.PAUSED):
+            raise ValueError(f"a new task starts pending or paused, not {self.state.value}")
+
+    @property
+    def spec_key(self) -> str:
+        """A stable digest of what is fetched and where: equal keys mean the same download."""
+        canonical = json.dumps(
+            [
+                self.provider,
+                self.source,
+                self.revision,
+                list(self.patterns) if self.patterns is not None else None,
+                self.destination,
+            ],
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task as the ledger holds it."""
+
+    id: int
+    provider: str
+    source: str
+    revision: str | None
+    patterns: tuple[str, ...] | None
+    destination: str
+    options: Mapping[str, Any]
+    spec_key: str
+    label: str
+    state: TaskState
+    priority: int
+    error: str | None
+    total_bytes: int | None
+    downloaded_bytes: int
+    files_total: int
+    files_done: int
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    lease: Lease | None
+    heartbeat_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One recorded transition (``from_state`` is None for the task's creation)."""
+
+    id: int
+    task_id: int
+    from_state: TaskState | None
+    to_state: TaskState
+    at: float
+    reason: str
+    actor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """A file a source resolved for a task."""
+
+    url: str
+    relpath: str
+    local_path: str
+    block_size: int
+    size: int | None = None
+    expected_sha256: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A file as the ledger holds it."""
+
+    id: int
+    task_id: int
+    position: int
+    url: str
+    relpath: str
+    local_path: str
+    size: int | None
+    expected_sha256: str | None
+    etag: str | None
+    last_modified: str | None
+    accept_ranges: bool | None
+    state: FileState
+    downloaded_bytes: int
+    sha256: str | None
+    block_size: int
+    part_mtime_ns: int | None
+    part_size: int | None
+    dirty: bool
+    error: str | None
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """A chunk's durable state: ``done`` bytes from ``start``, one XXH3-64 per block."""
+
+    file_id: int
+    start: int
+    end: int
+    done: int = 0
+    xxh3: bytes = b""
+
+    @property
+    def finished(self) -> bool:
+        """True when every byte of the range is durable."""
+        return self.start + self.done >= self.end
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheckpoint:
+    """What one checkpoint records for one file: the chunks that moved (new ones included)
+    and how the ``.part`` looked right after its data was synced."""
+
+    file_id: int
+    chunks: tuple[ChunkRecord, ...]
+    downloaded_bytes: int
+    part_mtime_ns: int | None = None
+    part_size: int | None = None

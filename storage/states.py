@@ -1,0 +1,54 @@
+"""The task state machine: the one table of legal transitions.
+
+Every state change in modelhaul is checked against ``TRANSITIONS`` by
+``storage.tasks.TaskStore.transition``; nothing else decides what may follow what.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. Stored in the ledger by value."""
+
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.DOWNLOADING, TaskState.PAUSED, TaskState.CANCELLED}),
+    # DOWNLOADING -> PENDING is the requeue of a task whose runner died.
+    TaskState.DOWNLOADING: frozenset(
+        {
+            TaskState.PAUSED,
+            TaskState.COMPLETED,
+            TaskState.FAILED,
+            TaskState.CANCELLED,
+            TaskState.PENDING,
+        }
+    ),
+    # Resume and retry both queue the task again rather than start it in place, so the
+    # scheduler alone decides when it runs.
+    TaskState.PAUSED: frozenset({TaskState.PENDING, TaskState.CANCELLED}),
+    TaskState.FAILED: frozenset({TaskState.PENDING, TaskState.CANCELLED}),
+    TaskState.COMPLETED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
+}
+
+FINAL_STATES: frozenset[TaskState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+ACTIVE_STATES: frozenset[TaskState] = frozenset({TaskState.PENDING, TaskState.DOWNLOADING})
+
+
+def is_legal(current: TaskState, requested: TaskState) -> bool:
+    """True when the table allows ``current -> requested``."""
+    return requested in TRANSITIONS[current]
+
+
+def sources_of(requested: TaskState) -> frozenset[TaskState]:
+    """The states from which ``requested`` may be reached."""
+    return frozenset(s for s, nxt in TRANSITIONS.items() if requested in nxt)

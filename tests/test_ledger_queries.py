@@ -1,0 +1,125 @@
+"""The ledger's bulk calls and queries: enqueue, claim order, heartbeats, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import ChunkRecord, FileCheckpoint, FileState, Lease, Ledger, NewFile, NewTask
+from storage import TaskState as S
+
+
+async def test_bulk_enqueue_of_ten_thousand_tasks_returns_their_ids_in_order(
+    ledger: Ledger,
+) -> None:
+    specs = [NewTask("url", f"http://e/{i}", f"/d/{i}") for i in range(10_000)]
+    ids = await ledger.tasks.enqueue(specs)
+    assert len(ids) == 10_000 and ids == sorted(ids) and len(set(ids)) == 10_000
+    assert await ledger.tasks.count([S.PENDING]) == 10_000
+    sample = await ledger.tasks.get(ids[1234])
+    assert sample.source == "http://e/1234" and sample.destination == "/d/1234"
+    assert [e.reason for e in await ledger.tasks.events(ids[-1])] == ["created"]
+
+
+async def test_claim_takes_highest_priority_first_then_oldest(ledger: Ledger, lease: Lease) -> None:
+    ids = await ledger.tasks.enqueue(
+        [NewTask("url", f"http://e/{i}", f"/d/{i}", priority=p) for i, p in enumerate([0, 5, 0, 5])]
+    )
+    first = await ledger.tasks.claim(lease, 3)
+    assert [t.id for t in first] == [ids[1], ids[3], ids[0]]
+    assert all(t.state is S.DOWNLOADING and t.lease == lease for t in first)
+    assert [t.id for t in await ledger.tasks.claim(lease, 5)] == [ids[2]]
+    assert await ledger.tasks.claim(lease, 5) == []
+
+
+async def test_heartbeat_reports_only_tasks_still_held(ledger: Ledger, lease: Lease) -> None:
+    ids = await ledger.tasks.enqueue([NewTask("url", f"http://e/{i}", "/d") for i in range(3)])
+    await ledger.tasks.claim(lease, 3)
+    await ledger.tasks.transition(ids[1], S.PAUSED, reason="paused elsewhere")
+    assert await ledger.tasks.heartbeat(lease, ids) == {ids[0], ids[2]}
+    other = Lease(host="elsewhere", pid=9, started=1.0)
+    assert await ledger.tasks.heartbeat(other, ids) == set()
+
+
+async def test_a_token_in_task_options_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not carry secrets"):
+        NewTask("huggingface", "org/repo", "/d", options={"token": "hf_secret"})
+
+
+async def test_same_download_has_the_same_spec_key_and_can_be_found(ledger: Ledger) -> None:
+    a = NewTask("huggingface", "org/repo", "/d", revision="main", patterns=("*.gguf",))
+    b = NewTask("huggingface", "org/repo", "/d", revision="main", patterns=("*.gguf",))
+    c = NewTask("huggingface", "org/repo", "/elsewhere", revision="main", patterns=("*.gguf",))
+    assert a.spec_key == b.spec_key != c.spec_key
+    [task_id] = await ledger.tasks.enqueue([a])
+    found = await ledger.tasks.find(b.spec_key, [S.PENDING, S.PAUSED])
+    assert found is not None and found.id == task_id
+    assert await ledger.tasks.find(c.spec_key, [S.PENDING]) is None
+
+
+async def test_checkpoint_of_many_chunks_is_one_transaction_and_totals_follow(
+    ledger: Ledger,
+) -> None:
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/big", "/d/big")])
+    mib = 1 << 20
+    [f] = await ledger.files.add(
+        task_id, [NewFile("http://e/big", "big", "/d/big", block_size=mib, size=64 * mib)]
+    )
+    await ledger.files.replace_chunks(
+        f.id, [ChunkRecord(f.id, i * mib, (i + 1) * mib) for i in range(64)]
+    )
+    digest = (7).to_bytes(8, "big")
+    moved = tuple(ChunkRecord(f.id, i * mib, (i + 1) * mib, mib, digest) for i in range(64))
+    await ledger.files.checkpoint(
+        [FileCheckpoint(f.id, moved, 64 * mib, part_mtime_ns=123, part_size=64 * mib)]
+    )
+    chunks = await ledger.files.chunks(f.id)
+    assert all(c.finished and c.xxh3 == digest for c in chunks)
+    task = await ledger.tasks.get(task_id)
+    assert (task.total_bytes, task.downloaded_bytes, task.files_total) == (64 * mib, 64 * mib, 1)
+    record = await ledger.files.get(f.id)
+    assert (record.part_mtime_ns, record.part_size) == (123, 64 * mib)
+
+
+async def test_checkpoint_upserts_a_chunk_split_off_by_work_stealing(ledger: Ledger) -> None:
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
+    [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 4, size=100)])
+    await ledger.files.replace_chunks(f.id, [ChunkRecord(f.id, 0, 100)])
+    await ledger.files.checkpoint(
+        [
+            FileCheckpoint(
+                f.id, (ChunkRecord(f.id, 0, 48, 40, b"x" * 80), ChunkRecord(f.id, 48, 100, 8)), 48
+            )
+        ]
+    )
+    assert await ledger.files.chunks(f.id) == [
+        ChunkRecord(f.id, 0, 48, 40, b"x" * 80),
+        ChunkRecord(f.id, 48, 100, 8, b""),
+    ]
+
+
+async def test_files_completed_count_toward_the_task(ledger: Ledger) -> None:
+    [task_id] = await ledger.tasks.enqueue([NewTask("huggingface", "o/r", "/d")])
+    files = await ledger.files.add(
+        task_id, [NewFile(f"http://e/{n}", n, f"/d/{n}", 1 << 20, size=10) for n in "abc"]
+    )
+    assert [f.position for f in files] == [0, 1, 2]
+    # adding the same relpaths again is a no-op (sources may resolve twice)
+    assert len(await ledger.files.add(task_id, [NewFile("http://e/a", "a", "/d/a", 1, 10)])) == 3
+    await ledger.files.update(files[0].id, state=FileState.COMPLETED, downloaded_bytes=10)
+    task = await ledger.tasks.get(task_id)
+    assert (task.files_done, task.files_total, task.total_bytes, task.downloaded_bytes) == (
+        1,
+        3,
+        30,
+        10,
+    )
+
+
+async def test_removing_a_task_removes_its_files_chunks_and_events(ledger: Ledger) -> None:
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
+    [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 4, size=8)])
+    await ledger.files.replace_chunks(f.id, [ChunkRecord(f.id, 0, 8)])
+    await ledger.tasks.remove(task_id)
+    assert await ledger.tasks.count() == 0
+    assert await ledger.files.chunks(f.id) == []
+    assert await ledger.tasks.events(task_id) == []
