@@ -11,6 +11,7 @@ from storage.errors import (
     TaskNotFoundError,
     TransitionConflictError,
 )
+from storage.files import FileStore
 from storage.ledger import Ledger, open_ledger
 from storage.location import default_ledger_path, modelhaul_home
 from storage.records import (
@@ -25,6 +26,7 @@ from storage.records import (
     TaskRecord,
 )
 from storage.states import FINAL_STATES, TRANSITIONS, TaskState
+from storage.tasks import TaskStore
 
 __all__ = [
     "FINAL_STATES",
@@ -34,6 +36,7 @@ __all__ = [
     "FileCheckpoint",
     "FileRecord",
     "FileState",
+    "FileStore",
     "IllegalTransitionError",
     "Lease",
     "Ledger",
@@ -45,6 +48,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskRecord",
     "TaskState",
+    "TaskStore",
     "TransitionConflictError",
     "default_ledger_path",
     "modelhaul_home",

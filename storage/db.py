@@ -22,11 +22,13 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 BUSY_TIMEOUT_MS = 30_000
 READERS = 4
@@ -42,7 +44,7 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.url = url
         self.is_sqlite = url.get_backend_name() == "sqlite"
-        self._async: AsyncEngine | None = None
+        self._async: AsyncEngine | None = None  # other backends: SQLAlchemy asyncio
         self._closed = False
         if self.is_sqlite:
             sync_url = url.set(drivername="sqlite+pysqlite")
@@ -59,6 +61,8 @@ class Database:
             self._write_thread = _Threads(1, "ledger-write")
             self._read_threads = _Threads(READERS, "ledger-read")
         else:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
             self._async = create_async_engine(url, pool_pre_ping=True)
 
     async def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

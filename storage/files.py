@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
@@ -126,8 +126,12 @@ def _replace_chunks(
 def _checkpoint(conn: Connection, batch: list[FileCheckpoint], now: float, is_sqlite: bool) -> None:
     rows = [_chunk_row(c) for cp in batch for c in cp.chunks]
     if rows:
-        dialect = sqlite if is_sqlite else postgresql
-        stmt = dialect.insert(_C)
+        if is_sqlite:
+            stmt = sqlite.insert(_C)
+        else:
+            from sqlalchemy.dialects import postgresql  # heavy to import; only where used
+
+            stmt = postgresql.insert(_C)
         upsert = stmt.on_conflict_do_update(
             index_elements=[_C.c.file_id, _C.c.start],
             set_={"end": stmt.excluded.end, "done": stmt.excluded.done, "xxh3": stmt.excluded.xxh3},

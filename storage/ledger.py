@@ -15,7 +15,7 @@ from storage.db import Database
 from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
 from storage.files import FileStore
 from storage.location import default_ledger_path
-from storage.migrate import unknown_revision, upgrade_to_head
+from storage.migrate import HEAD_REVISION, current_revision, is_known, upgrade_to_head
 from storage.tasks import TaskStore
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -70,9 +70,11 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
 
 
 def _migrate(conn: Connection, where: str) -> None:
-    newer = unknown_revision(conn)
-    if newer is not None:
-        raise SchemaTooNewError(where, newer)
+    current = current_revision(conn)
+    if current == HEAD_REVISION:
+        return
+    if current is not None and not is_known(current):
+        raise SchemaTooNewError(where, current)
     upgrade_to_head(conn)
 
 

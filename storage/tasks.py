@@ -133,6 +133,11 @@ class TaskStore:
             return set()
         return await self._db.write(_heartbeat, lease.owner, ids, time.time())
 
+    async def note(self, task_id: int, reason: str, *, actor: str | None = None) -> None:
+        """Record something that happened to a task without changing its state (the remote
+        file changed, blocks were re-fetched, …): an event whose from and to are equal."""
+        await self._db.write(_note, task_id, reason, actor, time.time())
+
     # --- other fields ---------------------------------------------------------------------
 
     async def set_options(self, task_id: int, options: dict[str, Any]) -> None:
@@ -304,6 +309,21 @@ def _heartbeat(conn: Connection, owner: str, ids: list[int], now: float) -> set[
         .returning(_T.c.id)
     )
     return {r.id for r in conn.execute(stmt)}
+
+
+def _note(conn: Connection, task_id: int, reason: str, actor: str | None, now: float) -> None:
+    state = _current(conn, task_id)[0].value
+    conn.execute(
+        _INSERT_EVENT,
+        {
+            "task_id": task_id,
+            "from_state": state,
+            "to_state": state,
+            "at": now,
+            "reason": reason,
+            "actor": actor,
+        },
+    )
 
 
 def _set(conn: Connection, task_id: int, values: dict[str, Any]) -> None:

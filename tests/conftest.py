@@ -34,3 +34,37 @@ def python_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def big_files(tmp_path_factory):
+    """A folder with random files shared by the slow tests: 256 MiB ``big.bin``."""
+    from downloader.testing.nginx import write_random_file
+
+    root = tmp_path_factory.mktemp("served")
+    write_random_file(root / "big.bin", 256 << 20, seed=256)
+    return root
+
+
+@pytest.fixture(scope="session")
+def nginx_server(big_files, tmp_path_factory):
+    """nginx on a free port serving ``big_files`` (``/slow/`` at 20 MB/s per connection)."""
+    from downloader.testing.nginx import start_nginx
+
+    server = start_nginx(big_files, tmp_path_factory.mktemp("nginx"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def huge_file(big_files):
+    """A 2 GiB file beside ``big.bin`` (16 MiB random pieces, each tagged with its index)."""
+    import random
+
+    path = big_files / "huge.bin"
+    piece = bytearray(random.Random(2048).randbytes(16 << 20))
+    with path.open("wb") as f:
+        for i in range(128):
+            piece[:8] = i.to_bytes(8, "big")
+            f.write(piece)
+    return path

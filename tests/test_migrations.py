@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from conftest import REPO
 from sqlalchemy import create_engine, inspect
 
-from storage.migrate import alembic_config, head_revision
+from storage.migrate import HEAD_REVISION, alembic_config, head_revision
 from storage.models import Base
 
 
@@ -32,6 +32,10 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_the_head_revision_constant_matches_the_scripts() -> None:
+    assert head_revision() == HEAD_REVISION
 
 
 def test_upgrade_downgrade_and_upgrade_again(tmp_path: Path) -> None:

@@ -1,0 +1,190 @@
+"""Engine throughput side by side with aria2c, curl and dd, on one file served by nginx.
+
+    python benchmarks/engine_bench.py [--size 2G] [--runs 3] [--dir DIR] [--connections 16]
+
+Starts nginx on 127.0.0.1 (Debian's nginx-light) serving a random file, then, each --runs
+times, for two scenarios (unthrottled, and nginx ``limit_rate 20m`` per connection):
+
+- modelhaul: a fresh ledger, 16 connections; its time includes starting Python, fsync and
+  the rename (no SHA-256: a plain URL publishes none, as for the others).
+- ``aria2c -x16 -s16 -k1M --file-allocation=none``, and ``curl -o`` (unthrottled only: one
+  connection at 20 MB/s says nothing new), each timed alone and with ``sync FILE`` after,
+  since neither syncs: the figures "with sync" compare on equal terms.
+- ``dd`` copying the served file (hot in the page cache) to the same disk with
+  ``bs=8M conv=fdatasync``: what this disk can take.
+
+Prints MB/s, CPU seconds per GiB and peak RSS (medians), then the ratios. Targets (issue 3):
+throughput >= 1.0x aria2c in both scenarios, >= 0.8x dd unthrottled, peak RSS < 150 MB.
+Needs nginx, aria2c, curl and GNU time (Debian: nginx-light aria2 curl time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _timing import Run, median, timed
+
+from downloader.settings import parse_size
+from downloader.testing.nginx import start_nginx, write_random_file
+
+MB = 1_000_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="2G")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (on the disk to test)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    for tool in ("nginx", "aria2c", "curl", "time"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is not installed: apt-get install nginx-light aria2 curl time")
+    size = parse_size(args.size)
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="engine-bench-") as tmp:
+        work = Path(tmp)
+        (work / "www").mkdir()
+        write_random_file(work / "www" / "model.bin", size, seed=1)
+        settle()
+        server = start_nginx(work / "www", work / "nginx", slow_rate="20m")
+        try:
+            results = run_all(args, work, server, size)
+        finally:
+            server.stop()
+    report(results, size, args)
+
+
+def settle() -> None:
+    """Flush every dirty page first, so no run pays for an earlier one's writeback."""
+    subprocess.run(["sync"], check=True)
+
+
+def run_all(args: argparse.Namespace, work: Path, server, size: int) -> dict[str, dict]:
+    """Each round runs every tool once, in turn (A B C A B C …), so drift hits all alike."""
+    out = work / "out"
+    out.mkdir()
+    target = out / "model.bin"
+    ledger = work / "ledger.db"
+    source = work / "www" / "model.bin"
+    plans: list[tuple[str, str, list[str], bool]] = [
+        (
+            "dd",
+            "unthrottled",
+            ["dd", f"if={source}", f"of={target}", "bs=8M", "conv=fdatasync", "status=none"],
+            False,
+        )
+    ]
+    for scenario, slow in (("unthrottled", False), ("throttled", True)):
+        url = server.url("model.bin", slow=slow)
+        plans.append(
+            (
+                "modelhaul",
+                scenario,
+                [
+                    sys.executable,
+                    "-m",
+                    "downloader.testing.fetch",
+                    str(ledger),
+                    url,
+                    str(target),
+                    str(args.connections),
+                ],
+                False,
+            )
+        )
+        plans.append(
+            (
+                "aria2c",
+                scenario,
+                [
+                    "aria2c",
+                    "-q",
+                    "-x16",
+                    "-s16",
+                    "-k1M",
+                    "--file-allocation=none",
+                    "--allow-overwrite=true",
+                    "-d",
+                    str(out),
+                    "-o",
+                    "model.bin",
+                    url,
+                ],
+                True,
+            )
+        )
+        if not slow:
+            plans.append(("curl", scenario, ["curl", "-s", "-o", str(target), url], True))
+    runs: dict[tuple[str, str], list[Run]] = {}
+    synced: dict[tuple[str, str], list[Run]] = {}
+    for _ in range(args.runs):
+        for tool, scenario, command, sync in plans:
+            target.unlink(missing_ok=True)
+            for p in work.glob("ledger.db*"):
+                p.unlink()
+            settle()
+            run = timed(command)
+            runs.setdefault((tool, scenario), []).append(run)
+            if sync:
+                flush = timed(["sync", str(target)])
+                synced.setdefault((tool, scenario), []).append(
+                    Run(run.wall + flush.wall, run.cpu + flush.cpu, run.rss_mib)
+                )
+    results: dict[str, dict] = {}
+    for (tool, scenario), plain in runs.items():
+        extra = synced.get((tool, scenario))
+        results.setdefault(tool, {})[scenario] = (median(plain), median(extra) if extra else None)
+    target.unlink(missing_ok=True)
+    return results
+
+
+def report(results: dict[str, dict], size: int, args: argparse.Namespace) -> None:
+    gib = size / (1 << 30)
+    rows = []
+    for tool, scenarios in results.items():
+        for scenario, (plain, synced) in scenarios.items():
+            for label, run in (("", plain), (" + sync", synced)):
+                if run is not None:
+                    rows.append(
+                        {
+                            "tool": tool + label,
+                            "scenario": scenario,
+                            "MB/s": size / MB / run.wall,
+                            "cpu_s_per_GiB": run.cpu / gib,
+                            "peak_rss_MB": run.rss_mib * 1.048576,
+                            "wall_s": run.wall,
+                        }
+                    )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"engine benchmark: {size / MB:.0f} MB file, medians of {args.runs} runs")
+    print(f"{'tool':18} {'scenario':12} {'MB/s':>8} {'CPU s/GiB':>10} {'peak RSS MB':>12}")
+    for r in rows:
+        print(
+            f"{r['tool']:18} {r['scenario']:12} {r['MB/s']:8.1f} {r['cpu_s_per_GiB']:10.2f} "
+            f"{r['peak_rss_MB']:12.1f}"
+        )
+    speed = {(r["tool"], r["scenario"]): r["MB/s"] for r in rows}
+    ours_rss = max(r["peak_rss_MB"] for r in rows if r["tool"] == "modelhaul")
+    print("ratios (throughput, modelhaul over the other; its figure includes fsync):")
+    for scenario in ("unthrottled", "throttled"):
+        mh = speed[("modelhaul", scenario)]
+        print(
+            f"  {scenario:12} vs aria2c+sync {mh / speed[('aria2c + sync', scenario)]:.2f}x "
+            f"(target >= 1.0)   vs aria2c alone {mh / speed[('aria2c', scenario)]:.2f}x"
+        )
+    vs_dd = speed[("modelhaul", "unthrottled")] / speed[("dd", "unthrottled")]
+    print(f"  unthrottled  vs dd {vs_dd:.2f}x (target >= 0.8)")
+    print(f"  peak RSS {ours_rss:.0f} MB (target < 150)")
+
+
+if __name__ == "__main__":
+    main()

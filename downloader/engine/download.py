@@ -1,0 +1,484 @@
+"""Download one file: probe, plan or resume, check, fetch with many connections, verify,
+rename into place. The ledger is told at every step that matters."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from downloader.engine.checkpoint import Checkpointer
+from downloader.engine.fetch import Expected, RangeJob, fetch_whole, work
+from downloader.engine.hashing import TrailingSha256, bad_blocks
+from downloader.engine.http import Resource, TransientError
+from downloader.engine.partfile import PartFile, part_path
+from downloader.engine.plan import Plan, Span, repair
+from downloader.engine.probe import if_range_value, probe
+from downloader.engine.ratelimit import TokenBucket
+from downloader.engine.retry import RetriesExhausted
+from downloader.errors import DigestMismatchError, RemoteChangedError, RetriesExhaustedError
+from downloader.settings import Settings
+from storage import ChunkRecord, FileRecord, FileState, Ledger
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_END = 1 << 62  # the end of a span whose file has no announced size
+
+
+class Phase(enum.StrEnum):
+    """What one file is doing now, for progress reports ("verifying" is not a ledger state)."""
+
+    PENDING = "pending"
+    PROBING = "probing"
+    CHECKING = "checking"  # re-hashing written blocks after an unclean stop
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"  # the SHA-256 tail after the last byte
+    DONE = "done"
+
+
+@dataclass
+class FileProgress:
+    """Live counters of one file, read by whoever reports progress."""
+
+    file_id: int
+    relpath: str
+    size: int | None
+    written: int = 0  # bytes in place (the .part, or the final file)
+    fetched: int = 0  # bytes this process received from the network for it
+    checked: int = 0  # written bytes re-hashed because the last stop was not clean
+    phase: Phase = Phase.PENDING
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What every file download of a process shares."""
+
+    ledger: Ledger
+    session: aiohttp.ClientSession
+    settings: Settings
+    limiter: TokenBucket
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class FileDownload:
+    """One file of one task, from wherever the ledger says it stands to done."""
+
+    def __init__(
+        self,
+        ctx: EngineContext,
+        file: FileRecord,
+        *,
+        auth_headers: dict[str, str] | None = None,
+        progress: FileProgress | None = None,
+        actor: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.file = file
+        self.dest = Path(file.local_path)
+        self.part_path = part_path(self.dest)
+        self.resource = Resource(ctx.session, file.url, auth_headers=auth_headers)
+        self.progress = progress or FileProgress(file.id, file.relpath, file.size)
+        self.actor = actor
+        self._files = ctx.ledger.files
+        self._settings = ctx.settings
+
+    async def run(self) -> FileRecord:
+        """Download (or confirm) the file; returns its completed record.
+
+        Cancellation (pause, cancel) stops the connections, makes a last checkpoint and
+        re-raises; any other error does the same and propagates typed.
+        """
+        if await self._already_complete():
+            return self.file
+        restarts = 0
+        while True:
+            try:
+                return await self._attempt()
+            except RemoteChangedError as e:
+                restarts += 1
+                if not e.can_restart or restarts > self._settings.max_restarts:
+                    raise
+                await self._start_over(f"{e}; starting this file over")
+
+    # --- before fetching ----------------------------------------------------------------------
+
+    async def _already_complete(self) -> bool:
+        """A final file of the right size (and digest, when one is known) is done at once."""
+        if not await asyncio.to_thread(self.dest.is_file):
+            return False
+        if await asyncio.to_thread(self.part_path.exists):
+            return False  # an interrupted replacement of it: finish that first
+        if self.file.size is None:
+            await self._probe()
+        actual = (await asyncio.to_thread(self.dest.stat)).st_size
+        if self.file.size is not None and actual != self.file.size:
+            return False
+        if self.file.state is FileState.COMPLETED:
+            self._done(actual)
+            return True
+        sha = None
+        if self.file.expected_sha256 or self._settings.always_sha256:
+            self.progress.phase = Phase.VERIFYING
+            sha = await asyncio.to_thread(_sha256_of, self.dest)
+            if self.file.expected_sha256 and sha != self.file.expected_sha256:
+                self.progress.phase = Phase.PENDING
+                return False  # someone else's file, or a damaged one: download and replace it
+        self.file = await self._files.update(
+            self.file.id,
+            state=FileState.COMPLETED,
+            size=actual,
+            sha256=sha,
+            downloaded_bytes=actual,
+            dirty=False,
+            error=None,
+        )
+        self._done(actual)
+        return True
+
+    async def _probe(self) -> None:
+        self.progress.phase = Phase.PROBING
+        policy = self._settings.retry
+        while True:
+            try:
+                found = await probe(self.resource)
+                break
+            except TransientError as e:
+                try:
+                    policy = policy.increment(str(e), e.retry_after)
+                except RetriesExhausted as ex:
+                    raise RetriesExhaustedError(self.file.url, len(policy.history), str(e)) from ex
+                await asyncio.sleep(policy.backoff(self.ctx.rng))
+        self.file = await self._files.update(
+            self.file.id,
+            size=found.size,
+            etag=found.etag,
+            last_modified=found.last_modified,
+            accept_ranges=found.ranges,
+        )
+        self.progress.size = found.size
+
+    async def _start_over(self, why: str) -> None:
+        log.warning("task %s: %s", self.file.task_id, why)
+        await self.ctx.ledger.tasks.note(self.file.task_id, why, actor=self.actor)
+        self.file = await self._files.replace_chunks(
+            self.file.id,
+            [],
+            etag=None,
+            last_modified=None,
+            accept_ranges=None,
+            size=self.file.size if self.file.expected_sha256 else None,
+            part_mtime_ns=None,
+            part_size=None,
+        )
+        self.progress.written = 0
+
+    # --- fetching -----------------------------------------------------------------------------
+
+    async def _attempt(self) -> FileRecord:
+        if self.file.accept_ranges is None:
+            known_size = self.file.size
+            await self._probe()
+            if (
+                self.file.expected_sha256
+                and known_size is not None
+                and self.file.size != known_size
+            ):
+                raise _doomed(self.file, known_size)
+        if not self.file.accept_ranges or self.file.size is None:
+            return await self._stream_whole()
+        plan, part = await self._open_part(await self._load_plan())
+        try:
+            plan = await self._check_blocks(plan, part)
+            return await self._fetch_ranges(plan, part)
+        finally:
+            await part.close()
+
+    async def _load_plan(self) -> Plan:
+        size, s = self.file.size, self._settings
+        assert size is not None
+        chunks = await self._files.chunks(self.file.id)
+        if chunks:
+            try:
+                return Plan.from_chunks(size, self.file.block_size, chunks, s.min_steal)
+            except ValueError as e:
+                await self.ctx.ledger.tasks.note(
+                    self.file.task_id,
+                    f"{self.file.relpath}: chunk records unusable ({e}); starting this file over",
+                    actor=self.actor,
+                )
+        plan = Plan.fresh(
+            size,
+            connections=s.connections,
+            block=self.file.block_size,
+            min_chunk=s.min_chunk,
+            max_chunk=s.max_chunk,
+            min_steal=s.min_steal,
+        )
+        self.file = await self._files.replace_chunks(self.file.id, plan.records(self.file.id))
+        return plan
+
+    async def _open_part(self, plan: Plan) -> tuple[Plan, PartFile]:
+        stat = await asyncio.to_thread(_stat, self.part_path)
+        if plan.written and (stat is None or stat.st_size != self.file.size):
+            why = "missing" if stat is None else f"{stat.st_size} bytes, not {self.file.size}"
+            await self.ctx.ledger.tasks.note(
+                self.file.task_id,
+                f"{self.part_path} is {why}: its recorded progress is void, fetching it again",
+                actor=self.actor,
+            )
+            await self._files.replace_chunks(self.file.id, [])
+            plan = await self._load_plan()
+        part = await PartFile.open(
+            self.part_path,
+            self.file.size,
+            truncate=not plan.written,
+            preallocate=self._settings.preallocate,
+        )
+        return plan, part
+
+    async def _check_blocks(self, plan: Plan, part: PartFile) -> Plan:
+        """After an unclean stop, or if the .part changed behind the ledger's back, re-hash
+        every written block and fetch the bad ones again. A clean stop skips this."""
+        if not plan.written:
+            return plan
+        stat = await part.sync()
+        clean = (
+            not self.file.dirty
+            and stat.mtime_ns == self.file.part_mtime_ns
+            and stat.size == self.file.part_size
+        )
+        if clean:
+            return plan
+        self.progress.phase = Phase.CHECKING
+        records = plan.records(self.file.id)
+        bad = await bad_blocks(part, records, self.file.block_size)
+        self.progress.checked += plan.written
+        if not bad:
+            return plan
+        fixed = repair(records, bad, self.file.block_size)
+        await self._files.replace_chunks(self.file.id, fixed)
+        await self.ctx.ledger.tasks.note(
+            self.file.task_id,
+            f"{self.file.relpath}: {len(bad)} written block(s) did not match their XXH3 digests; "
+            "fetching them again",
+            actor=self.actor,
+        )
+        return Plan.from_chunks(plan.size, self.file.block_size, fixed, self._settings.min_steal)
+
+    async def _fetch_ranges(self, plan: Plan, part: PartFile) -> FileRecord:
+        s = self._settings
+        size = plan.size
+        self.progress.written = plan.written
+        self.progress.phase = Phase.DOWNLOADING
+        self.file = await self._files.update(
+            self.file.id, dirty=True, state=FileState.DOWNLOADING, error=None
+        )
+        hasher = self._hasher(part, plan.prefix)
+        checkpointer = Checkpointer(
+            self._files,
+            self.file.id,
+            part,
+            plan,
+            seconds=s.checkpoint_seconds,
+            nbytes=s.checkpoint_bytes,
+        )
+        job = self._job(part, hasher, checkpointer)
+        checkpointer.start()
+        remaining = size - plan.written
+        count = max(1, min(s.connections, -(-remaining // s.min_chunk)))
+        try:
+            await _run_all(work(job, plan, w) for w in range(count))
+            if not plan.finished:  # workers only stop early by raising; this is a bug guard
+                raise RuntimeError(f"workers stopped with {self.file.relpath} unfinished")
+            await checkpointer.stop()
+            await checkpointer.checkpoint()
+            self.progress.phase = Phase.VERIFYING
+            sha = await hasher.finish(size) if hasher is not None else None
+        except BaseException:
+            if hasher is not None:
+                await _quietly(hasher.stop())
+            await _quietly(checkpointer.stop())
+            await _quietly(self._last_checkpoint(checkpointer))
+            raise
+        return await self._finish(part, sha, size)
+
+    async def _last_checkpoint(self, checkpointer: Checkpointer) -> None:
+        await checkpointer.checkpoint()
+        # Everything written is now recorded: the next run need not re-hash the blocks.
+        self.file = await self._files.update(self.file.id, dirty=False)
+
+    async def _stream_whole(self) -> FileRecord:
+        """No range support (or no size): one stream, from zero after every failure."""
+        await self.ctx.ledger.tasks.note(
+            self.file.task_id,
+            f"{self.file.relpath}: the server "
+            + ("gives no size" if self.file.size is None else "does not support ranges")
+            + ": downloading in one stream, restarted from zero after any failure",
+            actor=self.actor,
+        )
+        await self._files.replace_chunks(self.file.id, [], dirty=True, state=FileState.DOWNLOADING)
+        policy = self._settings.retry
+        part = await PartFile.open(
+            self.part_path, self.file.size, truncate=True, preallocate=self._settings.preallocate
+        )
+        try:
+            while True:
+                span = Span(0, self.file.size if self.file.size is not None else UNKNOWN_END)
+                hasher = self._hasher(part, lambda span=span: span.done)
+                self.progress.written = 0
+                self.progress.phase = Phase.DOWNLOADING
+                try:
+                    await fetch_whole(self._job(part, hasher, None), span)
+                    if self.file.size is not None and span.done != self.file.size:
+                        raise TransientError(f"body ended after {span.done} bytes")
+                    break
+                except TransientError as e:
+                    if hasher is not None:
+                        await hasher.stop()
+                    try:
+                        policy = policy.increment(str(e), e.retry_after)
+                    except RetriesExhausted as ex:
+                        raise RetriesExhaustedError(
+                            self.file.url, len(policy.history), str(e)
+                        ) from ex
+                    await asyncio.sleep(policy.backoff(self.ctx.rng))
+                    await part.truncate(self.file.size or 0)
+                except BaseException:
+                    if hasher is not None:
+                        await hasher.stop()
+                    raise
+            self.progress.phase = Phase.VERIFYING
+            sha = await hasher.finish(span.done) if hasher is not None else None
+            await part.sync()
+            chunk = ChunkRecord(self.file.id, 0, span.done, span.done, bytes(span.digests))
+            self.file = await self._files.replace_chunks(self.file.id, [chunk], size=span.done)
+            return await self._finish(part, sha, span.done)
+        finally:
+            await part.close()
+
+    def _job(
+        self, part: PartFile, hasher: TrailingSha256 | None, checkpointer: Checkpointer | None
+    ) -> RangeJob:
+        progress = self.progress
+
+        def received(n: int) -> None:
+            progress.fetched += n
+
+        def written(n: int) -> None:
+            progress.written += n
+            if hasher is not None:
+                hasher.poke()
+            if checkpointer is not None:
+                checkpointer.wrote(n)
+
+        f = self.file
+        return RangeJob(
+            resource=self.resource,
+            part=part,
+            block=f.block_size,
+            write_size=self._settings.write_size,
+            expected=Expected(
+                size=f.size or 0,
+                etag=f.etag,
+                last_modified=f.last_modified,
+                if_range=if_range_value(f.etag, f.last_modified),
+            ),
+            limiter=self.ctx.limiter,
+            policy=self._settings.retry,
+            on_received=received,
+            on_written=written,
+            rng=self.ctx.rng,
+        )
+
+    def _hasher(self, part: PartFile, prefix: Callable[[], int]) -> TrailingSha256 | None:
+        """A SHA-256 trailing the written prefix, where there is a digest to check it against
+        (or every file is to get one)."""
+        if not (self.file.expected_sha256 or self._settings.always_sha256):
+            return None
+        hasher = TrailingSha256(part, prefix)
+        hasher.start()
+        return hasher
+
+    # --- after the last byte ------------------------------------------------------------------
+
+    async def _finish(self, part: PartFile, sha: str | None, size: int) -> FileRecord:
+        expected = self.file.expected_sha256
+        if expected and sha is not None and sha != expected:
+            await self._files.replace_chunks(self.file.id, [], dirty=False)
+            await part.close()
+            await asyncio.to_thread(_unlink, self.part_path)
+            raise DigestMismatchError(str(self.dest), expected, sha)
+        await part.finalize(self.dest)
+        self.file = await self._files.update(
+            self.file.id,
+            state=FileState.COMPLETED,
+            sha256=sha,
+            size=size,
+            downloaded_bytes=size,
+            dirty=False,
+            error=None,
+        )
+        self._done(size)
+        return self.file
+
+    def _done(self, size: int) -> None:
+        self.progress.size = size
+        self.progress.written = size
+        self.progress.phase = Phase.DONE
+
+
+async def _run_all(coroutines) -> None:  # type: ignore[no-untyped-def]
+    """Run workers together; the first failure cancels the rest and is raised as itself."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _quietly(awaitable) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await awaitable
+    except Exception as e:  # cleanup must not hide the error that brought us here
+        log.warning("cleanup step failed: %s", e)
+
+
+def _doomed(file: FileRecord, promised: int) -> RemoteChangedError:
+    return RemoteChangedError(
+        file.url,
+        f"its size is now {file.size}, but the published SHA-256 is for {promised} bytes, so "
+        "its bytes can never match it",
+        can_restart=False,
+    )
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _sha256_of(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()

@@ -1,0 +1,202 @@
+"""Fetch workers: each takes a span, streams it with one range request, writes whole blocks
+in place, and moves on to the next span (or steals half of another's) until none is left."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from downloader.engine.http import Resource, TransientError, parse_content_range
+from downloader.engine.partfile import PartFile
+from downloader.engine.plan import Plan, Span
+from downloader.engine.ratelimit import TokenBucket
+from downloader.engine.retry import RetriesExhausted, RetryPolicy
+from downloader.errors import RemoteChangedError, RetriesExhaustedError
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What the remote file must still be: its size and validators from the first probe."""
+
+    size: int
+    etag: str | None
+    last_modified: str | None
+    if_range: str | None
+
+
+@dataclass
+class RangeJob:
+    """Everything the workers of one file share."""
+
+    resource: Resource
+    part: PartFile
+    block: int
+    write_size: int  # bytes gathered before one write
+    expected: Expected
+    limiter: TokenBucket
+    policy: RetryPolicy
+    on_received: Callable[[int], None]  # bytes arrived (progress, speed)
+    on_written: Callable[[int], None]  # a block reached the file (hasher, checkpoints)
+    rng: random.Random
+
+
+class _Progressed(TransientError):
+    """A transient failure after some bytes of this attempt were written."""
+
+
+async def work(job: RangeJob, plan: Plan, worker: int) -> None:
+    """One connection's loop: fetch spans until the plan has nothing left to give."""
+    policy = job.policy
+    span = plan.acquire(worker)
+    while span is not None:
+        try:
+            await fetch_span(job, span)
+        except _Progressed as e:
+            policy = _next(job, policy.reset(), e)
+            await asyncio.sleep(policy.backoff(job.rng))
+            continue
+        except TransientError as e:
+            policy = _next(job, policy, e)
+            await asyncio.sleep(policy.backoff(job.rng))
+            continue
+        except BaseException:
+            plan.release(span)
+            raise
+        policy = policy.reset()
+        plan.release(span)
+        span = plan.acquire(worker)
+
+
+def _next(job: RangeJob, policy: RetryPolicy, error: TransientError) -> RetryPolicy:
+    try:
+        return policy.increment(str(error), error.retry_after)
+    except RetriesExhausted as e:
+        raise RetriesExhaustedError(job.resource.url, len(e.policy.history), str(error)) from e
+
+
+async def fetch_span(job: RangeJob, span: Span) -> None:
+    """Stream ``span`` from where it stands to its end (which may shrink while we read)."""
+    start = span.start + span.done
+    if start >= span.end:
+        return
+    headers = {"Range": f"bytes={start}-{span.end - 1}"}
+    if job.expected.if_range:
+        headers["If-Range"] = job.expected.if_range
+    wrote = 0
+    try:
+        async with job.resource.get(headers) as response:
+            _check(job, response, start)
+            wrote = await stream_into(job, span, response)
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        error = _Progressed if span.start + span.done > start else TransientError
+        raise error(f"{type(e).__name__}: {e or 'connection lost'}") from e
+    except TransientError as e:
+        if span.start + span.done > start:
+            raise _Progressed(str(e), retry_after=e.retry_after) from e
+        raise
+    if span.start + span.done < span.end:
+        # The body ended early (truncated, or a shorter range than asked): ask for the rest.
+        error = _Progressed if wrote else TransientError
+        raise error(f"body ended at byte {span.start + span.done} of range ending {span.end}")
+
+
+def _check(job: RangeJob, response: aiohttp.ClientResponse, start: int) -> None:
+    expected = job.expected
+    url = job.resource.url
+    etag = response.headers.get("ETag")
+    if response.status == 200:
+        if expected.etag and etag == expected.etag and not expected.etag.startswith("W/"):
+            # Same strong validator, so the file is the same: this server (or a proxy)
+            # ignored our Range header. Drop this response and ask again.
+            raise TransientError("the server ignored the Range header (200 with the same ETag)")
+        raise RemoteChangedError(url, "a range request with If-Range was answered in full (200)")
+    if response.status != 206:
+        raise TransientError(f"unexpected HTTP {response.status} to a range request")
+    if expected.etag and etag and etag != expected.etag:
+        raise RemoteChangedError(url, f"ETag {expected.etag} became {etag}")
+    modified = response.headers.get("Last-Modified")
+    if not expected.etag and expected.last_modified and modified != expected.last_modified:
+        raise RemoteChangedError(url, f"Last-Modified {expected.last_modified} became {modified}")
+    cr = parse_content_range(response.headers.get("Content-Range"))
+    if cr is None or cr.start is None:
+        raise TransientError(f"206 without a usable Content-Range: {cr}")
+    if cr.total is not None and cr.total != expected.size:
+        raise RemoteChangedError(url, f"size {expected.size} became {cr.total}")
+    if cr.start != start:
+        # Same file (same total and validator) but not the bytes we asked for: a broken
+        # answer, not a changed file. Refuse it rather than write bytes at the wrong place.
+        raise TransientError(f"asked for bytes from {start}, got Content-Range {cr.start}-{cr.end}")
+
+
+async def fetch_whole(job: RangeJob, span: Span) -> None:
+    """The fallback for servers without ranges (or without a size): one plain GET of the
+    whole file into ``span`` (which starts empty at 0). Any failure means starting over."""
+    async with job.resource.get({}) as response:
+        if response.status != 200:
+            raise TransientError(f"unexpected HTTP {response.status} to a plain GET")
+        try:
+            await stream_into(job, span, response, final_at_eof=True)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise TransientError(f"{type(e).__name__}: {e or 'connection lost'}") from e
+
+
+async def stream_into(
+    job: RangeJob, span: Span, response: aiohttp.ClientResponse, *, final_at_eof: bool = False
+) -> int:
+    """Write the body into the span as it arrives; returns the bytes written.
+
+    Received pieces are gathered up to ``job.write_size`` and written in one thread hop
+    (``pwritev``), so a connection holds at most that much plus one network read, and the
+    span's running XXH3 yields a digest as each block completes. With ``final_at_eof`` (a
+    stream of unknown length) the end of the body ends the last block.
+    """
+    wrote = 0
+    pending: list[memoryview] = []
+    buffered = 0
+    async for data in response.content.iter_any():
+        job.on_received(len(data))
+        at = span.start + span.done + buffered
+        if at >= span.end:  # another worker took the rest of this span
+            break
+        view = memoryview(data)[: span.end - at]
+        pending.append(view)
+        buffered += len(view)
+        span.pos = at + len(view)
+        if buffered >= job.write_size or span.pos >= span.end:
+            wrote += await _flush(job, span, pending, buffered)
+            pending, buffered = [], 0
+            if span.start + span.done >= span.end:
+                return wrote
+        await job.limiter.take(len(data))
+    if pending:
+        wrote += await _flush(job, span, pending, buffered)
+    if final_at_eof and span.done % job.block:
+        span.digests += span.hasher.digest()
+        span.hasher.reset()
+        span.end = span.start + span.done
+    return wrote
+
+
+async def _flush(job: RangeJob, span: Span, pending: list[memoryview], length: int) -> int:
+    at = span.start + span.done
+    length = min(length, span.end - at)  # the span may have been cut short meanwhile
+    digests = await job.part.write(at, _clip(pending, length), span.hasher, job.block, span.end)
+    for digest in digests:
+        span.digests += digest
+    span.done += length
+    job.on_written(length)
+    return length
+
+
+def _clip(views: list[memoryview], length: int) -> list[memoryview]:
+    out = []
+    for view in views:
+        if length <= 0:
+            break
+        out.append(view[:length])
+        length -= len(out[-1])
+    return out

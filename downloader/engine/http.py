@@ -1,0 +1,165 @@
+"""HTTP for the engine: the shared session, and one remote file reached through redirects.
+
+Redirects are followed by hand so that the final (often signed, expiring) URL can be reused
+for every range request, re-resolved from the original URL when its host answers 403/410, and
+so that credentials only ever go to the original URL's host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from downloader.engine.retry import parse_retry_after
+from downloader.errors import HTTPStatusError, TransferError
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_REDIRECTS = 10
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
+
+
+class TransientError(Exception):
+    """A failure that another attempt may fix (connection reset, 503, stall, …)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ExpiredURLError(TransientError):
+    """The redirect target (a signed URL) refused us; the original URL must be asked again."""
+
+
+def user_agent() -> str:
+    try:
+        return f"modelhaul/{version('modelhaul')}"
+    except PackageNotFoundError:  # running from a checkout without install
+        return "modelhaul"
+
+
+def make_session(
+    *,
+    max_connections: int,
+    max_per_host: int,
+    connect_timeout: float,
+    stall_timeout: float,
+    read_buffer: int,
+) -> aiohttp.ClientSession:
+    """The one session all downloads of a process share (global and per-host limits)."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections, limit_per_host=max_per_host, ttl_dns_cache=300
+    )
+    # No total or pool-wait timeout: a download may take hours and may queue for a connection.
+    # sock_read is the stall timeout: no byte for that long and the request is abandoned.
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=None, sock_connect=connect_timeout, sock_read=stall_timeout
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        read_bufsize=read_buffer,
+        headers={"User-Agent": user_agent(), "Accept-Encoding": "identity"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRange:
+    """A parsed ``Content-Range``; ``start``/``end`` are None for ``bytes */total``."""
+
+    start: int | None
+    end: int | None
+    total: int | None
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """``bytes 0-99/1234`` → ContentRange(0, 99, 1234); None when absent or malformed."""
+    if not value:
+        return None
+    m = _CONTENT_RANGE.match(value)
+    if not m:
+        return None
+    start, end, total = m.groups()
+    return ContentRange(
+        int(start) if start is not None else None,
+        int(end) if end is not None else None,
+        int(total) if total != "*" else None,
+    )
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class Resource:
+    """One remote file as reached from its original URL."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        auth_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self._auth = dict(auth_headers or {})
+        self._resolved: str | None = None
+
+    @property
+    def final_url(self) -> str:
+        """Where range requests go now (the last redirect target, or the URL itself)."""
+        return self._resolved or self.url
+
+    @asynccontextmanager
+    async def get(self, headers: Mapping[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET with ``headers``; yields a 2xx response. Raises ``HTTPStatusError`` for
+        statuses no retry can fix, ``TransientError`` for those it may."""
+        try:
+            response = await self._open(headers)
+        except ExpiredURLError:
+            # Our cached signed URL expired: ask the original URL for a fresh one, once.
+            self._resolved = None
+            response = await self._open(headers)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    async def _open(self, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+        url = self.final_url
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers)
+            if _origin(url) == _origin(self.url):
+                sent.update(self._auth)  # credentials never leave the original host
+            try:
+                response = await self.session.get(url, headers=sent, allow_redirects=False)
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                raise TransientError(f"{type(e).__name__}: {e or 'connection failed'}") from e
+            status = response.status
+            if status in REDIRECTS and "Location" in response.headers:
+                url = urljoin(url, response.headers["Location"])
+                response.release()
+                continue
+            if status < 300:
+                if url != self.url:
+                    self._resolved = url
+                return response
+            detail = (response.headers.get("X-Error-Message") or "").strip()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            reason = response.reason or ""
+            response.close()
+            if status in (403, 410) and _origin(url) != _origin(self.url):
+                raise ExpiredURLError(f"HTTP {status} from redirect target {_origin(url)[1]}")
+            if status in RETRYABLE or status >= 500:
+                raise TransientError(f"HTTP {status} {reason}".strip(), retry_after=retry_after)
+            raise HTTPStatusError(self.url, status, reason, detail)
+        raise TransferError(f"more than {MAX_REDIRECTS} redirects for {self.url}", url=self.url)

@@ -1,0 +1,207 @@
+"""Which byte ranges of a file are done, in flight or still to fetch; and work stealing.
+
+Pure bookkeeping, no I/O. A file is covered by spans (the ledger's chunks) that never
+overlap. Every span starts on a block boundary and ends on one (or at the end of the file),
+so each block belongs to exactly one span and its XXH3 digest can be taken as it streams in.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import xxhash
+
+from storage import ChunkRecord
+
+DIGEST_SIZE = 8  # bytes of one XXH3-64 digest
+
+
+def align_up(value: int, block: int) -> int:
+    """The first block boundary at or after ``value``."""
+    return -(-value // block) * block
+
+
+def blocks_in(length: int, block: int) -> int:
+    """How many blocks (the last one possibly short) cover ``length`` bytes."""
+    return -(-length // block)
+
+
+@dataclass(eq=False)
+class Span:
+    """A live chunk: ``[start, end)``, ``done`` bytes written from ``start``, one digest per
+    complete block, the running XXH3 of the block being written, and ``pos``, how far its
+    owner has received."""
+
+    start: int
+    end: int
+    done: int = 0
+    digests: bytearray = field(default_factory=bytearray)
+    owner: int | None = None
+    pos: int = -1
+    hasher: xxhash.xxh3_64 = field(default_factory=xxhash.xxh3_64)
+
+    def __post_init__(self) -> None:
+        if self.pos < 0:
+            self.pos = self.start + self.done
+
+    @property
+    def finished(self) -> bool:
+        """Every byte written."""
+        return self.start + self.done >= self.end
+
+    @property
+    def remaining(self) -> int:
+        """Bytes not yet received."""
+        return max(0, self.end - self.pos)
+
+    def record(self, file_id: int, block: int) -> ChunkRecord:
+        """This span as the ledger stores it: only whole, digested blocks count, so a block
+        being written when the process dies is simply fetched again."""
+        durable = min(self.done, len(self.digests) // DIGEST_SIZE * block)
+        return ChunkRecord(file_id, self.start, self.end, durable, bytes(self.digests))
+
+
+class Plan:
+    """The spans of one file and who works on which."""
+
+    def __init__(self, size: int, block: int, spans: Sequence[Span], min_steal: int) -> None:
+        self.size = size
+        self.block = block
+        self.min_steal = max(min_steal, 2 * block)
+        self._spans = sorted(spans, key=lambda s: s.start)
+        self._starts = [s.start for s in self._spans]
+        _check_cover(size, self._spans)
+
+    @classmethod
+    def fresh(
+        cls,
+        size: int,
+        *,
+        connections: int,
+        block: int,
+        min_chunk: int,
+        max_chunk: int,
+        min_steal: int,
+    ) -> Plan:
+        """Cut a new file into chunks of about ``size / (4 * connections)``: several per
+        connection, handed out in file order so that the contiguous prefix (which the SHA-256
+        hasher trails) grows steadily, while a chunk stays long enough that a new request per
+        chunk costs little."""
+        target = min(max_chunk, max(min_chunk, size // max(1, 4 * connections)))
+        chunk = max(block, align_up(target, block))
+        spans = [Span(start, min(size, start + chunk)) for start in range(0, size, chunk)]
+        return cls(size, block, spans or [Span(0, 0)], min_steal)
+
+    @classmethod
+    def from_chunks(
+        cls, size: int, block: int, chunks: Iterable[ChunkRecord], min_steal: int
+    ) -> Plan:
+        """Rebuild the plan from the ledger; raises ValueError if the chunks are inconsistent."""
+        spans = []
+        for c in chunks:
+            if len(c.xxh3) != DIGEST_SIZE * blocks_in(c.done, block):
+                raise ValueError(f"chunk at {c.start} has {len(c.xxh3)} digest bytes for {c.done}")
+            spans.append(Span(c.start, c.end, c.done, bytearray(c.xxh3)))
+        return cls(size, block, spans, min_steal)
+
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        """All spans in byte order."""
+        return tuple(self._spans)
+
+    @property
+    def written(self) -> int:
+        """Bytes written to the file so far."""
+        return sum(s.done for s in self._spans)
+
+    @property
+    def finished(self) -> bool:
+        """Every span written."""
+        return all(s.finished for s in self._spans)
+
+    def prefix(self) -> int:
+        """Length of the contiguous written prefix of the file."""
+        for s in self._spans:
+            if not s.finished:
+                return s.start + s.done
+        return self.size
+
+    def acquire(self, worker: int) -> Span | None:
+        """The next span for ``worker``: the first unowned one in file order, else half of
+        the largest range another worker still has to receive, else None (nothing left)."""
+        for s in self._spans:
+            if s.owner is None and not s.finished:
+                s.owner = worker
+                s.pos = s.start + s.done
+                return s
+        return self._steal(worker)
+
+    def release(self, span: Span) -> None:
+        """``span``'s worker stopped working on it."""
+        span.owner = None
+        span.pos = span.start + span.done
+
+    def _steal(self, worker: int) -> Span | None:
+        victims = [s for s in self._spans if s.owner is not None and s.remaining >= self.min_steal]
+        if not victims:
+            return None
+        victim = max(victims, key=lambda s: s.remaining)
+        mid = align_up(victim.pos + victim.remaining // 2, self.block)
+        if not victim.pos < mid < victim.end:
+            return None
+        stolen = Span(mid, victim.end, owner=worker)
+        victim.end = mid
+        i = bisect.bisect(self._starts, mid)
+        self._spans.insert(i, stolen)
+        self._starts.insert(i, mid)
+        return stolen
+
+    def records(self, file_id: int) -> tuple[ChunkRecord, ...]:
+        """Every span as the ledger stores it."""
+        return tuple(s.record(file_id, self.block) for s in self._spans)
+
+
+def repair(chunks: Sequence[ChunkRecord], bad: set[int], block: int) -> list[ChunkRecord]:
+    """Chunks with the blocks starting at the offsets in ``bad`` made un-done again.
+
+    A chunk's done part is cut around each bad block: the good runs stay done (as chunks of
+    their own), each bad block becomes a chunk to fetch, and the unfinished tail stays as it
+    was, so nothing verified good is fetched twice.
+    """
+    out: list[ChunkRecord] = []
+    for c in sorted(chunks, key=lambda c: c.start):
+        written_end = c.start + c.done
+        cuts = sorted(b for b in bad if c.start <= b < written_end)
+        if not cuts:
+            out.append(c)
+            continue
+        run_start = c.start
+        for b in cuts:
+            if b > run_start:
+                out.append(_done_run(c, run_start, b, block))
+            out.append(ChunkRecord(c.file_id, b, min(b + block, c.end)))
+            run_start = min(b + block, c.end)
+        if run_start < written_end:
+            out.append(_done_run(c, run_start, written_end, block))
+        if written_end < c.end:
+            out.append(ChunkRecord(c.file_id, written_end, c.end))
+    return out
+
+
+def _done_run(c: ChunkRecord, start: int, end: int, block: int) -> ChunkRecord:
+    first = (start - c.start) // block
+    last = blocks_in(end - c.start, block)
+    digests = c.xxh3[first * DIGEST_SIZE : last * DIGEST_SIZE]
+    return ChunkRecord(c.file_id, start, end, end - start, digests)
+
+
+def _check_cover(size: int, spans: Sequence[Span]) -> None:
+    at = 0
+    for s in spans:
+        if s.start != at or s.end < s.start or s.done > s.end - s.start:
+            raise ValueError(f"chunks do not tile the file: gap, overlap or overrun at byte {at}")
+        at = s.end
+    if at != size:
+        raise ValueError(f"chunks cover {at} bytes of a {size}-byte file")

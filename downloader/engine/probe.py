@@ -1,0 +1,61 @@
+"""Probe a remote file: size, range support, validators, final URL after redirects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from downloader.engine.http import Resource, parse_content_range
+from downloader.errors import HTTPStatusError
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What one ``GET`` of the first byte tells about a remote file."""
+
+    url: str
+    size: int | None
+    ranges: bool
+    etag: str | None
+    last_modified: str | None
+
+
+async def probe(resource: Resource) -> Probe:
+    """Ask for byte 0 only: a 206 gives the size and proves range support, a 200 does not."""
+    try:
+        return await _probe(resource, {"Range": "bytes=0-0"})
+    except HTTPStatusError as e:
+        if e.status != 416:
+            raise
+    # 416 for the first byte: the file is empty. Ask for all of it to learn its validators.
+    return await _probe(resource, {})
+
+
+async def _probe(resource: Resource, headers: dict[str, str]) -> Probe:
+    async with resource.get(headers) as response:
+        headers = response.headers
+        size: int | None
+        if response.status == 206:
+            cr = parse_content_range(headers.get("Content-Range"))
+            size = cr.total if cr else None
+            ranges = size is not None
+            await response.read()  # one byte: lets the connection go back to the pool
+        else:
+            length = headers.get("Content-Length")
+            size = int(length) if length and length.isdigit() else None
+            ranges = size == 0
+            if size == 0:
+                await response.read()
+        return Probe(
+            url=resource.final_url,
+            size=size,
+            ranges=ranges,
+            etag=headers.get("ETag"),
+            last_modified=headers.get("Last-Modified"),
+        )
+
+
+def if_range_value(etag: str | None, last_modified: str | None) -> str | None:
+    """The validator to send in ``If-Range``: a strong ETag, else Last-Modified, else none."""
+    if etag and not etag.startswith("W/"):
+        return etag
+    return last_modified

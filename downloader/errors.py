@@ -1,0 +1,110 @@
+"""Typed errors of the downloader. Each carries a message a user can act on.
+
+Frontends map them in one place each: ``downloader.cli.exitcodes`` (exit codes),
+``downloader.server.errors`` (HTTP statuses) and ``downloader.progress`` (ERROR progress).
+"""
+
+from __future__ import annotations
+
+from storage.errors import LedgerError
+
+
+class ModelhaulError(Exception):
+    """Base class of every error the downloader raises on purpose."""
+
+
+class SpecError(ModelhaulError, ValueError):
+    """A download spec (URL, hf://…, ollama://…, alias) that cannot be understood."""
+
+
+class DestinationError(ModelhaulError):
+    """A destination that cannot be used (outside writable space, a folder, …)."""
+
+
+class TransferError(ModelhaulError):
+    """Fetching a file failed for good."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class HTTPStatusError(TransferError):
+    """The server answered with a status that retrying cannot fix (404, 401, 403, …)."""
+
+    def __init__(self, url: str, status: int, reason: str = "", detail: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        text = f"HTTP {status}{' ' + reason if reason else ''} for {url}"
+        super().__init__(f"{text}: {detail}" if detail else text, url=url)
+
+
+class RetriesExhaustedError(TransferError):
+    """Transient failures went on past the retry budget."""
+
+    def __init__(self, url: str, attempts: int, last_error: str) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(
+            f"gave up on {url} after {attempts} attempts without progress; last error: "
+            f"{last_error}",
+            url=url,
+        )
+
+
+class RemoteChangedError(TransferError):
+    """The remote file is no longer the one whose bytes we hold."""
+
+    def __init__(self, url: str, why: str, *, can_restart: bool = True) -> None:
+        self.why = why
+        self.can_restart = can_restart
+        super().__init__(f"the remote file changed ({why}): {url}", url=url)
+
+
+class DigestMismatchError(TransferError):
+    """The bytes on disk do not match the digest the source published."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"SHA-256 of {path} is {actual}, but the source published {expected}; "
+            "the download was discarded, retry to fetch it again"
+        )
+
+
+class DiskFullError(TransferError):
+    """No space left on the device that holds the destination."""
+
+    def __init__(self, path: str, needed: int | None = None) -> None:
+        self.path = path
+        self.needed = needed
+        more = f" (the file needs {needed} bytes)" if needed else ""
+        super().__init__(
+            f"no space left on device writing {path}{more}; free some space and resume"
+        )
+
+
+class DiskError(TransferError):
+    """Any other OS error writing or reading the destination."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        self.path = path
+        self.errno = error.errno
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
+
+
+__all__ = [
+    "DestinationError",
+    "DigestMismatchError",
+    "DiskError",
+    "DiskFullError",
+    "HTTPStatusError",
+    "LedgerError",
+    "ModelhaulError",
+    "RemoteChangedError",
+    "RetriesExhaustedError",
+    "SpecError",
+    "TransferError",
+]

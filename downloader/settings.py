@@ -1,0 +1,104 @@
+"""All tunables in one frozen dataclass, read from the environment or the CLI at the edge."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from downloader.engine.retry import RetryPolicy
+from storage.location import modelhaul_home
+
+MiB = 1 << 20
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``10M``, ``1.5GiB``, ``800k``, ``123`` → bytes (binary multiples). Raises ValueError."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 800K, 10M, 1.5G)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How modelhaul downloads. Pass one to the manager; nothing reads globals."""
+
+    home: Path = field(default_factory=lambda: modelhaul_home(os.environ))
+    ledger: str | None = None  # a path or SQLAlchemy URL; None: home/ledger.db
+    downloads: Path | None = None  # default destination folder; None: home/downloads
+
+    connections: int = 16  # per file
+    max_connections: int = 64  # all files of all tasks together
+    max_per_host: int = 32
+    max_tasks: int = 4  # tasks running at once in one process
+    max_files: int = 8  # files in flight at once within one task
+    rate_limit: int | None = None  # bytes per second for everything, None = unlimited
+
+    block_size: int = 1 * MiB  # unit of XXH3 digests and of durable progress
+    min_chunk: int = 4 * MiB
+    max_chunk: int = 64 * MiB
+    min_steal: int = 2 * MiB  # never split a remaining range smaller than this
+    checkpoint_seconds: float = 1.0
+    checkpoint_bytes: int = 32 * MiB
+    read_buffer: int = 64 * 1024  # aiohttp's default; larger buffers only cost memory here
+    write_size: int = 512 * 1024  # received bytes gathered per write (one thread hop each)
+    # SHA-256 is checked wherever the source publishes one (Hugging Face LFS, Ollama). With
+    # this on, it is computed for every file, e.g. to record the digest of a plain URL.
+    always_sha256: bool = False
+    # Reserve the whole file on disk before the first byte (fallocate), so a full disk is
+    # found at once instead of mid-download. Off: a sparse .part, as aria2's
+    # --file-allocation=none.
+    preallocate: bool = True
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stall_timeout: float = 30.0
+    connect_timeout: float = 30.0
+    max_restarts: int = 3  # times a file may start over because the remote changed
+
+    heartbeat_seconds: float = 2.0
+    watch_seconds: float = 0.25  # how often a runner looks for pause/cancel requests
+    stale_after: float = 30.0  # a lease from another host expires after this
+
+    @property
+    def ledger_target(self) -> str:
+        """Where the ledger is."""
+        return self.ledger or str(self.home / "ledger.db")
+
+    @property
+    def download_dir(self) -> Path:
+        """Where files go when no destination is given."""
+        return self.downloads or self.home / "downloads"
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``MODELHAUL_*`` variables, then explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {"home": modelhaul_home(env)}
+        if env.get("MODELHAUL_LEDGER"):
+            values["ledger"] = env["MODELHAUL_LEDGER"]
+        if env.get("MODELHAUL_DOWNLOADS"):
+            values["downloads"] = Path(env["MODELHAUL_DOWNLOADS"]).expanduser()
+        for name, kind in (
+            ("connections", int),
+            ("max_connections", int),
+            ("max_tasks", int),
+            ("max_files", int),
+            ("stall_timeout", float),
+        ):
+            raw = env.get(f"MODELHAUL_{name.upper()}")
+            if raw:
+                values[name] = kind(raw)
+        if env.get("MODELHAUL_RATE_LIMIT"):
+            values["rate_limit"] = parse_size(env["MODELHAUL_RATE_LIMIT"])
+        return cls(**values).with_(**overrides)

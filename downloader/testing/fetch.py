@@ -1,0 +1,72 @@
+"""Download one URL through the engine alone (no manager), resuming whatever the ledger
+holds for it: the process that crash tests kill and benchmarks time.
+
+    python -m downloader.testing.fetch LEDGER URL DEST CONNECTIONS [EXPECTED_SHA256]
+
+With EXPECTED_SHA256 the file is verified against it, as a hub's published digest would be.
+
+Prints "started rss_kib=N" once running, then at the end
+"done <sha256> fetched=<n> checked=<n> baseline_kib=<n> peak_kib=<n>".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from downloader.engine.download import EngineContext, FileDownload, FileProgress
+from downloader.engine.http import make_session
+from downloader.engine.ratelimit import TokenBucket
+from downloader.settings import MiB, Settings
+from storage import NewFile, NewTask, TaskState, open_ledger
+
+
+def status_kib(field: str) -> int:
+    """A memory figure of this process from /proc (Linux), in KiB: VmRSS now, or VmHWM,
+    the peak since exec (unlike ru_maxrss, which keeps the parent's image a fork copied)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def main(
+    ledger_path: str, url: str, dest: str, connections: int, expected: str | None
+) -> None:
+    settings = Settings(home=Path(ledger_path).parent, connections=connections)
+    async with await open_ledger(ledger_path) as ledger:
+        spec = NewTask("url", url, dest)
+        task = await ledger.tasks.find(spec.spec_key, list(TaskState))
+        if task is None:
+            [task_id] = await ledger.tasks.enqueue([spec])
+            await ledger.files.add(
+                task_id, [NewFile(url, Path(dest).name, dest, MiB, expected_sha256=expected)]
+            )
+        else:
+            task_id = task.id
+        [record] = await ledger.files.of_task(task_id)
+        session = make_session(
+            max_connections=64,
+            max_per_host=32,
+            connect_timeout=10,
+            stall_timeout=30,
+            read_buffer=settings.read_buffer,
+        )
+        baseline = status_kib("VmRSS")
+        print(f"started rss_kib={baseline}", flush=True)
+        async with session:
+            ctx = EngineContext(ledger, session, settings, TokenBucket(None))
+            progress = FileProgress(record.id, record.relpath, record.size)
+            done = await FileDownload(ctx, record, progress=progress).run()
+        peak = status_kib("VmHWM")
+        print(
+            f"done {done.sha256} fetched={progress.fetched} checked={progress.checked} "
+            f"baseline_kib={baseline} peak_kib={peak}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    expected = sys.argv[5] if len(sys.argv) > 5 else None
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), expected))

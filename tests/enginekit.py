@@ -1,0 +1,75 @@
+"""Helpers for engine tests: run one file download against a real server and ledger."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from downloader.engine.download import EngineContext, FileDownload, FileProgress
+from downloader.engine.http import make_session
+from downloader.engine.ratelimit import TokenBucket
+from downloader.engine.retry import RetryPolicy
+from downloader.settings import MiB, Settings
+from storage import FileRecord, Ledger, NewFile, NewTask
+
+
+def small_settings(tmp_path: Path, **overrides) -> Settings:
+    """Small, fast settings: short stalls and backoffs so faults resolve quickly."""
+    base = {
+        "home": tmp_path / "home",
+        "connections": 8,
+        "min_chunk": 2 * MiB,
+        "max_chunk": 8 * MiB,
+        "stall_timeout": 3.0,
+        "retry": RetryPolicy(attempts=6, backoff_factor=0.05, backoff_max=0.5),
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+@asynccontextmanager
+async def engine(ledger: Ledger, settings: Settings):
+    """An EngineContext with its own HTTP session."""
+    session = make_session(
+        max_connections=settings.max_connections,
+        max_per_host=settings.max_per_host,
+        connect_timeout=settings.connect_timeout,
+        stall_timeout=settings.stall_timeout,
+        read_buffer=settings.read_buffer,
+    )
+    async with session:
+        yield EngineContext(ledger, session, settings, TokenBucket(settings.rate_limit))
+
+
+async def add_file(
+    ledger: Ledger, url: str, dest: Path, *, expected_sha256: str | None = None, size=None
+) -> FileRecord:
+    """A task with one file, as a source would create it."""
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", url, str(dest))])
+    [record] = await ledger.files.add(
+        task_id,
+        [NewFile(url, dest.name, str(dest), MiB, size=size, expected_sha256=expected_sha256)],
+    )
+    return record
+
+
+async def fetch(
+    ctx: EngineContext, record: FileRecord, **kwargs
+) -> tuple[FileRecord, FileProgress]:
+    """Run the file download to its end."""
+    progress = FileProgress(record.id, record.relpath, record.size)
+    done = await FileDownload(ctx, record, progress=progress, **kwargs).run()
+    return done, progress
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,129 @@
+"""Chunk planning and work stealing keep the file tiled by block-aligned spans."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from downloader.engine.plan import DIGEST_SIZE, Plan, Span, repair
+from storage import ChunkRecord
+
+B = 1024  # a small block keeps the arithmetic readable
+
+
+def fresh(size: int, connections: int = 4) -> Plan:
+    return Plan.fresh(
+        size, connections=connections, block=B, min_chunk=4 * B, max_chunk=16 * B, min_steal=2 * B
+    )
+
+
+def write(span: Span, nbytes: int) -> None:
+    """Pretend the owner wrote ``nbytes`` more (whole blocks, or up to the end)."""
+    length = min(nbytes, span.end - (span.start + span.done))
+    span.done += length
+    span.digests += b"d" * DIGEST_SIZE * (-(-length // B))
+    span.pos = span.start + span.done
+
+
+def test_a_fresh_plan_tiles_the_file_with_block_aligned_chunks() -> None:
+    plan = fresh(100 * B + 7)
+    spans = plan.spans
+    assert spans[0].start == 0 and spans[-1].end == 100 * B + 7
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
+    assert all(s.start % B == 0 for s in spans)
+
+
+def test_spans_are_handed_out_in_file_order() -> None:
+    plan = fresh(64 * B)
+    taken = [plan.acquire(w).start for w in range(3)]
+    assert taken == sorted(taken) and taken[0] == 0
+
+
+def test_an_idle_worker_steals_half_of_the_largest_remaining_range() -> None:
+    plan = Plan(64 * B, B, [Span(0, 64 * B)], min_steal=2 * B)
+    first = plan.acquire(0)
+    write(first, 10 * B)
+    stolen = plan.acquire(1)
+    assert stolen is not None and stolen.owner == 1
+    assert stolen.start == 37 * B and stolen.end == 64 * B and first.end == 37 * B
+
+
+def test_nothing_is_stolen_below_the_minimum() -> None:
+    plan = Plan(4 * B, B, [Span(0, 4 * B)], min_steal=2 * B)
+    write(plan.acquire(0), 3 * B)
+    assert plan.acquire(1) is None
+
+
+def test_prefix_is_the_contiguous_written_start() -> None:
+    plan = Plan(8 * B, B, [Span(0, 4 * B), Span(4 * B, 8 * B)], min_steal=2 * B)
+    a, b = plan.acquire(0), plan.acquire(1)
+    write(b, 4 * B)
+    assert plan.prefix() == 0
+    write(a, 2 * B)
+    assert plan.prefix() == 2 * B
+    write(a, 2 * B)
+    assert plan.prefix() == 8 * B and plan.finished
+
+
+def test_repair_refetches_only_bad_blocks_and_keeps_good_ones() -> None:
+    digests = b"".join(bytes([i]) * DIGEST_SIZE for i in range(6))
+    chunk = ChunkRecord(1, 0, 10 * B, 6 * B, digests)
+    fixed = repair([chunk], {2 * B, 4 * B}, B)
+    assert fixed == [
+        ChunkRecord(1, 0, 2 * B, 2 * B, digests[: 2 * DIGEST_SIZE]),
+        ChunkRecord(1, 2 * B, 3 * B),
+        ChunkRecord(1, 3 * B, 4 * B, B, digests[3 * DIGEST_SIZE : 4 * DIGEST_SIZE]),
+        ChunkRecord(1, 4 * B, 5 * B),
+        ChunkRecord(1, 5 * B, 6 * B, B, digests[5 * DIGEST_SIZE :]),
+        ChunkRecord(1, 6 * B, 10 * B),
+    ]
+    assert Plan.from_chunks(10 * B, B, fixed, 2 * B).written == 4 * B
+
+
+def test_inconsistent_ledger_chunks_are_refused() -> None:
+    try:
+        Plan.from_chunks(10 * B, B, [ChunkRecord(1, 0, 4 * B), ChunkRecord(1, 5 * B, 10 * B)], B)
+    except ValueError as e:
+        assert "gap" in str(e)
+    else:
+        raise AssertionError("a gap was accepted")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=300 * B),
+    steps=st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(["acquire", "write", "release"])),
+        max_size=120,
+    ),
+)
+def test_any_interleaving_keeps_spans_tiled_aligned_and_owned_once(size, steps) -> None:
+    plan = fresh(size, connections=3)
+    held: dict[int, Span] = {}
+    for worker, action in steps:
+        if action == "acquire" and worker not in held:
+            span = plan.acquire(worker)
+            if span is not None:
+                held[worker] = span
+        elif action == "write" and worker in held:
+            write(held[worker], 3 * B)
+            if held[worker].finished:
+                plan.release(held.pop(worker))
+        elif action == "release" and worker in held:
+            plan.release(held.pop(worker))
+        spans = plan.spans
+        assert spans[0].start == 0 and spans[-1].end == size
+        assert all(a.end == b.start for a, b in itertools.pairwise(spans))
+        assert all(s.start % B == 0 and s.start <= s.start + s.done <= s.end for s in spans)
+        assert all(len(s.digests) == DIGEST_SIZE * -(-s.done // B) for s in spans)
+        owners = [s.owner for s in spans if s.owner is not None]
+        assert len(owners) == len(set(owners))
+    # Draining with one worker always finishes the file.
+    for span in held.values():
+        plan.release(span)
+    while (span := plan.acquire(99)) is not None:
+        write(span, size)
+        plan.release(span)
+    assert plan.finished and plan.prefix() == size

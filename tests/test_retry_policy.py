@@ -1,0 +1,54 @@
+"""The retry policy is a value: each failure makes a new one, and it needs no network."""
+
+from __future__ import annotations
+
+import random
+from email.utils import formatdate
+
+import pytest
+
+from downloader.engine.retry import RetriesExhausted, RetryPolicy, parse_retry_after
+
+
+def test_increment_returns_a_new_policy_and_keeps_history() -> None:
+    base = RetryPolicy(attempts=3)
+    one = base.increment("reset")
+    two = one.increment("503", retry_after=2.0)
+    assert base.history == () and len(one.history) == 1
+    assert [a.error for a in two.history] == ["reset", "503"]
+
+
+def test_budget_is_spent_after_the_allowed_attempts() -> None:
+    policy = RetryPolicy(attempts=2).increment("a").increment("b")
+    with pytest.raises(RetriesExhausted, match="3 attempts failed; last: c"):
+        policy.increment("c")
+
+
+def test_reset_restores_the_whole_budget_after_progress() -> None:
+    policy = RetryPolicy(attempts=2).increment("a").increment("b").reset()
+    assert policy.history == () and policy.increment("c").history[0].error == "c"
+
+
+def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
+    rng = random.Random(1)
+    policy = RetryPolicy(attempts=20, backoff_factor=0.5, backoff_max=4.0)
+    ceilings = []
+    for n in range(8):
+        policy = policy.increment(f"e{n}")
+        waits = [policy.backoff(rng) for _ in range(200)]
+        assert all(0.0 <= w <= min(4.0, 0.5 * 2**n) for w in waits)
+        ceilings.append(max(waits))
+    assert ceilings[0] < ceilings[3] and max(ceilings) <= 4.0
+
+
+def test_retry_after_wins_over_the_formula_up_to_its_cap() -> None:
+    policy = RetryPolicy(retry_after_max=60).increment("429", retry_after=7.0)
+    assert policy.backoff() == 7.0
+    assert RetryPolicy(retry_after_max=60).increment("503", retry_after=900).backoff() == 60
+
+
+def test_retry_after_parses_seconds_and_http_dates() -> None:
+    assert parse_retry_after("120") == 120.0
+    now = 1_700_000_000.0
+    assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30)
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
