@@ -108,23 +108,35 @@ class TaskStore:
         if_owner: str | None = None,
         lease: Lease | None = None,
         actor: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> TaskRecord:
         """Move one task to ``to`` if the state table allows it, recording one event.
 
         ``expect`` makes it a compare-and-set from that state; ``if_owner`` additionally
-        requires the lease to belong to that owner. A lost race raises
-        ``TransitionConflictError``; a move the table forbids, ``IllegalTransitionError``;
-        either way nothing changes.
+        requires the lease to belong to that owner; ``options`` replaces the task's options
+        in the same transaction. A lost race raises ``TransitionConflictError``; a move the
+        table forbids, ``IllegalTransitionError``; either way nothing changes.
         """
         return await self._db.write(
-            _transition, task_id, to, reason, expect, if_owner, lease, actor, time.time()
+            _transition, task_id, to, reason, expect, if_owner, lease, actor, options, time.time()
         )
 
-    async def claim(self, lease: Lease, limit: int, *, reason: str = "claimed") -> list[TaskRecord]:
-        """Take up to ``limit`` pending tasks, highest priority then oldest first."""
+    async def claim(
+        self,
+        lease: Lease,
+        limit: int,
+        *,
+        only: Iterable[int] | None = None,
+        reason: str = "claimed",
+    ) -> list[TaskRecord]:
+        """Take up to ``limit`` pending tasks (among ``only`` if given), highest priority then
+        oldest first."""
         if limit <= 0:
             return []
-        return await self._db.write(_claim, lease, limit, reason, time.time(), self._db.is_sqlite)
+        wanted = None if only is None else list(only)
+        return await self._db.write(
+            _claim, lease, limit, wanted, reason, time.time(), self._db.is_sqlite
+        )
 
     async def heartbeat(self, lease: Lease, task_ids: Iterable[int]) -> set[int]:
         """Renew the lease on ``task_ids``; returns those still downloading under it."""
@@ -184,6 +196,7 @@ def _transition(
     if_owner: str | None,
     lease: Lease | None,
     actor: str | None,
+    options: dict[str, Any] | None,
     now: float,
 ) -> TaskRecord:
     current = expect if expect is not None else _current(conn, task_id)[0]
@@ -191,13 +204,22 @@ def _transition(
         conn, [task_id], current, to, now, reason, lease=lease, owner=if_owner, actor=actor
     )
     if moved:
+        if options is not None:
+            _set(conn, task_id, {"options": options})
+            return _get(conn, task_id)
         return moved[0]
     actual, owner = _current(conn, task_id)
     raise TransitionConflictError(task_id, current, actual, to, owner)
 
 
 def _claim(
-    conn: Connection, lease: Lease, limit: int, reason: str, now: float, sqlite: bool
+    conn: Connection,
+    lease: Lease,
+    limit: int,
+    only: list[int] | None,
+    reason: str,
+    now: float,
+    sqlite: bool,
 ) -> list[TaskRecord]:
     query = (
         select(_T.c.id)
@@ -205,6 +227,8 @@ def _claim(
         .order_by(_T.c.priority.desc(), _T.c.id)
         .limit(limit)
     )
+    if only is not None:
+        query = query.where(_T.c.id.in_(only))
     if not sqlite:  # SQLite's BEGIN IMMEDIATE already keeps other writers out
         query = query.with_for_update(skip_locked=True)
     ids = [r.id for r in conn.execute(query)]

@@ -8,10 +8,10 @@ the ledger can only under-report.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from downloader.engine.partfile import PartFile
 from downloader.engine.plan import Plan
+from downloader.engine.timing import wait_a_while
 from storage import FileCheckpoint, FileStore
 
 
@@ -74,7 +74,6 @@ class Checkpointer:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self._seconds)
+            await wait_a_while(self._due, self._seconds)
             if self._plan.written != self.durable:
                 await self.checkpoint()

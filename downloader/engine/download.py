@@ -46,7 +46,8 @@ class Phase(enum.StrEnum):
 
 @dataclass
 class FileProgress:
-    """Live counters of one file, read by whoever reports progress."""
+    """Live counters of one file, read by whoever reports progress; ``on_phase`` (if set)
+    hears each phase change at once, so no phase is missed between two samples."""
 
     file_id: int
     relpath: str
@@ -55,6 +56,14 @@ class FileProgress:
     fetched: int = 0  # bytes this process received from the network for it
     checked: int = 0  # written bytes re-hashed because the last stop was not clean
     phase: Phase = Phase.PENDING
+    on_phase: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def enter(self, phase: Phase) -> None:
+        """Move to ``phase`` and tell the listener."""
+        if phase is not self.phase:
+            self.phase = phase
+            if self.on_phase is not None:
+                self.on_phase()
 
 
 @dataclass(frozen=True)
@@ -126,10 +135,10 @@ class FileDownload:
             return True
         sha = None
         if self.file.expected_sha256 or self._settings.always_sha256:
-            self.progress.phase = Phase.VERIFYING
+            self.progress.enter(Phase.VERIFYING)
             sha = await asyncio.to_thread(_sha256_of, self.dest)
             if self.file.expected_sha256 and sha != self.file.expected_sha256:
-                self.progress.phase = Phase.PENDING
+                self.progress.enter(Phase.PENDING)
                 return False  # someone else's file, or a damaged one: download and replace it
         self.file = await self._files.update(
             self.file.id,
@@ -144,7 +153,7 @@ class FileDownload:
         return True
 
     async def _probe(self) -> None:
-        self.progress.phase = Phase.PROBING
+        self.progress.enter(Phase.PROBING)
         policy = self._settings.retry
         while True:
             try:
@@ -222,7 +231,9 @@ class FileDownload:
             max_chunk=s.max_chunk,
             min_steal=s.min_steal,
         )
-        self.file = await self._files.replace_chunks(self.file.id, plan.records(self.file.id))
+        self.file = await self._files.replace_chunks(
+            self.file.id, plan.records(self.file.id), dirty=True, state=FileState.DOWNLOADING
+        )
         return plan
 
     async def _open_part(self, plan: Plan) -> tuple[Plan, PartFile]:
@@ -257,7 +268,7 @@ class FileDownload:
         )
         if clean:
             return plan
-        self.progress.phase = Phase.CHECKING
+        self.progress.enter(Phase.CHECKING)
         records = plan.records(self.file.id)
         bad = await bad_blocks(part, records, self.file.block_size)
         self.progress.checked += plan.written
@@ -277,10 +288,11 @@ class FileDownload:
         s = self._settings
         size = plan.size
         self.progress.written = plan.written
-        self.progress.phase = Phase.DOWNLOADING
-        self.file = await self._files.update(
-            self.file.id, dirty=True, state=FileState.DOWNLOADING, error=None
-        )
+        self.progress.enter(Phase.DOWNLOADING)
+        if not (self.file.dirty and self.file.state is FileState.DOWNLOADING):
+            self.file = await self._files.update(
+                self.file.id, dirty=True, state=FileState.DOWNLOADING, error=None
+            )
         hasher = self._hasher(part, plan.prefix)
         checkpointer = Checkpointer(
             self._files,
@@ -300,7 +312,7 @@ class FileDownload:
                 raise RuntimeError(f"workers stopped with {self.file.relpath} unfinished")
             await checkpointer.stop()
             await checkpointer.checkpoint()
-            self.progress.phase = Phase.VERIFYING
+            self.progress.enter(Phase.VERIFYING)
             sha = await hasher.finish(size) if hasher is not None else None
         except BaseException:
             if hasher is not None:
@@ -334,7 +346,7 @@ class FileDownload:
                 span = Span(0, self.file.size if self.file.size is not None else UNKNOWN_END)
                 hasher = self._hasher(part, lambda span=span: span.done)
                 self.progress.written = 0
-                self.progress.phase = Phase.DOWNLOADING
+                self.progress.enter(Phase.DOWNLOADING)
                 try:
                     await fetch_whole(self._job(part, hasher, None), span)
                     if self.file.size is not None and span.done != self.file.size:
@@ -355,7 +367,7 @@ class FileDownload:
                     if hasher is not None:
                         await hasher.stop()
                     raise
-            self.progress.phase = Phase.VERIFYING
+            self.progress.enter(Phase.VERIFYING)
             sha = await hasher.finish(span.done) if hasher is not None else None
             await part.sync()
             chunk = ChunkRecord(self.file.id, 0, span.done, span.done, bytes(span.digests))
@@ -432,7 +444,7 @@ class FileDownload:
     def _done(self, size: int) -> None:
         self.progress.size = size
         self.progress.written = size
-        self.progress.phase = Phase.DONE
+        self.progress.enter(Phase.DONE)
 
 
 async def _run_all(coroutines) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,77 @@
+"""``download_model``: seed 000/001's provider-agnostic call, as an async generator.
+
+    async for progress in download_model("url", "https://host/model.gguf"):
+        print(progress.status.value, progress.message, progress.percent)
+
+Errors never escape the iterator: they arrive as one ``DownloadStatus.ERROR`` progress with
+a message a user can act on. Calling it again for the same model and destination resumes the
+existing task. If the caller stops iterating early, the task is paused (not lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from downloader.errors import ModelhaulError
+from downloader.manager import DownloadManager
+from downloader.progress import DownloadProgress, DownloadStatus
+from downloader.settings import Settings
+from downloader.sources import source_for
+from downloader.specs import Spec, check_url
+from storage import LedgerError
+
+log = logging.getLogger(__name__)
+
+
+def spec_for(provider: str, model: str, **options: Any) -> Spec:
+    """The spec ``download_model(provider, model, ...)`` asks for; ``SpecError`` if none."""
+    source = source_for(provider)
+    if source.provider == "url":
+        return Spec("url", check_url(model))
+    raise AssertionError(f"no spec form for provider {source.provider}")
+
+
+async def download_model(
+    provider: str,
+    model: str,
+    *,
+    token: str | None = None,
+    base_url: str | None = None,
+    dest: str | os.PathLike[str] | None = None,
+    settings: Settings | None = None,
+    **opts: Any,
+) -> AsyncIterator[DownloadProgress]:
+    """Download ``model`` from ``provider``, yielding progress until it completes or fails.
+
+    ``provider``: ``"url"`` (``model`` is an http(s) URL). ``token`` is used in memory only.
+    ``dest``: a file path or folder (default: ``settings.download_dir``). Other keyword
+    options go to the source (``connections``, ``priority``, …).
+    """
+    try:
+        spec = spec_for(provider, model, base_url=base_url, **opts)
+    except ModelhaulError as e:
+        yield _error(str(e))
+        return
+    priority = int(opts.pop("priority", 0))
+    connections = opts.pop("connections", None)
+    try:
+        async with DownloadManager(settings) as manager:
+            task = await manager.add(
+                spec, dest=dest, token=token, priority=priority, connections=connections
+            )
+            async for progress in manager.subscribe(task.id):
+                yield progress
+                if progress.status.is_final:
+                    return
+    except (ModelhaulError, LedgerError, OSError) as e:
+        yield _error(str(e))
+    except Exception as e:  # never an exception from the iterator: seed 001's contract
+        log.exception("download_model(%r, %r) failed", provider, model)
+        yield _error(f"internal error: {type(e).__name__}: {e}")
+
+
+def _error(message: str) -> DownloadProgress:
+    return DownloadProgress(DownloadStatus.ERROR, message)

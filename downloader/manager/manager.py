@@ -1,0 +1,599 @@
+"""``DownloadManager``: the one object users program against.
+
+It owns a ledger connection, one HTTP session, this process's lease and the runners of the
+tasks it runs. Control calls (pause, resume, cancel, retry) are ledger transitions, so they
+work the same on a task run by this process or by any other one; a running process notices
+within ``settings.watch_seconds`` and stops its connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from downloader.engine.download import EngineContext
+from downloader.engine.http import make_session
+from downloader.engine.ratelimit import TokenBucket
+from downloader.engine.timing import wait_a_while
+from downloader.errors import SpecError
+from downloader.manager.bus import ProgressBus
+from downloader.manager.lease import owner_gone, this_process
+from downloader.manager.runner import TaskRunner, purge_parts, status_of
+from downloader.paths import check_writable
+from downloader.progress import (
+    DownloadProgress,
+    DownloadStatus,
+    SpeedMeter,
+    format_eta,
+    format_speed,
+)
+from downloader.settings import Settings
+from downloader.sources import source_for
+from downloader.specs import Spec, parse_spec
+from storage import (
+    EventRecord,
+    FileRecord,
+    Ledger,
+    NewTask,
+    TaskRecord,
+    TaskState,
+    TransitionConflictError,
+    open_ledger,
+)
+
+log = logging.getLogger(__name__)
+
+Task = TaskRecord
+ACTIVE = (TaskState.PENDING, TaskState.DOWNLOADING, TaskState.PAUSED, TaskState.FAILED)
+SETTLED = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.PAUSED})
+
+
+class DownloadManager:
+    """Queue, run and control downloads over one ledger.
+
+    ``async with DownloadManager() as m:`` opens the ledger (``settings.ledger_target``).
+    Tasks added or resumed through a manager are run by it (unless ``autostart=False``, for
+    a process that only controls); ``run()`` / ``serve_forever()`` make it a worker that
+    drains the whole queue.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, autostart: bool = True) -> None:
+        self.settings = settings or Settings.from_env()
+        self.autostart = autostart
+        self.bus = ProgressBus()
+        self.lease = this_process()
+        self._ledger: Ledger | None = None
+        self._ctx: EngineContext | None = None
+        self._runners: dict[int, tuple[TaskRunner, asyncio.Task[None]]] = {}
+        self._mine: set[int] = set()  # tasks this manager runs when not draining the queue
+        self._drain = False
+        self._tokens: dict[int, str] = {}  # in memory only: never written anywhere
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DownloadManager:
+        self._ledger = await open_ledger(self.settings.ledger_target)
+        s = self.settings
+        session = make_session(
+            max_connections=s.max_connections,
+            max_per_host=s.max_per_host,
+            connect_timeout=s.connect_timeout,
+            stall_timeout=s.stall_timeout,
+            read_buffer=s.read_buffer,
+        )
+        self._ctx = EngineContext(self._ledger, session, s, TokenBucket(s.rate_limit))
+        if self.autostart:
+            self._start_loops()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop running tasks (they are paused, resumable), then release everything."""
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        await self._stop_runners(list(self._runners))
+        if self._ctx is not None:
+            await self._ctx.session.close()
+        if self._ledger is not None:
+            await self._ledger.close()
+
+    @property
+    def ledger(self) -> Ledger:
+        """The open ledger."""
+        if self._ledger is None:
+            raise RuntimeError("use the manager inside 'async with DownloadManager() as m'")
+        return self._ledger
+
+    def _start_loops(self) -> None:
+        if not self._loops:
+            self._loops = [
+                asyncio.create_task(self._schedule(), name="modelhaul scheduler"),
+                asyncio.create_task(self._watch(), name="modelhaul watch"),
+            ]
+
+    # --- adding -----------------------------------------------------------------------------
+
+    async def add(
+        self,
+        spec: str | Spec,
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        priority: int = 0,
+        connections: int | None = None,
+        token: str | None = None,
+        paused: bool = False,
+        **options: Any,
+    ) -> Task:
+        """Queue a download; returns its task. The same spec and destination again returns
+        the existing task (resuming it if it was paused or failed) instead of starting over."""
+        [task] = await self.add_many(
+            [spec],
+            dest=dest,
+            priority=priority,
+            connections=connections,
+            token=token,
+            paused=paused,
+            **options,
+        )
+        return task
+
+    async def add_many(
+        self,
+        specs: Iterable[str | Spec | Mapping[str, Any]],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        priority: int = 0,
+        connections: int | None = None,
+        token: str | None = None,
+        paused: bool = False,
+        **options: Any,
+    ) -> list[Task]:
+        """Queue many downloads in one ledger transaction. Each item is a spec string, a
+        ``Spec``, or a mapping with ``spec`` and per-item ``dest``/``priority``/options."""
+        new: list[NewTask] = []
+        for item in specs:
+            new.append(
+                await self._new_task(item, dest, priority, connections, paused, dict(options))
+            )
+        found: dict[int, Task] = {}
+        fresh: list[tuple[int, NewTask]] = []
+        for i, task in enumerate(new):
+            existing = await self.ledger.tasks.find(task.spec_key, (*ACTIVE, TaskState.COMPLETED))
+            if existing is None:
+                fresh.append((i, task))
+                continue
+            if existing.state is TaskState.DOWNLOADING and self._orphaned(existing):
+                # After a kill -9 the next request for the same file takes over at once.
+                await self._requeue(existing)
+                existing = await self.ledger.tasks.get(existing.id)
+            found[i] = await self._reuse(existing, paused)
+        ids = await self.ledger.tasks.enqueue([t for _, t in fresh], actor=self.lease.owner)
+        for (i, _), task_id in zip(fresh, ids, strict=True):
+            found[i] = await self.ledger.tasks.get(task_id)
+        tasks = [found[i] for i in range(len(new))]
+        for task in tasks:
+            if token:
+                self._tokens[task.id] = token
+            if task.state is TaskState.PENDING:
+                self._adopt(task.id)
+        return tasks
+
+    async def _new_task(
+        self,
+        item: str | Spec | Mapping[str, Any],
+        dest: str | os.PathLike[str] | None,
+        priority: int,
+        connections: int | None,
+        paused: bool,
+        options: dict[str, Any],
+    ) -> NewTask:
+        if isinstance(item, Mapping):
+            fields = dict(item)
+            if "spec" not in fields:
+                raise SpecError(f"manifest entry {item!r} has no 'spec'")
+            spec_item = fields.pop("spec")
+            dest = fields.pop("dest", dest)
+            priority = int(fields.pop("priority", priority))
+            connections = fields.pop("connections", connections)
+            options = {**options, **fields}
+            item = spec_item
+        spec = item if isinstance(item, Spec) else parse_spec(str(item))
+        source = source_for(spec.provider)
+        path = source.destination(spec, None if dest is None else os.fspath(dest), self.settings)
+        await asyncio.to_thread(check_writable, path)
+        opts = {**spec.options, **options}
+        if connections is not None:
+            if int(connections) < 1:
+                raise SpecError(f"connections must be at least 1, not {connections}")
+            opts["connections"] = int(connections)
+        return NewTask(
+            provider=spec.provider,
+            source=spec.source,
+            destination=str(path),
+            revision=spec.revision,
+            patterns=spec.patterns,
+            options=opts,
+            priority=priority,
+            label=spec.label,
+            state=TaskState.PAUSED if paused else TaskState.PENDING,
+        )
+
+    async def _reuse(self, task: Task, paused: bool) -> Task:
+        """The same download asked for again: resume it rather than start over."""
+        if task.state is TaskState.COMPLETED:
+            files = await self.ledger.files.of_task(task.id)
+            present = await asyncio.to_thread(
+                lambda: all(Path(f.local_path).is_file() for f in files)
+            )
+            if present:
+                return task
+            # Its files were deleted since: run it again (the engine re-fetches them).
+            return await self.ledger.tasks.get(
+                (await self.ledger.tasks.enqueue([_again(task)], actor=self.lease.owner))[0]
+            )
+        if task.state in (TaskState.PAUSED, TaskState.FAILED) and not paused:
+            return await self._transition(task.id, TaskState.PENDING, "asked for again")
+        return task
+
+    # --- control ----------------------------------------------------------------------------
+
+    async def get(self, task_id: int) -> Task:
+        """One task (``TaskNotFoundError`` if there is none)."""
+        return await self.ledger.tasks.get(task_id)
+
+    async def list(
+        self,
+        state: TaskState | str | Iterable[TaskState | str] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks, newest first, optionally in some states."""
+        states = None
+        if state is not None:
+            items = [state] if isinstance(state, TaskState | str) else list(state)
+            states = [TaskState(s) for s in items]
+        return await self.ledger.tasks.list(states, limit=limit, offset=offset)
+
+    async def files(self, task_id: int) -> list[FileRecord]:
+        """The task's files."""
+        await self.ledger.tasks.get(task_id)
+        return await self.ledger.files.of_task(task_id)
+
+    async def history(self, task_id: int) -> list[EventRecord]:
+        """The task's events, oldest first."""
+        await self.ledger.tasks.get(task_id)
+        return await self.ledger.tasks.events(task_id)
+
+    async def pause(self, task_id: int) -> Task:
+        """Pause a pending or running task, wherever it runs; its progress is kept."""
+        task = await self._transition(task_id, TaskState.PAUSED, "paused")
+        await self._stop_local(task_id)
+        return task
+
+    async def resume(self, task_id: int) -> Task:
+        """Queue a paused task again; it continues from its recorded chunks."""
+        task = await self._transition(task_id, TaskState.PENDING, "resumed")
+        self._adopt(task_id)
+        return task
+
+    async def retry(self, task_id: int) -> Task:
+        """Queue a failed task again."""
+        current = await self.ledger.tasks.get(task_id)
+        if current.state is TaskState.PAUSED:
+            return await self.resume(task_id)
+        task = await self._transition(task_id, TaskState.PENDING, "retried")
+        self._adopt(task_id)
+        return task
+
+    async def cancel(self, task_id: int, *, purge: bool = False) -> Task:
+        """Cancel for good (a cancelled task cannot be resumed). ``purge`` deletes its partial
+        files; the process running it (this one or another) deletes them once it stops."""
+        before = await self.ledger.tasks.get(task_id)
+        task = await self.ledger.tasks.transition(
+            task_id,
+            TaskState.CANCELLED,
+            reason="cancelled and purged" if purge else "cancelled",
+            actor=self.lease.owner,
+            # In the same transaction, so the runner that notices the cancel sees the purge.
+            options={**before.options, "purge": True} if purge else None,
+        )
+        ran_here = await self._stop_local(task_id)
+        held_elsewhere = (
+            before.state is TaskState.DOWNLOADING
+            and not ran_here
+            and before.lease is not None
+            and not owner_gone(before, stale_after=self.settings.stale_after)
+        )
+        if purge and not ran_here and not held_elsewhere:
+            await asyncio.to_thread(purge_parts, await self.ledger.files.of_task(task_id))
+        return task
+
+    async def remove(self, task_id: int) -> None:
+        """Forget a task (cancelling it first if it is not finished); its files stay."""
+        task = await self.ledger.tasks.get(task_id)
+        if task.state not in (TaskState.COMPLETED, TaskState.CANCELLED, TaskState.FAILED):
+            await self.cancel(task_id)
+        await self.ledger.tasks.remove(task_id)
+        self._mine.discard(task_id)
+
+    async def _transition(self, task_id: int, to: TaskState, reason: str) -> Task:
+        return await self.ledger.tasks.transition(
+            task_id, to, reason=reason, actor=self.lease.owner
+        )
+
+    # --- waiting and watching ---------------------------------------------------------------
+
+    async def wait(self, task_id: int) -> Task:
+        """Until the task is completed, failed, cancelled or paused; returns it. (Bound the
+        wait with ``asyncio.timeout`` around the call.)"""
+        async for progress in self.subscribe(task_id):
+            if progress.status.is_final:
+                break
+        return await self.ledger.tasks.get(task_id)
+
+    async def subscribe(self, task_id: int) -> AsyncIterator[DownloadProgress]:
+        """Progress of one task until it ends (or pauses). Reports come from this process's
+        runner when it runs the task, else from the ledger (another process runs it)."""
+        task = await self.ledger.tasks.get(task_id)
+        queue = self.bus.subscribe(task_id)
+        poller = _LedgerProgress()
+        try:
+            progress = self._runner_snapshot(task_id) or poller.of(
+                task, await self.ledger.files.of_task(task_id)
+            )
+            yield progress
+            if progress.status.is_final and task.state in SETTLED:
+                return
+            while True:
+                try:
+                    async with asyncio.timeout(0.5):
+                        progress = await queue.get()
+                except TimeoutError:
+                    if task_id in self._runners:
+                        continue
+                    task = await self.ledger.tasks.get(task_id)
+                    polled = poller.of(task, await self.ledger.files.of_task(task_id))
+                    if not poller.changed(polled):
+                        continue
+                    progress = polled
+                yield progress
+                if progress.status.is_final:
+                    return
+        finally:
+            self.bus.unsubscribe(queue)
+
+    async def events(self) -> AsyncIterator[DownloadProgress]:
+        """Progress of every task this process runs, as it happens (for dashboards)."""
+        queue = self.bus.subscribe(None)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.bus.unsubscribe(queue)
+
+    def _runner_snapshot(self, task_id: int) -> DownloadProgress | None:
+        entry = self._runners.get(task_id)
+        return entry[0].snapshot() if entry else None
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self, *, once: bool = False) -> None:
+        """Work as a queue worker: run every pending task (``max_tasks`` at a time). With
+        ``once``, return when nothing is pending or running any more."""
+        self._drain = True
+        self._start_loops()
+        self._wake.set()
+        if not once:
+            await asyncio.Event().wait()
+        while True:
+            await asyncio.sleep(0.2)
+            if self._runners:
+                continue
+            if await self.ledger.tasks.count([TaskState.PENDING]) == 0 and not self._runners:
+                return
+
+    async def serve_forever(self) -> None:
+        """``run()`` until cancelled."""
+        await self.run(once=False)
+
+    def _adopt(self, task_id: int) -> None:
+        self._mine.add(task_id)
+        if self.autostart:
+            self._start_loops()
+        self._wake.set()
+
+    async def _schedule(self) -> None:
+        await self._requeue_orphans()
+        last_requeue = time.monotonic()
+        while True:
+            free = self.settings.max_tasks - len(self._runners)
+            if free > 0:
+                for task in await self._claim(free):
+                    self._start_runner(task)
+            if time.monotonic() - last_requeue > self.settings.heartbeat_seconds:
+                await self._requeue_orphans()
+                last_requeue = time.monotonic()
+            self._wake.clear()
+            await wait_a_while(self._wake, 0.5)
+
+    async def _claim(self, free: int) -> list[Task]:
+        if self._drain:
+            return await self.ledger.tasks.claim(self.lease, free)
+        wanted = [i for i in self._mine if i not in self._runners]
+        if not wanted:
+            return []
+        return await self.ledger.tasks.claim(self.lease, free, only=wanted)
+
+    def _start_runner(self, task: Task) -> None:
+        assert self._ctx is not None
+        runner = TaskRunner(
+            task,
+            ctx=self._ctx_for(task),
+            source=source_for(task.provider),
+            lease=self.lease,
+            bus=self.bus,
+            token=self._tokens.get(task.id),
+        )
+        job = asyncio.create_task(runner.run(), name=f"task {task.id}")
+        self._runners[task.id] = (runner, job)
+        job.add_done_callback(lambda _: self._finished(task.id))
+
+    def _ctx_for(self, task: Task) -> EngineContext:
+        assert self._ctx is not None
+        connections = task.options.get("connections")
+        if connections is None:
+            return self._ctx
+        settings = self.settings.with_(connections=int(connections))
+        return EngineContext(self._ctx.ledger, self._ctx.session, settings, self._ctx.limiter)
+
+    def _finished(self, task_id: int) -> None:
+        self._runners.pop(task_id, None)
+        self._wake.set()
+
+    async def _stop_local(self, task_id: int) -> bool:
+        """Stop this process's runner of ``task_id`` (another process moved the task)."""
+        entry = self._runners.get(task_id)
+        if entry is None:
+            return False
+        runner, job = entry
+        runner.external_stop = TaskState.PAUSED
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+        return True
+
+    async def _stop_runners(self, task_ids: list[int]) -> None:
+        jobs = []
+        for task_id in task_ids:
+            entry = self._runners.get(task_id)
+            if entry is not None:
+                entry[1].cancel()
+                jobs.append(entry[1])
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        """Notice pause/cancel written by other processes; keep our leases alive."""
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.watch_seconds)
+            running = list(self._runners)
+            if not running:
+                continue
+            states = await self.ledger.tasks.states(running)
+            for task_id in running:
+                state, owner = states.get(task_id, (None, None))
+                if state is not TaskState.DOWNLOADING or owner != self.lease.owner:
+                    entry = self._runners.get(task_id)
+                    if entry is not None:
+                        entry[0].external_stop = state or TaskState.CANCELLED
+                        entry[1].cancel()
+            if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
+                await self.ledger.tasks.heartbeat(self.lease, list(self._runners))
+                last_beat = time.monotonic()
+
+    def _orphaned(self, task: Task) -> bool:
+        """Downloading under a lease nobody honours: a gone process, or ours without a
+        runner (a runner lost to a bug must not wedge the task)."""
+        if task.lease is not None and task.lease.owner == self.lease.owner:
+            return task.id not in self._runners
+        return owner_gone(task, stale_after=self.settings.stale_after)
+
+    async def _requeue_orphans(self) -> None:
+        for task in await self.ledger.tasks.leased():
+            if self._orphaned(task):
+                await self._requeue(task)
+
+    async def _requeue(self, task: Task) -> bool:
+        lease = task.lease
+        who = f"{lease.host}:{lease.pid}" if lease else "unknown"
+        try:
+            await self.ledger.tasks.transition(
+                task.id,
+                TaskState.PENDING,
+                reason=f"requeued: its process {who} is gone",
+                expect=TaskState.DOWNLOADING,
+                if_owner=lease.owner if lease else None,
+                actor=self.lease.owner,
+            )
+        except TransitionConflictError:
+            return False
+        self._wake.set()
+        return True
+
+
+class _LedgerProgress:
+    """Progress of a task run by another process, from what its checkpoints record."""
+
+    def __init__(self) -> None:
+        self._speed = SpeedMeter(window=10)
+        self._last: tuple[object, ...] | None = None
+
+    def of(self, task: Task, files: list[FileRecord]) -> DownloadProgress:
+        done = task.downloaded_bytes
+        total = task.total_bytes
+        self._speed.add(done)
+        speed = self._speed.rate() if task.state is TaskState.DOWNLOADING else 0.0
+        eta = (total - done) / speed if total is not None and speed > 0 else None
+        status = status_of(task.state)
+        if task.state is TaskState.COMPLETED and total is not None:
+            done = total
+        message = {
+            TaskState.PENDING: f"Queued: {task.label}",
+            TaskState.DOWNLOADING: f"Downloading {task.label}",
+            TaskState.PAUSED: "Paused; resume to continue from here",
+            TaskState.COMPLETED: f"Downloaded {task.label} to {task.destination}",
+            TaskState.FAILED: task.error or "failed",
+            TaskState.CANCELLED: "Cancelled",
+        }[task.state]
+        current = next((f.relpath for f in files if f.state.value == "downloading"), None)
+        return DownloadProgress(
+            status=status,
+            message=message,
+            percent=round(100.0 * done / total, 2) if total else None,
+            downloaded_bytes=done,
+            total_bytes=total,
+            bytes_per_second=round(speed, 1),
+            formatted_speed=format_speed(speed),
+            eta_seconds=round(eta, 1) if eta is not None else None,
+            formatted_eta=format_eta(eta),
+            current_file=current,
+            files_completed=task.files_done,
+            total_files=task.files_total,
+            task_id=task.id,
+            state=task.state,
+            at=time.time(),
+        )
+
+    def changed(self, progress: DownloadProgress) -> bool:
+        key = (progress.state, progress.downloaded_bytes, progress.files_completed)
+        if key == self._last:
+            return False
+        self._last = key
+        return True
+
+
+def _again(task: Task) -> NewTask:
+    return NewTask(
+        provider=task.provider,
+        source=task.source,
+        destination=task.destination,
+        revision=task.revision,
+        patterns=task.patterns,
+        options=dict(task.options),
+        priority=task.priority,
+        label=task.label,
+    )
+
+
+__all__ = ["DownloadManager", "DownloadStatus", "Task"]

@@ -1,0 +1,265 @@
+"""Run one claimed task: resolve its files, download them, finish, and move its state.
+
+The runner owns the task only while the ledger says it is ``downloading`` under this
+process's lease. Every move it makes is a compare-and-set on that lease, so if another
+process paused or cancelled the task meanwhile, the runner's late moves simply lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from downloader.engine.download import EngineContext, FileDownload, FileProgress, Phase
+from downloader.engine.partfile import part_path
+from downloader.errors import ModelhaulError
+from downloader.manager.bus import ProgressBus
+from downloader.progress import (
+    DownloadProgress,
+    DownloadStatus,
+    SpeedMeter,
+    format_eta,
+    format_speed,
+)
+from downloader.sources import Source, SourceContext
+from storage import (
+    FileRecord,
+    FileState,
+    Lease,
+    LedgerError,
+    TaskNotFoundError,
+    TaskRecord,
+    TaskState,
+    TransitionConflictError,
+)
+
+log = logging.getLogger(__name__)
+
+REPORT_INTERVAL = 0.1  # at most ~10 progress reports per second per task
+
+
+class TaskRunner:
+    """Runs one task to completion, failure or a stop."""
+
+    def __init__(
+        self,
+        task: TaskRecord,
+        *,
+        ctx: EngineContext,
+        source: Source,
+        lease: Lease,
+        bus: ProgressBus,
+        token: str | None = None,
+    ) -> None:
+        self.task = task
+        self._ctx = ctx
+        self._source = source
+        self._lease = lease
+        self._bus = bus
+        self._token = token
+        self._files: dict[int, FileProgress] = {}
+        self._records: list[FileRecord] = []
+        self._speed = SpeedMeter()
+        self._status = DownloadStatus.STARTING
+        self._message = f"Starting {task.label}"
+        self._last: tuple[object, ...] | None = None
+        self._last_at = 0.0
+        self.external_stop: TaskState | None = None  # set when another process moved it
+
+    # --- the run ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drive the task; never raises except for cancellation."""
+        reporter = asyncio.create_task(self._report_loop(), name=f"progress {self.task.id}")
+        try:
+            self._publish(force=True)
+            await self._download()
+            await self._move(TaskState.COMPLETED, "all files downloaded and verified")
+            self._status, self._message = DownloadStatus.COMPLETE, self._done_message()
+        except asyncio.CancelledError:
+            await self._stopped()
+            raise
+        except (ModelhaulError, LedgerError, OSError) as e:
+            await self._fail(str(e))
+        except Exception as e:  # a bug: still leave the task in a truthful state
+            log.exception("task %s failed unexpectedly", self.task.id)
+            await self._fail(f"internal error: {type(e).__name__}: {e}")
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            self._publish(force=True)
+
+    async def _download(self) -> None:
+        ctx = SourceContext(self._ctx.settings, self._ctx.session, self._token)
+        resolution = await self._source.resolve(self.task, ctx)
+        ledger = self._ctx.ledger
+        self._records = await ledger.files.add(self.task.id, resolution.files)
+        for r in self._records:
+            self._files[r.id] = FileProgress(
+                r.id,
+                r.relpath,
+                r.size,
+                written=r.downloaded_bytes if r.size else 0,
+                phase=Phase.DONE if r.state is FileState.COMPLETED else Phase.PENDING,
+                on_phase=self._publish,
+            )
+        self._status = DownloadStatus.DOWNLOADING
+        self._message = f"Downloading {self.task.label}"
+        gate = asyncio.Semaphore(max(1, self._ctx.settings.max_files))
+
+        async def one(record: FileRecord) -> FileRecord:
+            async with gate:
+                return await FileDownload(
+                    self._ctx,
+                    record,
+                    auth_headers=dict(resolution.auth_headers),
+                    progress=self._files[record.id],
+                    actor=self._lease.owner,
+                ).run()
+
+        jobs = [asyncio.create_task(one(r)) for r in self._records]
+        try:
+            for job in asyncio.as_completed(jobs):
+                await job  # the first failure propagates; the rest are cancelled below
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+        self._records = await ledger.files.of_task(self.task.id)
+        self._status, self._message = DownloadStatus.VERIFYING, "Finishing"
+        await self._source.finish(self.task, self._records, ctx)
+
+    # --- endings ----------------------------------------------------------------------------
+
+    async def _move(self, to: TaskState, reason: str) -> None:
+        try:
+            self.task = await self._ctx.ledger.tasks.transition(
+                self.task.id,
+                to,
+                reason=reason,
+                expect=TaskState.DOWNLOADING,
+                if_owner=self._lease.owner,
+                actor=self._lease.owner,
+            )
+        except TransitionConflictError as e:
+            # Another process moved the task first (a pause or cancel): its word stands.
+            log.info("task %s: %s", self.task.id, e)
+            self.task = await self._ctx.ledger.tasks.get(self.task.id)
+            self.external_stop = self.task.state
+
+    async def _fail(self, error: str) -> None:
+        await self._move(TaskState.FAILED, error)
+        if self.task.state is TaskState.FAILED:
+            self._status, self._message = DownloadStatus.ERROR, error
+        else:
+            self._status, self._message = status_of(self.task.state), error
+
+    async def _stopped(self) -> None:
+        """The run was cancelled: by another process's pause/cancel (already in the ledger),
+        or by this process stopping (then the task is paused, to be resumed later)."""
+        if self.external_stop is None:
+            await self._move(TaskState.PAUSED, "interrupted: this process stopped")
+        else:
+            try:
+                self.task = await self._ctx.ledger.tasks.get(self.task.id)
+            except TaskNotFoundError:  # removed from the ledger while it ran
+                self._status, self._message = DownloadStatus.CANCELLED, "Removed"
+                return
+        if self.task.state is TaskState.CANCELLED and self.task.options.get("purge"):
+            await asyncio.to_thread(purge_parts, self._records or [])
+        self._status = status_of(self.task.state)
+        self._message = {
+            TaskState.PAUSED: "Paused; resume to continue from here",
+            TaskState.CANCELLED: "Cancelled",
+        }.get(self.task.state, self.task.state.value)
+
+    def _done_message(self) -> str:
+        return f"Downloaded {self.task.label} to {self.task.destination}"
+
+    # --- progress ---------------------------------------------------------------------------
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL)
+            self._publish()
+
+    def snapshot(self) -> DownloadProgress:
+        """The task's progress now."""
+        files = list(self._files.values())
+        sizes = [f.size for f in files]
+        total = sum(s for s in sizes if s is not None) if files and None not in sizes else None
+        done = sum(f.written if f.size is None else min(f.written, f.size) for f in files)
+        now = time.monotonic()
+        self._speed.add(sum(f.fetched for f in files), now)
+        speed = self._speed.rate()
+        eta = (total - done) / speed if total is not None and speed > 0 else None
+        status = self._status
+        if status is DownloadStatus.DOWNLOADING and files:
+            busy = [f for f in files if f.phase is not Phase.DONE]
+            if all(f.phase is Phase.VERIFYING for f in busy):  # (or none left: finishing)
+                status = DownloadStatus.VERIFYING
+        current = next(
+            (f.relpath for f in files if f.phase in (Phase.DOWNLOADING, Phase.VERIFYING)),
+            None,
+        )
+        if status is DownloadStatus.COMPLETE and total is not None:
+            done = total
+        return DownloadProgress(
+            status=status,
+            message=self._message
+            if status is not DownloadStatus.VERIFYING
+            else (f"Verifying {current}" if current else "Verifying"),
+            percent=round(100.0 * done / total, 2)
+            if total
+            else (100.0 if status is DownloadStatus.COMPLETE else None),
+            downloaded_bytes=done,
+            total_bytes=total,
+            bytes_per_second=round(speed, 1),
+            formatted_speed=format_speed(speed),
+            eta_seconds=round(eta, 1) if eta is not None else None,
+            formatted_eta=format_eta(eta),
+            current_file=current,
+            files_completed=sum(f.phase is Phase.DONE for f in files),
+            total_files=len(files),
+            task_id=self.task.id,
+            state=self.task.state,
+            at=time.time(),
+        )
+
+    def _publish(self, *, force: bool = False) -> None:
+        """Publish the snapshot if anything a user sees changed (or a second passed)."""
+        progress = self.snapshot()
+        key = (
+            progress.status,
+            progress.downloaded_bytes,
+            progress.files_completed,
+            progress.current_file,
+            progress.state,
+        )
+        now = time.monotonic()
+        if force or key != self._last or now - self._last_at >= 1.0:
+            self._last, self._last_at = key, now
+            self._bus.publish(progress)
+
+
+def status_of(state: TaskState) -> DownloadStatus:
+    """The progress status a task in ``state`` reports."""
+    return {
+        TaskState.PENDING: DownloadStatus.STARTING,
+        TaskState.DOWNLOADING: DownloadStatus.DOWNLOADING,
+        TaskState.PAUSED: DownloadStatus.PAUSED,
+        TaskState.COMPLETED: DownloadStatus.COMPLETE,
+        TaskState.FAILED: DownloadStatus.ERROR,
+        TaskState.CANCELLED: DownloadStatus.CANCELLED,
+    }[state]
+
+
+def purge_parts(files: Sequence[FileRecord]) -> None:
+    """Delete the partial data (``.part`` files) of ``files`` (blocking)."""
+    for f in files:
+        part_path(Path(f.local_path)).unlink(missing_ok=True)

@@ -1,0 +1,118 @@
+"""Progress as users see it: seed 001's ``DownloadProgress``/``DownloadStatus`` with seed
+003's speed, ETA and file counts, plus the task id and its ledger state."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from storage import TaskState
+
+
+class DownloadStatus(enum.StrEnum):
+    """Seed 001's statuses (the first five), and the two a paused or cancelled task ends on."""
+
+    STARTING = "starting"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    COMPLETE = "complete"
+    ERROR = "error"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """No more progress follows this one."""
+        return self in (self.COMPLETE, self.ERROR, self.PAUSED, self.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadProgress:
+    """One progress report of one task."""
+
+    status: DownloadStatus
+    message: str
+    percent: float | None = None
+    downloaded_bytes: int | None = None
+    total_bytes: int | None = None
+    bytes_per_second: float = 0.0
+    formatted_speed: str | None = None
+    eta_seconds: float | None = None
+    formatted_eta: str | None = None
+    current_file: str | None = None
+    files_completed: int = 0
+    total_files: int = 0
+    task_id: int | None = None
+    state: TaskState | None = None
+    at: float = 0.0
+
+    @property
+    def fraction_completed(self) -> float:
+        """0.0 … 1.0 (seed 003)."""
+        return (self.percent or 0.0) / 100.0
+
+    @property
+    def percent_complete(self) -> int:
+        """0 … 100 as an integer (seed 003)."""
+        return int(self.percent or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, enums as their values."""
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["state"] = self.state.value if self.state is not None else None
+        return data
+
+
+def format_bytes(n: float) -> str:
+    """``1536000`` → ``"1.5 MB"`` (decimal units, like the seeds)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_speed(bytes_per_second: float) -> str | None:
+    """``12_500_000`` → ``"12.5 MB/s"``; None when nothing moves."""
+    if bytes_per_second <= 0:
+        return None
+    return f"{format_bytes(bytes_per_second)}/s"
+
+
+def format_eta(seconds: float | None) -> str | None:
+    """``150`` → ``"2m 30s"``, ``7260`` → ``"2h 1m"``, ``42`` → ``"42s"``."""
+    if seconds is None:
+        return None
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    return f"{s // 3600}h {s % 3600 // 60}m"
+
+
+class SpeedMeter:
+    """Bytes per second over the last ``window`` seconds (not the lifetime mean), so speed
+    and ETA follow the network as it is now."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, total: int, now: float | None = None) -> None:
+        """Record the running byte count ``total`` at ``now``."""
+        now = time.monotonic() if now is None else now
+        self._samples.append((now, total))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
+            self._samples.popleft()
+
+    def rate(self) -> float:
+        """Bytes per second across the window (0 before two samples)."""
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0

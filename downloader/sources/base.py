@@ -1,0 +1,53 @@
+"""What every source provides: the files of a task, and what to do once they are all in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from downloader.settings import Settings
+from downloader.specs import Spec
+from storage import FileRecord, NewFile, TaskRecord
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source may use while resolving: settings, HTTP, and the caller's token (kept in
+    memory only, never in the ledger)."""
+
+    settings: Settings
+    session: aiohttp.ClientSession
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The files of a task, and headers (credentials) the engine sends only to each file's
+    own host, never to a host it is redirected to."""
+
+    files: Sequence[NewFile]
+    auth_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    """A kind of thing to download (``url``, ``huggingface``, ``mlx``, ``ollama``)."""
+
+    provider: str
+
+    def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
+        """Where the task's files go (checked for writability by the caller)."""
+        ...
+
+    async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
+        """The task's files, from its spec (may ask the network)."""
+        ...
+
+    async def finish(
+        self, task: TaskRecord, files: Sequence[FileRecord], ctx: SourceContext
+    ) -> None:
+        """Runs once every file is complete (links, manifests, …)."""
+        ...
