@@ -15,23 +15,40 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from downloader.errors import ModelhaulError
+from downloader.errors import ModelhaulError, SpecError
 from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
 from downloader.sources import source_for
-from downloader.specs import Spec, check_url
+from downloader.specs import Spec, check_url, repo_spec
 from storage import LedgerError
 
 log = logging.getLogger(__name__)
 
 
-def spec_for(provider: str, model: str, **options: Any) -> Spec:
+def spec_for(
+    provider: str,
+    model: str,
+    *,
+    filename: str | None = None,
+    allow_patterns: str | list[str] | None = None,
+    revision: str | None = None,
+    **_: Any,
+) -> Spec:
     """The spec ``download_model(provider, model, ...)`` asks for; ``SpecError`` if none."""
     source = source_for(provider)
     if source.provider == "url":
         return Spec("url", check_url(model))
-    raise AssertionError(f"no spec form for provider {source.provider}")
+    if source.provider in ("huggingface", "mlx"):
+        patterns: list[str] = []
+        if filename:
+            patterns.append(filename)
+        if allow_patterns:
+            patterns += [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
+        return repo_spec(
+            source.provider, model, revision=revision, patterns=tuple(patterns) or None
+        )
+    raise SpecError(f"provider {provider!r} has no download_model form")
 
 
 async def download_model(
@@ -46,17 +63,20 @@ async def download_model(
 ) -> AsyncIterator[DownloadProgress]:
     """Download ``model`` from ``provider``, yielding progress until it completes or fails.
 
-    ``provider``: ``"url"`` (``model`` is an http(s) URL). ``token`` is used in memory only.
-    ``dest``: a file path or folder (default: ``settings.download_dir``). Other keyword
-    options go to the source (``connections``, ``priority``, …).
+    ``provider``: ``"url"`` (``model`` is an http(s) URL), ``"huggingface"`` or ``"mlx"``
+    (``model`` is ``owner/repo``; ``filename=``, ``allow_patterns=``, ``revision=`` pick
+    what to fetch, all of it by default). ``token`` is used in memory only (for the Hub,
+    ``huggingface_hub.get_token()`` when absent). ``dest``: a file path or folder (a plain
+    folder instead of the Hugging Face cache for repos). Other options: ``connections``,
+    ``priority``.
     """
     try:
-        spec = spec_for(provider, model, base_url=base_url, **opts)
+        spec = spec_for(provider, model, **opts)
     except ModelhaulError as e:
         yield _error(str(e))
         return
-    priority = int(opts.pop("priority", 0))
-    connections = opts.pop("connections", None)
+    priority = int(opts.get("priority", 0))
+    connections = opts.get("connections")
     try:
         async with DownloadManager(settings) as manager:
             task = await manager.add(

@@ -21,6 +21,18 @@ class DestinationError(ModelhaulError):
     """A destination that cannot be used (outside writable space, a folder, …)."""
 
 
+class SourceError(ModelhaulError):
+    """A source could not say what to download: no such model, revision or file, no access."""
+
+
+class NotFoundError(SourceError):
+    """The model, revision or file does not exist."""
+
+
+class AuthRequiredError(SourceError):
+    """The model needs a token (gated or private), or the token was refused."""
+
+
 class TransferError(ModelhaulError):
     """Fetching a file failed for good."""
 
@@ -96,6 +108,7 @@ class DiskError(TransferError):
 
 
 __all__ = [
+    "AuthRequiredError",
     "DestinationError",
     "DigestMismatchError",
     "DiskError",
@@ -103,8 +116,10 @@ __all__ = [
     "HTTPStatusError",
     "LedgerError",
     "ModelhaulError",
+    "NotFoundError",
     "RemoteChangedError",
     "RetriesExhaustedError",
+    "SourceError",
     "SpecError",
     "TransferError",
 ]

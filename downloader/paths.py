@@ -28,11 +28,20 @@ def file_destination(dest: str | os.PathLike[str] | None, default_dir: Path, nam
     return path.absolute()
 
 
-def check_writable(path: Path) -> None:
-    """Raise ``DestinationError`` unless a file can be created at ``path`` (blocking I/O)."""
+def check_writable(path: Path, *, folder: bool = False) -> None:
+    """Raise ``DestinationError`` unless ``path`` can be created and written: a file (its
+    folder must be writable), or with ``folder`` a folder of files (blocking I/O)."""
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise DestinationError(f"destination {path} is a file, not a folder")
+        _check_folder(path, path)
+        return
     if path.is_dir():
         raise DestinationError(f"destination {path} is a folder, not a file path")
-    folder = path.parent
+    _check_folder(path, path.parent)
+
+
+def _check_folder(path: Path, folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

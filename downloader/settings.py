@@ -62,6 +62,9 @@ class Settings:
     connect_timeout: float = 30.0
     max_restarts: int = 3  # times a file may start over because the remote changed
 
+    hf_endpoint: str = "https://huggingface.co"  # HF_ENDPOINT
+    hf_cache: Path | None = None  # HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub
+
     heartbeat_seconds: float = 2.0
     watch_seconds: float = 0.25  # how often a runner looks for pause/cancel requests
     stale_after: float = 30.0  # a lease from another host expires after this
@@ -70,6 +73,11 @@ class Settings:
     def ledger_target(self) -> str:
         """Where the ledger is."""
         return self.ledger or str(self.home / "ledger.db")
+
+    @property
+    def hf_cache_dir(self) -> Path:
+        """The Hugging Face cache folder (the one ``huggingface_hub`` reads)."""
+        return self.hf_cache or Path.home() / ".cache" / "huggingface" / "hub"
 
     @property
     def download_dir(self) -> Path:
@@ -101,4 +109,10 @@ class Settings:
                 values[name] = kind(raw)
         if env.get("MODELHAUL_RATE_LIMIT"):
             values["rate_limit"] = parse_size(env["MODELHAUL_RATE_LIMIT"])
+        if env.get("HF_ENDPOINT"):
+            values["hf_endpoint"] = env["HF_ENDPOINT"].rstrip("/")
+        if env.get("HF_HUB_CACHE"):
+            values["hf_cache"] = Path(env["HF_HUB_CACHE"]).expanduser()
+        elif env.get("HF_HOME"):
+            values["hf_cache"] = Path(env["HF_HOME"]).expanduser() / "hub"
         return cls(**values).with_(**overrides)

@@ -1,10 +1,12 @@
 """Download specs: what a user asks for, parsed into a typed ``Spec``.
 
-Accepted forms: an ``http(s)://`` URL. (Each source adds its own form in ``parse_spec``.)
+Accepted forms: an ``http(s)://`` URL; ``hf://owner/repo[@revision][/path-or-glob]``;
+``mlx://owner/repo[@revision][/path-or-glob]``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,12 @@ class Spec:
 
     @property
     def label(self) -> str:
-        """How the task is named in listings."""
+        """How the task is named in listings (as the user would write the spec)."""
+        if self.provider in ("huggingface", "mlx"):
+            scheme = "hf" if self.provider == "huggingface" else "mlx"
+            rev = f"@{self.revision}" if self.revision else ""
+            pattern = f"/{self.patterns[0]}" if self.patterns and len(self.patterns) == 1 else ""
+            return f"{scheme}://{self.source}{rev}{pattern}"
         return self.source
 
 
@@ -48,11 +55,58 @@ def check_url(url: str, *, what: str = "URL") -> str:
     return url.strip()
 
 
+_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+REPO_PROVIDERS = {"hf": "huggingface", "huggingface": "huggingface", "mlx": "mlx"}
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``owner/name`` with Hub-legal characters, else a ``SpecError``."""
+    parts = repo_id.strip().strip("/").split("/")
+    if len(parts) != 2 or not all(_REPO_PART.match(p) for p in parts):
+        raise SpecError(
+            f"{repo_id!r} is not a Hugging Face repo id: expected owner/name (letters, digits, "
+            "'.', '_' and '-')"
+        )
+    return "/".join(parts)
+
+
+def repo_spec(
+    provider: str,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    patterns: tuple[str, ...] | None = None,
+) -> Spec:
+    """A Hugging Face (or MLX) repo spec, checked."""
+    if revision is not None and not revision.strip():
+        raise SpecError("empty revision")
+    if patterns is not None and not all(p.strip() for p in patterns):
+        raise SpecError("empty file name or pattern")
+    return Spec(provider, check_repo_id(repo_id), revision, patterns)
+
+
+def _parse_repo(provider: str, rest: str) -> Spec:
+    owner, _, tail = rest.partition("/")
+    name, _, path = tail.partition("/")
+    revision = None
+    if "@" in name:
+        name, revision = name.split("@", 1)
+    return repo_spec(
+        provider, f"{owner}/{name}", revision=revision, patterns=(path,) if path else None
+    )
+
+
 def parse_spec(text: str) -> Spec:
     """Parse a spec string; raises ``SpecError`` naming what was wrong."""
     value = (text or "").strip()
     if not value:
         raise SpecError("empty download spec")
-    if "://" in value:  # a URL of some scheme: only http(s) ones can be fetched
+    scheme, _, rest = value.partition("://")
+    if rest and scheme.lower() in REPO_PROVIDERS:
+        return _parse_repo(REPO_PROVIDERS[scheme.lower()], rest)
+    if rest:  # a URL of some other scheme: only http(s) ones can be fetched
         return Spec("url", check_url(value))
-    raise SpecError(f"{text!r} is not a download spec: give an http:// or https:// URL")
+    raise SpecError(
+        f"{text!r} is not a download spec: give an http(s):// URL, "
+        "hf://owner/repo[@revision][/file-or-glob] or mlx://owner/repo"
+    )

@@ -30,14 +30,16 @@ def manager_settings(home: Path, **overrides) -> Settings:
     return Settings(**base)
 
 
-def child(home: Path, script: str, *args: str) -> subprocess.Popen[str]:
-    """Start a helper script with MODELHAUL_HOME=home."""
+def child(
+    home: Path, script: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start a helper script with MODELHAUL_HOME=home (and ``env``)."""
     return subprocess.Popen(
         [PYTHON, str(HELPERS / script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=python_env(MODELHAUL_HOME=str(home)),
+        env=python_env(MODELHAUL_HOME=str(home), **(env or {})),
     )
 
 

@@ -211,7 +211,7 @@ class DownloadManager:
         spec = item if isinstance(item, Spec) else parse_spec(str(item))
         source = source_for(spec.provider)
         path = source.destination(spec, None if dest is None else os.fspath(dest), self.settings)
-        await asyncio.to_thread(check_writable, path)
+        await asyncio.to_thread(check_writable, path, folder=source.folder_destination)
         opts = {**spec.options, **options}
         if connections is not None:
             if int(connections) < 1:

@@ -98,6 +98,10 @@ class TaskRunner:
         ctx = SourceContext(self._ctx.settings, self._ctx.session, self._token)
         resolution = await self._source.resolve(self.task, ctx)
         ledger = self._ctx.ledger
+        pinned = {**self.task.options, **resolution.pins}
+        if pinned != dict(self.task.options):
+            await ledger.tasks.set_options(self.task.id, pinned)
+            self.task = await ledger.tasks.get(self.task.id)
         self._records = await ledger.files.add(self.task.id, resolution.files)
         for r in self._records:
             self._files[r.id] = FileProgress(

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from downloader.errors import SpecError
 from downloader.sources.base import Resolution, Source, SourceContext
+from downloader.sources.hf import HuggingFaceSource
 from downloader.sources.url import UrlSource
 from downloader.specs import UNSUPPORTED
 
-SOURCES: dict[str, Source] = {"url": UrlSource()}
+SOURCES = MappingProxyType(
+    {
+        "url": UrlSource(),
+        "huggingface": HuggingFaceSource("huggingface"),
+        "mlx": HuggingFaceSource("mlx"),
+    }
+)
 
 
 def source_for(provider: str) -> Source:
     """The source of ``provider``; a ``SpecError`` saying why for any other name."""
-    key = provider.strip().lower()
+    key = {"hf": "huggingface"}.get(provider.strip().lower(), provider.strip().lower())
     if key in SOURCES:
         return SOURCES[key]
     if key in UNSUPPORTED:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -26,17 +26,20 @@ class SourceContext:
 
 @dataclass(frozen=True)
 class Resolution:
-    """The files of a task, and headers (credentials) the engine sends only to each file's
-    own host, never to a host it is redirected to."""
+    """The files of a task; headers (credentials) the engine sends only to each file's own
+    host, never to a host it is redirected to; and ``pins``, options to keep in the task so
+    that a later run resolves the same thing (a branch's commit, say)."""
 
     files: Sequence[NewFile]
     auth_headers: Mapping[str, str] = field(default_factory=dict)
+    pins: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Source(Protocol):
     """A kind of thing to download (``url``, ``huggingface``, ``mlx``, ``ollama``)."""
 
     provider: str
+    folder_destination: bool  # destination() names a folder of files, not one file
 
     def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
         """Where the task's files go (checked for writability by the caller)."""

@@ -16,6 +16,7 @@ class UrlSource:
     """One URL to one file; its size and validators come from the engine's probe."""
 
     provider = "url"
+    folder_destination = False
 
     def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
         return file_destination(dest, settings.download_dir, filename_from_url(spec.source))

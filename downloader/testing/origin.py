@@ -169,6 +169,12 @@ class Origin:
         """The URL of ``name``; ``signed`` goes through a redirect to an expiring URL."""
         return f"{self.base_url}/{'redirect' if signed else 'files'}/{name}"
 
+    def signed_url(self, name: str) -> str:
+        """A URL of ``name`` on the second port (another origin, like a CDN) that expires
+        ``signed_ttl`` seconds from now."""
+        expires = f"{time.time() + self.signed_ttl:.3f}"
+        return f"{self.cdn_url}/signed/{name}?expires={expires}&sig={self._sign(name, expires)}"
+
     def etag(self, name: str) -> str:
         """The current strong ETag of ``name``."""
         return self._store[name].etag
@@ -199,8 +205,7 @@ class Origin:
         name = request.match_info["name"]
         if name not in self._store:
             return self._logged(request, web.Response(status=404, text="not found"))
-        expires = f"{time.time() + self.signed_ttl:.3f}"
-        target = f"{self.cdn_url}/signed/{name}?expires={expires}&sig={self._sign(name, expires)}"
+        target = self.signed_url(name)
         return self._logged(request, web.Response(status=302, headers={"Location": target}))
 
     async def _signed(self, request: web.Request) -> web.StreamResponse:

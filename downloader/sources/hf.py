@@ -1,0 +1,240 @@
+"""The Hugging Face Hub (and MLX repos, which live there too).
+
+Metadata comes from ``huggingface_hub.HfApi`` (honouring ``HF_ENDPOINT``): the commit, every
+file's size, and the LFS sha256 that each large file is verified against. The bytes come
+through our engine from each file's ``resolve`` URL, pinned to the commit, with the token
+sent to the hub only: the engine never forwards it to the CDN a large file redirects to.
+
+Files land in the Hugging Face cache (``HF_HUB_CACHE``/``HF_HOME``) as ``huggingface_hub``
+lays it out, or flat in a folder given as the destination (``local_dir``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from downloader.errors import AuthRequiredError, NotFoundError, SourceError
+from downloader.settings import Settings
+from downloader.sources import hfcache
+from downloader.sources.base import Resolution, SourceContext
+from downloader.specs import Spec
+from storage import FileRecord, NewFile, TaskRecord
+
+_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.(?P<ext>gguf|safetensors)$")
+
+
+class HuggingFaceSource:
+    """A repo on the Hub: one file, a glob, or the whole snapshot."""
+
+    folder_destination = True  # the repo's storage folder in the cache, or a local_dir
+
+    def __init__(self, provider: str = "huggingface") -> None:
+        self.provider = provider
+
+    def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
+        if dest is not None:  # a local_dir: the files themselves, no blobs or links
+            return Path(dest).expanduser().absolute()
+        return hfcache.storage_folder(settings.hf_cache_dir, spec.source)
+
+    def cache_layout(self, task: TaskRecord, settings: Settings) -> bool:
+        """Whether the task writes into the Hugging Face cache (else into a plain folder)."""
+        return Path(task.destination) == hfcache.storage_folder(settings.hf_cache_dir, task.source)
+
+    async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
+        settings = ctx.settings
+        token = ctx.token or await asyncio.to_thread(_stored_token)
+        repo_id = task.source
+        revision = task.options.get("commit") or task.revision or "main"
+        info = await asyncio.to_thread(_model_info, settings.hf_endpoint, token, repo_id, revision)
+        commit = info.sha
+        siblings = {s.rfilename: s for s in info.siblings or []}
+        wanted = select(siblings, task.patterns, repo_id, task.revision or "main")
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+
+        def url(path: str) -> str:
+            return f"{settings.hf_endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"
+
+        wanted = await _with_shards(wanted, siblings, url, auth, ctx.session, repo_id)
+        if info.gated and not token:
+            raise AuthRequiredError(
+                f"Model '{repo_id}' requires authentication. Provide token parameter "
+                "(or log in with 'hf auth login' / set HF_TOKEN)."
+            )
+        cache = self.cache_layout(task, settings)
+        folder = Path(task.destination)
+        by_target: dict[str, tuple[NewFile, list[str]]] = {}
+        for path in wanted:
+            s = siblings[path]
+            etag = s.lfs.sha256 if s.lfs else s.blob_id
+            target = hfcache.blob_path(folder, etag) if cache else folder / Path(*path.split("/"))
+            if str(target) in by_target:  # the same bytes under two names: fetch them once
+                by_target[str(target)][1].append(path)
+                continue
+            by_target[str(target)] = (
+                NewFile(
+                    url=url(path),
+                    relpath=path,
+                    local_path=str(target),
+                    block_size=settings.block_size,
+                    size=s.size,
+                    expected_sha256=s.lfs.sha256 if s.lfs else None,
+                    meta={"commit": commit, "etag": etag},
+                ),
+                [path],
+            )
+        files = [
+            NewFile(**{**_fields(f), "meta": {**f.meta, "paths": paths}})
+            for f, paths in by_target.values()
+        ]
+        return Resolution(files, auth, {"commit": commit})
+
+    async def finish(
+        self, task: TaskRecord, files: Sequence[FileRecord], ctx: SourceContext
+    ) -> None:
+        if not self.cache_layout(task, ctx.settings):
+            return
+        await asyncio.to_thread(_link_all, task, files)
+
+
+def select(
+    siblings: dict[str, Any], patterns: tuple[str, ...] | None, repo_id: str, revision: str
+) -> list[str]:
+    """The repo paths a spec asks for: all, exact names, or globs (as ``allow_patterns``)."""
+    if not patterns:
+        return sorted(siblings)
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = (
+            [pattern]
+            if pattern in siblings
+            else sorted(p for p in siblings if fnmatch.fnmatch(p, pattern))
+        )
+        if not matched:
+            raise NotFoundError(
+                f"File '{pattern}' not found in model '{repo_id}' at revision '{revision}'"
+            )
+        chosen.extend(p for p in matched if p not in chosen)
+    return chosen
+
+
+async def _with_shards(
+    wanted: list[str],
+    siblings: dict[str, Any],
+    url: Any,
+    auth: dict[str, str],
+    session: aiohttp.ClientSession,
+    repo_id: str,
+) -> list[str]:
+    """One part of a split GGUF or sharded safetensors brings all the others (and the
+    safetensors index brings every shard it names): they only work together."""
+    out = list(wanted)
+    for path in wanted:
+        m = _SPLIT.match(path)
+        if m:
+            family = [
+                p
+                for p in siblings
+                if (s := _SPLIT.match(p))
+                and (s["stem"], s["n"], s["ext"]) == (m["stem"], m["n"], m["ext"])
+            ]
+            missing = int(m["n"]) - len(family)
+            if missing:
+                raise NotFoundError(
+                    f"'{path}' is part {int(m['i'])} of {int(m['n'])} but {missing} part(s) "
+                    f"are missing from model '{repo_id}'"
+                )
+            index = f"{m['stem']}.safetensors.index.json"
+            out += [p for p in [*sorted(family), index] if p in siblings and p not in out]
+        if path.endswith(".safetensors.index.json"):
+            for shard in await _index_shards(url(path), auth, session):
+                if shard not in siblings:
+                    raise NotFoundError(
+                        f"shard '{shard}' named by '{path}' is missing from model '{repo_id}'"
+                    )
+                if shard not in out:
+                    out.append(shard)
+    return out
+
+
+async def _index_shards(
+    url: str, auth: dict[str, str], session: aiohttp.ClientSession
+) -> list[str]:
+    async with session.get(url, headers=auth) as response:
+        if response.status != 200:
+            raise SourceError(f"cannot read the shard index {url}: HTTP {response.status}")
+        try:
+            data = json.loads(await response.read())
+            return sorted(set(data["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SourceError(f"{url} is not a safetensors index (no weight_map): {e}") from e
+
+
+def _model_info(endpoint: str, token: str | None, repo_id: str, revision: str) -> Any:
+    """``HfApi.model_info`` with every file's metadata, its errors as ours (blocking)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return HfApi(endpoint=endpoint, token=token or False).model_info(
+            repo_id, revision=revision, files_metadata=True
+        )
+    except RevisionNotFoundError as e:
+        raise NotFoundError(
+            f"Revision '{revision}' not found for model '{repo_id}' on HuggingFace Hub"
+        ) from e
+    except GatedRepoError as e:
+        raise AuthRequiredError(
+            f"Model '{repo_id}' requires authentication. Provide token parameter."
+        ) from e
+    except RepositoryNotFoundError as e:
+        raise NotFoundError(f"Model '{repo_id}' not found on HuggingFace Hub") from e
+    except HfHubHTTPError as e:
+        raise SourceError(f"the Hugging Face Hub at {endpoint} answered: {e}") from e
+    except Exception as e:  # the client's transport errors (its HTTP library's own types)
+        raise SourceError(
+            f"cannot reach the Hugging Face Hub at {endpoint}: {type(e).__name__}: {e}"
+        ) from e
+
+
+def _stored_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def _fields(f: NewFile) -> dict[str, Any]:
+    return {
+        "url": f.url,
+        "relpath": f.relpath,
+        "local_path": f.local_path,
+        "block_size": f.block_size,
+        "size": f.size,
+        "expected_sha256": f.expected_sha256,
+        "etag": f.etag,
+        "last_modified": f.last_modified,
+    }
+
+
+def _link_all(task: TaskRecord, files: Sequence[FileRecord]) -> None:
+    folder = Path(task.destination)
+    commit = None
+    for f in files:
+        commit = f.meta["commit"]
+        for path in f.meta.get("paths", [f.relpath]):
+            hfcache.link_snapshot(folder, commit, path, f.meta["etag"])
+    if commit is not None:
+        hfcache.write_ref(folder, task.revision or "main", commit)
