@@ -42,7 +42,7 @@ class Settings:
     rate_limit: int | None = None  # bytes per second for everything, None = unlimited
 
     block_size: int = 1 * MiB  # unit of XXH3 digests and of durable progress
-    min_chunk: int = 4 * MiB
+    min_chunk: int = 2 * MiB  # a 4 MiB file still gets two connections
     max_chunk: int = 64 * MiB
     min_steal: int = 2 * MiB  # never split a remaining range smaller than this
     checkpoint_seconds: float = 1.0
