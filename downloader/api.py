@@ -20,7 +20,7 @@ from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
 from downloader.sources import source_for
-from downloader.specs import Spec, check_url, repo_spec
+from downloader.specs import Spec, check_url, ollama_spec, repo_spec
 from storage import LedgerError
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ def spec_for(
     filename: str | None = None,
     allow_patterns: str | list[str] | None = None,
     revision: str | None = None,
-    **_: Any,
+    base_url: str | None = None,
+    **options: Any,
 ) -> Spec:
     """The spec ``download_model(provider, model, ...)`` asks for; ``SpecError`` if none."""
     source = source_for(provider)
@@ -47,6 +48,10 @@ def spec_for(
             patterns += [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
         return repo_spec(
             source.provider, model, revision=revision, patterns=tuple(patterns) or None
+        )
+    if source.provider == "ollama":
+        return ollama_spec(
+            model, base_url=base_url, via=options.get("via"), insecure=options.get("insecure")
         )
     raise SpecError(f"provider {provider!r} has no download_model form")
 
@@ -65,13 +70,15 @@ async def download_model(
 
     ``provider``: ``"url"`` (``model`` is an http(s) URL), ``"huggingface"`` or ``"mlx"``
     (``model`` is ``owner/repo``; ``filename=``, ``allow_patterns=``, ``revision=`` pick
-    what to fetch, all of it by default). ``token`` is used in memory only (for the Hub,
-    ``huggingface_hub.get_token()`` when absent). ``dest``: a file path or folder (a plain
+    what to fetch, all of it by default), ``"ollama"`` (``model`` is ``name[:tag]``;
+    ``base_url`` is the Ollama server, ``via="daemon"|"registry"`` chooses the way).
+    ``token`` is used in memory only (for the Hub, ``huggingface_hub.get_token()`` when
+    absent). ``dest``: a file path or folder (a plain
     folder instead of the Hugging Face cache for repos). Other options: ``connections``,
     ``priority``.
     """
     try:
-        spec = spec_for(provider, model, **opts)
+        spec = spec_for(provider, model, base_url=base_url, **opts)
     except ModelhaulError as e:
         yield _error(str(e))
         return

@@ -26,6 +26,18 @@ def parse_size(text: str) -> int:
     return int(number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit])
 
 
+def ollama_host_url(value: str) -> str:
+    """``OLLAMA_HOST`` as ollama reads it: ``host[:port]`` or ``scheme://host[:port]``,
+    default scheme http and port 11434 (``0.0.0.0`` means this machine)."""
+    value = value.strip()
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "http", value
+    host, _, port = rest.rstrip("/").partition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1"}.get(host, host)
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 11434)}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """How modelhaul downloads. Pass one to the manager; nothing reads globals."""
@@ -65,6 +77,10 @@ class Settings:
     hf_endpoint: str = "https://huggingface.co"  # HF_ENDPOINT
     hf_cache: Path | None = None  # HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub
 
+    ollama_host: str = "http://localhost:11434"  # OLLAMA_HOST: the daemon
+    ollama_registry: str = "https://registry.ollama.ai"  # MODELHAUL_OLLAMA_REGISTRY
+    ollama_models: Path | None = None  # OLLAMA_MODELS, else ~/.ollama/models
+
     heartbeat_seconds: float = 2.0
     watch_seconds: float = 0.25  # how often a runner looks for pause/cancel requests
     stale_after: float = 30.0  # a lease from another host expires after this
@@ -78,6 +94,11 @@ class Settings:
     def hf_cache_dir(self) -> Path:
         """The Hugging Face cache folder (the one ``huggingface_hub`` reads)."""
         return self.hf_cache or Path.home() / ".cache" / "huggingface" / "hub"
+
+    @property
+    def ollama_models_dir(self) -> Path:
+        """Ollama's model store (the one ``ollama serve`` reads)."""
+        return self.ollama_models or Path.home() / ".ollama" / "models"
 
     @property
     def download_dir(self) -> Path:
@@ -109,6 +130,12 @@ class Settings:
                 values[name] = kind(raw)
         if env.get("MODELHAUL_RATE_LIMIT"):
             values["rate_limit"] = parse_size(env["MODELHAUL_RATE_LIMIT"])
+        if env.get("OLLAMA_HOST"):
+            values["ollama_host"] = ollama_host_url(env["OLLAMA_HOST"])
+        if env.get("OLLAMA_MODELS"):
+            values["ollama_models"] = Path(env["OLLAMA_MODELS"]).expanduser()
+        if env.get("MODELHAUL_OLLAMA_REGISTRY"):
+            values["ollama_registry"] = env["MODELHAUL_OLLAMA_REGISTRY"].rstrip("/")
         if env.get("HF_ENDPOINT"):
             values["hf_endpoint"] = env["HF_ENDPOINT"].rstrip("/")
         if env.get("HF_HUB_CACHE"):

@@ -1,7 +1,7 @@
 """Download specs: what a user asks for, parsed into a typed ``Spec``.
 
 Accepted forms: an ``http(s)://`` URL; ``hf://owner/repo[@revision][/path-or-glob]``;
-``mlx://owner/repo[@revision][/path-or-glob]``.
+``mlx://owner/repo[@revision][/path-or-glob]``; ``ollama://[host[:port]/][namespace/]model[:tag]``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Spec:
             rev = f"@{self.revision}" if self.revision else ""
             pattern = f"/{self.patterns[0]}" if self.patterns and len(self.patterns) == 1 else ""
             return f"{scheme}://{self.source}{rev}{pattern}"
+        if self.provider == "ollama":
+            return f"ollama://{self.source}"
         return self.source
 
 
@@ -96,6 +98,28 @@ def _parse_repo(provider: str, rest: str) -> Spec:
     )
 
 
+_OLLAMA_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def ollama_spec(name: str, **options: Any) -> Spec:
+    """An Ollama model ``[host[:port]/][namespace/]model[:tag]``, checked."""
+    text = name.strip()
+    tag = None
+    if text.rfind(":") > text.rfind("/"):
+        text, tag = text.rsplit(":", 1)
+    parts = text.split("/")
+    if (
+        not 1 <= len(parts) <= 3
+        or not all(_OLLAMA_PART.match(p) for p in parts[-2:])
+        or (tag is not None and not _OLLAMA_PART.match(tag))
+    ):
+        raise SpecError(
+            f"{name!r} is not an Ollama model name: expected [host/][namespace/]model[:tag], "
+            "e.g. gemma3:1b"
+        )
+    return Spec("ollama", name.strip(), options={k: v for k, v in options.items() if v})
+
+
 def parse_spec(text: str) -> Spec:
     """Parse a spec string; raises ``SpecError`` naming what was wrong."""
     value = (text or "").strip()
@@ -104,9 +128,11 @@ def parse_spec(text: str) -> Spec:
     scheme, _, rest = value.partition("://")
     if rest and scheme.lower() in REPO_PROVIDERS:
         return _parse_repo(REPO_PROVIDERS[scheme.lower()], rest)
+    if rest and scheme.lower() == "ollama":
+        return ollama_spec(rest)
     if rest:  # a URL of some other scheme: only http(s) ones can be fetched
         return Spec("url", check_url(value))
     raise SpecError(
         f"{text!r} is not a download spec: give an http(s):// URL, "
-        "hf://owner/repo[@revision][/file-or-glob] or mlx://owner/repo"
+        "hf://owner/repo[@revision][/file-or-glob], mlx://owner/repo or ollama://model[:tag]"
     )

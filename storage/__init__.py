@@ -5,6 +5,7 @@ The ledger is the single source of truth; every process (API, CLI, server, worke
 
 from storage.errors import (
     IllegalTransitionError,
+    LeaseLostError,
     LedgerError,
     LedgerOpenError,
     SchemaTooNewError,
@@ -39,6 +40,7 @@ __all__ = [
     "FileStore",
     "IllegalTransitionError",
     "Lease",
+    "LeaseLostError",
     "Ledger",
     "LedgerError",
     "LedgerOpenError",

@@ -78,3 +78,17 @@ class TransitionConflictError(LedgerError):
                 f"another process moved it first, so it was not set to {requested.value}"
             )
         super().__init__(msg)
+
+
+class LeaseLostError(LedgerError):
+    """A write on behalf of a task whose lease another process (or manager) now holds:
+    refused, so a runner that lost its task can never overwrite the new owner's progress."""
+
+    def __init__(self, task_id: int, owner: str, holder: str | None) -> None:
+        self.task_id = task_id
+        self.owner = owner
+        self.holder = holder
+        super().__init__(
+            f"task {task_id} is no longer run by {owner} (now: {holder or 'nobody'}); "
+            "its progress is not recorded"
+        )

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
+from storage.errors import LeaseLostError
 from storage.models import Chunk, File, Task
 from storage.records import ChunkRecord, FileCheckpoint, FileRecord, FileState, NewFile
 
@@ -37,35 +38,44 @@ class FileStore:
         """One file by id."""
         return await self._db.read(_get, file_id)
 
-    async def update(self, file_id: int, **fields: Any) -> FileRecord:
+    async def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> FileRecord:
         """Set columns of one file (probe results, state, digests, dirty flag), refreshing the
-        task's totals in the same transaction; returns the new record."""
+        task's totals in the same transaction; returns the new record. With ``owner``, only
+        while that lease still holds the task (else ``LeaseLostError``)."""
         if "state" in fields:
             fields["state"] = FileState(fields["state"]).value
-        return await self._db.write(_update, file_id, fields, time.time())
+        return await self._db.write(_update, file_id, fields, time.time(), owner)
 
     async def chunks(self, file_id: int) -> list[ChunkRecord]:
         """The file's chunks in byte order."""
         return await self._db.read(_chunks, file_id)
 
     async def replace_chunks(
-        self, file_id: int, chunks: Sequence[ChunkRecord], **file_fields: Any
+        self,
+        file_id: int,
+        chunks: Sequence[ChunkRecord],
+        *,
+        owner: str | None = None,
+        **file_fields: Any,
     ) -> FileRecord:
         """Throw away the file's chunks and write a new plan (a first plan, or a restart after
-        the remote file changed), updating file columns in the same transaction."""
+        the remote file changed), updating file columns in the same transaction. ``owner``
+        fences it as in ``update``."""
         return await self._db.write(
-            _replace_chunks, file_id, list(chunks), file_fields, time.time()
+            _replace_chunks, file_id, list(chunks), file_fields, time.time(), owner
         )
 
-    async def checkpoint(self, batch: Sequence[FileCheckpoint]) -> None:
+    async def checkpoint(
+        self, batch: Sequence[FileCheckpoint], *, owner: str | None = None
+    ) -> None:
         """Record many chunks' durable progress in one transaction.
 
         The caller has already synced the data these numbers describe: the ledger may lag
         the disk, never lead it. New chunks (from work stealing) and changed ends are upserted
-        by ``(file_id, start)``.
+        by ``(file_id, start)``. ``owner`` fences it as in ``update``.
         """
         if batch:
-            await self._db.write(_checkpoint, list(batch), time.time(), self._db.is_sqlite)
+            await self._db.write(_checkpoint, list(batch), time.time(), self._db.is_sqlite, owner)
 
     async def remove(self, file_ids: Iterable[int]) -> None:
         """Forget files (and, by cascade, their chunks)."""
@@ -96,7 +106,23 @@ def _get(conn: Connection, file_id: int) -> FileRecord:
     return file_record(conn.execute(select(_F).where(_F.c.id == file_id)).one())
 
 
-def _update(conn: Connection, file_id: int, fields: dict[str, Any], now: float) -> FileRecord:
+def _fence(conn: Connection, file_id: int, owner: str | None) -> None:
+    """Refuse the write unless ``owner`` still runs the file's task."""
+    if owner is None:
+        return
+    row = conn.execute(
+        select(_T.c.id, _T.c.state, _T.c.lease_owner)
+        .join(_F, _F.c.task_id == _T.c.id)
+        .where(_F.c.id == file_id)
+    ).one()
+    if row.lease_owner != owner or row.state != "downloading":
+        raise LeaseLostError(row.id, owner, row.lease_owner)
+
+
+def _update(
+    conn: Connection, file_id: int, fields: dict[str, Any], now: float, owner: str | None = None
+) -> FileRecord:
+    _fence(conn, file_id, owner)
     row = conn.execute(
         update(_F).where(_F.c.id == file_id).values(**fields, updated_at=now).returning(*_F.c)
     ).one()
@@ -115,7 +141,9 @@ def _replace_chunks(
     chunks: list[ChunkRecord],
     file_fields: dict[str, Any],
     now: float,
+    owner: str | None,
 ) -> FileRecord:
+    _fence(conn, file_id, owner)
     conn.execute(delete(_C).where(_C.c.file_id == file_id))
     if chunks:
         conn.execute(insert(_C), [_chunk_row(c) for c in chunks])
@@ -123,7 +151,11 @@ def _replace_chunks(
     return _update(conn, file_id, {**file_fields, "downloaded_bytes": durable}, now)
 
 
-def _checkpoint(conn: Connection, batch: list[FileCheckpoint], now: float, is_sqlite: bool) -> None:
+def _checkpoint(
+    conn: Connection, batch: list[FileCheckpoint], now: float, is_sqlite: bool, owner: str | None
+) -> None:
+    for cp in batch:
+        _fence(conn, cp.file_id, owner)
     rows = [_chunk_row(c) for cp in batch for c in cp.chunks]
     if rows:
         if is_sqlite:

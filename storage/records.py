@@ -27,16 +27,27 @@ class FileState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Who runs a task: a process identified by host, pid and the process's start time."""
+    """Who runs a task: a process (host, pid and the process's start time) and, since one
+    process may hold several managers, which of them (``instance``)."""
 
     host: str
     pid: int
     started: float
+    instance: str = ""
 
     @property
     def owner(self) -> str:
         """The string stored in ``tasks.lease_owner`` and compared on every heartbeat."""
-        return f"{self.host}:{self.pid}:{self.started:.2f}"
+        owner = f"{self.host}:{self.pid}:{self.started:.2f}"
+        return f"{owner}:{self.instance}" if self.instance else owner
+
+    def same_process(self, other: Lease) -> bool:
+        """Both leases name the same running process (whatever the instance)."""
+        return (self.host, self.pid, round(self.started, 2)) == (
+            other.host,
+            other.pid,
+            round(other.started, 2),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -421,7 +421,13 @@ def task_record(row: Any) -> TaskRecord:
     """Build a ``TaskRecord`` from a row of the tasks table."""
     lease = None
     if row.lease_owner is not None:
-        lease = Lease(host=row.lease_host, pid=row.lease_pid, started=row.lease_started)
+        parts = row.lease_owner.rsplit(":", 3)
+        lease = Lease(
+            host=row.lease_host,
+            pid=row.lease_pid,
+            started=row.lease_started,
+            instance=parts[3] if len(parts) == 4 else "",
+        )
     return TaskRecord(
         id=row.id,
         provider=row.provider,

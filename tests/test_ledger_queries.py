@@ -123,3 +123,23 @@ async def test_removing_a_task_removes_its_files_chunks_and_events(ledger: Ledge
     assert await ledger.tasks.count() == 0
     assert await ledger.files.chunks(f.id) == []
     assert await ledger.tasks.events(task_id) == []
+
+
+async def test_progress_written_under_a_lost_lease_is_refused(ledger: Ledger, lease: Lease) -> None:
+    from storage import LeaseLostError
+
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
+    [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 4, size=8)])
+    await ledger.files.replace_chunks(f.id, [ChunkRecord(f.id, 0, 8)])
+    await ledger.tasks.claim(lease, 1)
+    mine = FileCheckpoint(f.id, (ChunkRecord(f.id, 0, 8, 4, b"a" * 8),), 4)
+    await ledger.files.checkpoint([mine], owner=lease.owner)
+    # The task is taken away (paused, or requeued to another process) …
+    await ledger.tasks.transition(task_id, S.PAUSED, reason="elsewhere")
+    late = FileCheckpoint(f.id, (ChunkRecord(f.id, 0, 8, 8, b"a" * 16),), 8)
+    with pytest.raises(LeaseLostError, match=f"task {task_id} is no longer run by"):
+        await ledger.files.checkpoint([late], owner=lease.owner)
+    with pytest.raises(LeaseLostError):
+        await ledger.files.update(f.id, owner=lease.owner, state=FileState.COMPLETED)
+    assert await ledger.files.chunks(f.id) == [ChunkRecord(f.id, 0, 8, 4, b"a" * 8)]
+    assert (await ledger.files.get(f.id)).state is FileState.PENDING

@@ -27,6 +27,7 @@ class Checkpointer:
         *,
         seconds: float,
         nbytes: int,
+        owner: str | None = None,
     ) -> None:
         self._files = files
         self._file_id = file_id
@@ -34,6 +35,7 @@ class Checkpointer:
         self._plan = plan
         self._seconds = seconds
         self._nbytes = nbytes
+        self._owner = owner  # the lease this runs under: writes are refused once it is lost
         self._since = 0
         self._due = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -41,9 +43,11 @@ class Checkpointer:
         self.count = 0
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Run periodic checkpoints until ``stop``."""
+    def start(self) -> asyncio.Task[None]:
+        """Run periodic checkpoints until ``stop``; the task ends only by failing (a lost
+        lease, a disk error), which its caller watches for."""
         self._task = asyncio.create_task(self._loop(), name=f"checkpoint file {self._file_id}")
+        return self._task
 
     def wrote(self, nbytes: int) -> None:
         """Count written bytes; enough of them make a checkpoint due now."""
@@ -67,7 +71,8 @@ class Checkpointer:
             self._due.clear()
             stat = await self._part.sync()
             await self._files.checkpoint(
-                [FileCheckpoint(self._file_id, records, written, stat.mtime_ns, stat.size)]
+                [FileCheckpoint(self._file_id, records, written, stat.mtime_ns, stat.size)],
+                owner=self._owner,
             )
             self.durable = written
             self.count += 1

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -99,6 +100,14 @@ class FileDownload:
         self._files = ctx.ledger.files
         self._settings = ctx.settings
 
+    async def _update(self, **fields: Any) -> FileRecord:
+        """Write file columns, fenced on the task's lease when run under one."""
+        return await self._files.update(self.file.id, owner=self.actor, **fields)
+
+    async def _replace(self, chunks: list[ChunkRecord], **fields: Any) -> FileRecord:
+        """Write a new chunk plan, fenced like ``_update``."""
+        return await self._files.replace_chunks(self.file.id, chunks, owner=self.actor, **fields)
+
     async def run(self) -> FileRecord:
         """Download (or confirm) the file; returns its completed record.
 
@@ -133,6 +142,10 @@ class FileDownload:
         if self.file.state is FileState.COMPLETED:
             self._done(actual)
             return True
+        if self.file.meta.get("content_addressed") and self.file.expected_sha256:
+            # A store named by digest (Ollama's blobs) only ever holds verified blobs under
+            # their names: the right size there is the blob, no need to read it again.
+            return await self._record_present(actual, self.file.expected_sha256)
         sha = None
         if self.file.expected_sha256 or self._settings.always_sha256:
             self.progress.enter(Phase.VERIFYING)
@@ -140,16 +153,19 @@ class FileDownload:
             if self.file.expected_sha256 and sha != self.file.expected_sha256:
                 self.progress.enter(Phase.PENDING)
                 return False  # someone else's file, or a damaged one: download and replace it
-        self.file = await self._files.update(
-            self.file.id,
+        return await self._record_present(actual, sha)
+
+    async def _record_present(self, size: int, sha: str | None) -> bool:
+        self.file = await self._update(
             state=FileState.COMPLETED,
-            size=actual,
+            size=size,
             sha256=sha,
-            downloaded_bytes=actual,
+            downloaded_bytes=size,
             dirty=False,
             error=None,
+            meta={**self.file.meta, "present": True},
         )
-        self._done(actual)
+        self._done(size)
         return True
 
     async def _probe(self) -> None:
@@ -165,8 +181,7 @@ class FileDownload:
                 except RetriesExhausted as ex:
                     raise RetriesExhaustedError(self.file.url, len(policy.history), str(e)) from ex
                 await asyncio.sleep(policy.backoff(self.ctx.rng))
-        self.file = await self._files.update(
-            self.file.id,
+        self.file = await self._update(
             size=found.size,
             etag=found.etag,
             last_modified=found.last_modified,
@@ -177,8 +192,7 @@ class FileDownload:
     async def _start_over(self, why: str) -> None:
         log.warning("task %s: %s", self.file.task_id, why)
         await self.ctx.ledger.tasks.note(self.file.task_id, why, actor=self.actor)
-        self.file = await self._files.replace_chunks(
-            self.file.id,
+        self.file = await self._replace(
             [],
             etag=None,
             last_modified=None,
@@ -231,8 +245,8 @@ class FileDownload:
             max_chunk=s.max_chunk,
             min_steal=s.min_steal,
         )
-        self.file = await self._files.replace_chunks(
-            self.file.id, plan.records(self.file.id), dirty=True, state=FileState.DOWNLOADING
+        self.file = await self._replace(
+            plan.records(self.file.id), dirty=True, state=FileState.DOWNLOADING
         )
         return plan
 
@@ -245,7 +259,7 @@ class FileDownload:
                 f"{self.part_path} is {why}: its recorded progress is void, fetching it again",
                 actor=self.actor,
             )
-            await self._files.replace_chunks(self.file.id, [])
+            await self._replace([])
             plan = await self._load_plan()
         part = await PartFile.open(
             self.part_path,
@@ -275,7 +289,7 @@ class FileDownload:
         if not bad:
             return plan
         fixed = repair(records, bad, self.file.block_size)
-        await self._files.replace_chunks(self.file.id, fixed)
+        await self._replace(fixed)
         await self.ctx.ledger.tasks.note(
             self.file.task_id,
             f"{self.file.relpath}: {len(bad)} written block(s) did not match their XXH3 digests; "
@@ -290,9 +304,7 @@ class FileDownload:
         self.progress.written = plan.written
         self.progress.enter(Phase.DOWNLOADING)
         if not (self.file.dirty and self.file.state is FileState.DOWNLOADING):
-            self.file = await self._files.update(
-                self.file.id, dirty=True, state=FileState.DOWNLOADING, error=None
-            )
+            self.file = await self._update(dirty=True, state=FileState.DOWNLOADING, error=None)
         hasher = self._hasher(part, plan.prefix)
         checkpointer = Checkpointer(
             self._files,
@@ -301,13 +313,14 @@ class FileDownload:
             plan,
             seconds=s.checkpoint_seconds,
             nbytes=s.checkpoint_bytes,
+            owner=self.actor,
         )
         job = self._job(part, hasher, checkpointer)
-        checkpointer.start()
+        guard = checkpointer.start()
         remaining = size - plan.written
         count = max(1, min(s.connections, -(-remaining // s.min_chunk)))
         try:
-            await _run_all(work(job, plan, w) for w in range(count))
+            await _run_all([work(job, plan, w) for w in range(count)], guard=guard)
             if not plan.finished:  # workers only stop early by raising; this is a bug guard
                 raise RuntimeError(f"workers stopped with {self.file.relpath} unfinished")
             await checkpointer.stop()
@@ -325,7 +338,7 @@ class FileDownload:
     async def _last_checkpoint(self, checkpointer: Checkpointer) -> None:
         await checkpointer.checkpoint()
         # Everything written is now recorded: the next run need not re-hash the blocks.
-        self.file = await self._files.update(self.file.id, dirty=False)
+        self.file = await self._update(dirty=False)
 
     async def _stream_whole(self) -> FileRecord:
         """No range support (or no size): one stream, from zero after every failure."""
@@ -336,7 +349,7 @@ class FileDownload:
             + ": downloading in one stream, restarted from zero after any failure",
             actor=self.actor,
         )
-        await self._files.replace_chunks(self.file.id, [], dirty=True, state=FileState.DOWNLOADING)
+        await self._replace([], dirty=True, state=FileState.DOWNLOADING)
         policy = self._settings.retry
         part = await PartFile.open(
             self.part_path, self.file.size, truncate=True, preallocate=self._settings.preallocate
@@ -371,7 +384,7 @@ class FileDownload:
             sha = await hasher.finish(span.done) if hasher is not None else None
             await part.sync()
             chunk = ChunkRecord(self.file.id, 0, span.done, span.done, bytes(span.digests))
-            self.file = await self._files.replace_chunks(self.file.id, [chunk], size=span.done)
+            self.file = await self._replace([chunk], size=span.done)
             return await self._finish(part, sha, span.done)
         finally:
             await part.close()
@@ -424,13 +437,12 @@ class FileDownload:
     async def _finish(self, part: PartFile, sha: str | None, size: int) -> FileRecord:
         expected = self.file.expected_sha256
         if expected and sha is not None and sha != expected:
-            await self._files.replace_chunks(self.file.id, [], dirty=False)
+            await self._replace([], dirty=False)
             await part.close()
             await asyncio.to_thread(_unlink, self.part_path)
             raise DigestMismatchError(str(self.dest), expected, sha)
         await part.finalize(self.dest)
-        self.file = await self._files.update(
-            self.file.id,
+        self.file = await self._update(
             state=FileState.COMPLETED,
             sha256=sha,
             size=size,
@@ -447,14 +459,20 @@ class FileDownload:
         self.progress.enter(Phase.DONE)
 
 
-async def _run_all(coroutines) -> None:  # type: ignore[no-untyped-def]
-    """Run workers together; the first failure cancels the rest and is raised as itself."""
+async def _run_all(coroutines: list[Any], *, guard: asyncio.Task[None]) -> None:
+    """Run workers until all are done. The first failure, of a worker or of ``guard`` (the
+    checkpointer, which runs as long as they do), cancels the rest and is raised as itself."""
     tasks = [asyncio.create_task(c) for c in coroutines]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(
+                pending | {guard}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            pending.discard(guard)
     finally:
         for task in tasks:
             task.cancel()

@@ -62,11 +62,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 def owner_gone(task: TaskRecord, *, stale_after: float, now: float | None = None) -> bool:
-    """Whether the process holding ``task`` can no longer be running it."""
+    """Whether the process (or, within this process, the manager) holding ``task`` can no
+    longer be running it."""
     lease = task.lease
     if lease is None:
         return True
     now = time.time() if now is None else now
+    if lease.same_process(this_process()):
+        # Another manager of this very process: alive as long as it keeps its heartbeat.
+        return task.heartbeat_at is None or now - task.heartbeat_at > stale_after
     if lease.host == this_process().host:
         if not _pid_alive(lease.pid):
             return True

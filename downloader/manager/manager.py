@@ -9,8 +9,10 @@ within ``settings.watch_seconds`` and stops its connections.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
@@ -66,7 +68,8 @@ class DownloadManager:
         self.settings = settings or Settings.from_env()
         self.autostart = autostart
         self.bus = ProgressBus()
-        self.lease = this_process()
+        # One process may run several managers: each holds its own leases.
+        self.lease = dataclasses.replace(this_process(), instance=secrets.token_hex(4))
         self._ledger: Ledger | None = None
         self._ctx: EngineContext | None = None
         self._runners: dict[int, tuple[TaskRunner, asyncio.Task[None]]] = {}
@@ -173,11 +176,17 @@ class DownloadManager:
             if existing is None:
                 fresh.append((i, task))
                 continue
-            if existing.state is TaskState.DOWNLOADING and self._orphaned(existing):
-                # After a kill -9 the next request for the same file takes over at once.
-                await self._requeue(existing)
+            if existing.state is TaskState.DOWNLOADING and existing.lease is not None:
+                if self._orphaned(existing):
+                    # After a kill -9 the next request for the same file takes over at once.
+                    await self._requeue(existing, "its process is gone")
+                elif existing.lease.same_process(self.lease):
+                    # Another manager of this process runs it (an earlier download_model()
+                    # whose caller left): the newer request carries it on. Its old runner
+                    # loses every later compare-and-set on the lease and stops quietly.
+                    await self._requeue(existing, "taken over by a newer request")
                 existing = await self.ledger.tasks.get(existing.id)
-            found[i] = await self._reuse(existing, paused)
+            found[i] = await self._reuse(existing, task, paused)
         ids = await self.ledger.tasks.enqueue([t for _, t in fresh], actor=self.lease.owner)
         for (i, _), task_id in zip(fresh, ids, strict=True):
             found[i] = await self.ledger.tasks.get(task_id)
@@ -229,19 +238,19 @@ class DownloadManager:
             state=TaskState.PAUSED if paused else TaskState.PENDING,
         )
 
-    async def _reuse(self, task: Task, paused: bool) -> Task:
+    async def _reuse(self, task: Task, asked: NewTask, paused: bool) -> Task:
         """The same download asked for again: resume it rather than start over."""
         if task.state is TaskState.COMPLETED:
             files = await self.ledger.files.of_task(task.id)
-            present = await asyncio.to_thread(
+            present = bool(files) and await asyncio.to_thread(
                 lambda: all(Path(f.local_path).is_file() for f in files)
             )
             if present:
                 return task
-            # Its files were deleted since: run it again (the engine re-fetches them).
-            return await self.ledger.tasks.get(
-                (await self.ledger.tasks.enqueue([_again(task)], actor=self.lease.owner))[0]
-            )
+            # Its files are gone (or another program holds them): run it again; the engine
+            # skips whatever is still in place.
+            [task_id] = await self.ledger.tasks.enqueue([asked], actor=self.lease.owner)
+            return await self.ledger.tasks.get(task_id)
         if task.state in (TaskState.PAUSED, TaskState.FAILED) and not paused:
             return await self._transition(task.id, TaskState.PENDING, "asked for again")
         return task
@@ -512,16 +521,16 @@ class DownloadManager:
     async def _requeue_orphans(self) -> None:
         for task in await self.ledger.tasks.leased():
             if self._orphaned(task):
-                await self._requeue(task)
+                await self._requeue(task, "its process is gone")
 
-    async def _requeue(self, task: Task) -> bool:
+    async def _requeue(self, task: Task, why: str) -> bool:
         lease = task.lease
         who = f"{lease.host}:{lease.pid}" if lease else "unknown"
         try:
             await self.ledger.tasks.transition(
                 task.id,
                 TaskState.PENDING,
-                reason=f"requeued: its process {who} is gone",
+                reason=f"requeued from {who}: {why}",
                 expect=TaskState.DOWNLOADING,
                 if_owner=lease.owner if lease else None,
                 actor=self.lease.owner,
@@ -581,19 +590,6 @@ class _LedgerProgress:
             return False
         self._last = key
         return True
-
-
-def _again(task: Task) -> NewTask:
-    return NewTask(
-        provider=task.provider,
-        source=task.source,
-        destination=task.destination,
-        revision=task.revision,
-        patterns=task.patterns,
-        options=dict(task.options),
-        priority=task.priority,
-        label=task.label,
-    )
 
 
 __all__ = ["DownloadManager", "DownloadStatus", "Task"]

@@ -69,6 +69,7 @@ class TaskRunner:
         self._last: tuple[object, ...] | None = None
         self._last_at = 0.0
         self.external_stop: TaskState | None = None  # set when another process moved it
+        self._done_elsewhere = False  # another program (Ollama's daemon) did the transfer
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -96,6 +97,9 @@ class TaskRunner:
 
     async def _download(self) -> None:
         ctx = SourceContext(self._ctx.settings, self._ctx.session, self._token)
+        if await self._source.run_elsewhere(self.task, ctx, self):
+            self._done_elsewhere = True
+            return
         resolution = await self._source.resolve(self.task, ctx)
         ledger = self._ctx.ledger
         pinned = {**self.task.options, **resolution.pins}
@@ -137,6 +141,23 @@ class TaskRunner:
         self._records = await ledger.files.of_task(self.task.id)
         self._status, self._message = DownloadStatus.VERIFYING, "Finishing"
         await self._source.finish(self.task, self._records, ctx)
+
+    # --- progress from a transfer another program does (ExternalProgress) ---------------
+
+    def layer(self, name: str, total: int, completed: int) -> None:
+        """A part reported by the other program (an Ollama layer)."""
+        part = self._files.get(name)
+        if part is None:
+            part = self._files[name] = FileProgress(len(self._files), name, total)
+        part.fetched += max(0, completed - part.written)
+        part.written = completed
+        part.enter(Phase.DONE if completed >= total else Phase.DOWNLOADING)
+        self._status, self._message = DownloadStatus.DOWNLOADING, f"pulling {name}"
+
+    def phase(self, status: DownloadStatus, message: str) -> None:
+        """The other program moved on."""
+        self._status, self._message = status, message
+        self._publish(force=True)
 
     # --- endings ----------------------------------------------------------------------------
 
@@ -183,6 +204,8 @@ class TaskRunner:
         }.get(self.task.state, self.task.state.value)
 
     def _done_message(self) -> str:
+        if self._done_elsewhere:
+            return self._message  # the source's own last word, e.g. "Pulled … through …"
         return f"Downloaded {self.task.label} to {self.task.destination}"
 
     # --- progress ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from types import MappingProxyType
 from downloader.errors import SpecError
 from downloader.sources.base import Resolution, Source, SourceContext
 from downloader.sources.hf import HuggingFaceSource
+from downloader.sources.ollama import OllamaSource
 from downloader.sources.url import UrlSource
 from downloader.specs import UNSUPPORTED
 
@@ -15,6 +16,7 @@ SOURCES = MappingProxyType(
         "url": UrlSource(),
         "huggingface": HuggingFaceSource("huggingface"),
         "mlx": HuggingFaceSource("mlx"),
+        "ollama": OllamaSource(),
     }
 )
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from downloader.progress import DownloadStatus
 from downloader.settings import Settings
 from downloader.specs import Spec
 from storage import FileRecord, NewFile, TaskRecord
@@ -35,6 +36,16 @@ class Resolution:
     pins: Mapping[str, Any] = field(default_factory=dict)
 
 
+class ExternalProgress(Protocol):
+    """Where a source that hands the transfer to another program reports what it hears."""
+
+    def layer(self, name: str, total: int, completed: int) -> None:
+        """A part (an Ollama layer) of ``total`` bytes has ``completed`` of them."""
+
+    def phase(self, status: DownloadStatus, message: str) -> None:
+        """The transfer moved on (e.g. to verifying)."""
+
+
 class Source(Protocol):
     """A kind of thing to download (``url``, ``huggingface``, ``mlx``, ``ollama``)."""
 
@@ -43,6 +54,13 @@ class Source(Protocol):
 
     def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
         """Where the task's files go (checked for writability by the caller)."""
+        ...
+
+    async def run_elsewhere(
+        self, task: TaskRecord, ctx: SourceContext, progress: ExternalProgress
+    ) -> bool:
+        """Do the whole transfer through another program (Ollama's daemon) and return True;
+        False (the usual answer) lets our engine fetch the files ``resolve`` names."""
         ...
 
     async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:

@@ -25,7 +25,7 @@ import aiohttp
 from downloader.errors import AuthRequiredError, NotFoundError, SourceError
 from downloader.settings import Settings
 from downloader.sources import hfcache
-from downloader.sources.base import Resolution, SourceContext
+from downloader.sources.base import ExternalProgress, Resolution, SourceContext
 from downloader.specs import Spec
 from storage import FileRecord, NewFile, TaskRecord
 
@@ -48,6 +48,11 @@ class HuggingFaceSource:
     def cache_layout(self, task: TaskRecord, settings: Settings) -> bool:
         """Whether the task writes into the Hugging Face cache (else into a plain folder)."""
         return Path(task.destination) == hfcache.storage_folder(settings.hf_cache_dir, task.source)
+
+    async def run_elsewhere(
+        self, task: TaskRecord, ctx: SourceContext, progress: ExternalProgress
+    ) -> bool:
+        return False
 
     async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
         settings = ctx.settings
@@ -87,7 +92,9 @@ class HuggingFaceSource:
                     block_size=settings.block_size,
                     size=s.size,
                     expected_sha256=s.lfs.sha256 if s.lfs else None,
-                    meta={"commit": commit, "etag": etag},
+                    # In the cache a blob is named by its digest (sha256, or git's id):
+                    # one of the right size there is that blob.
+                    meta={"commit": commit, "etag": etag, "content_addressed": cache},
                 ),
                 [path],
             )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from downloader.paths import file_destination, filename_from_url
 from downloader.settings import Settings
-from downloader.sources.base import Resolution, SourceContext
+from downloader.sources.base import ExternalProgress, Resolution, SourceContext
 from downloader.specs import Spec
 from storage import FileRecord, NewFile, TaskRecord
 
@@ -20,6 +20,11 @@ class UrlSource:
 
     def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
         return file_destination(dest, settings.download_dir, filename_from_url(spec.source))
+
+    async def run_elsewhere(
+        self, task: TaskRecord, ctx: SourceContext, progress: ExternalProgress
+    ) -> bool:
+        return False
 
     async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
         path = Path(task.destination)

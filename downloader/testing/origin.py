@@ -157,6 +157,7 @@ class Origin:
         assert self.workdir is not None, "start the origin first"
         if isinstance(content, bytes | bytearray):
             self._versions += 1
+            self.workdir.mkdir(parents=True, exist_ok=True)
             path = self.workdir / f"v{self._versions}-{name.replace('/', '_')}"
             path.write_bytes(content)
         else:
