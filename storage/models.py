@@ -48,6 +48,8 @@ class Task(Base):
         # The scheduler's query: next pending by priority, then age (id is monotonic).
         Index("ix_tasks_queue", "state", "priority", "id"),
         Index("ix_tasks_spec_key", "spec_key"),
+        # Observers (the server, `watch`) poll for tasks changed since their last look.
+        Index("ix_tasks_updated_at", "updated_at"),
         {"sqlite_autoincrement": True},  # ids are never reused, so "task 7" stays task 7
     )
 

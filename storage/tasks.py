@@ -90,6 +90,11 @@ class TaskStore:
         """Each task's state and lease owner: the cheap read a runner polls for requests."""
         return await self._db.read(_states, list(task_ids))
 
+    async def changed_since(self, since: float) -> list[TaskRecord]:
+        """Tasks whose row changed at or after ``since`` (UNIX seconds), oldest change first."""
+        query = select(_T).where(_T.c.updated_at >= since).order_by(_T.c.updated_at)
+        return await self._db.read(_records, query)
+
     async def leased(self) -> list[TaskRecord]:
         """Every task some process claims to be downloading."""
         return await self._db.read(

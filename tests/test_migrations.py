@@ -104,3 +104,31 @@ def test_installed_wheel_opens_a_ledger_without_the_checkout(tmp_path: Path) -> 
     location, count = result.stdout.split()
     assert location.startswith(str(env_dir)) and count == "0"
     assert (tmp_path / "ledger.db").is_file()
+
+
+async def test_a_ledger_written_at_an_older_revision_is_upgraded_on_open_with_its_data(
+    tmp_path: Path,
+) -> None:
+    from storage import NewTask, open_ledger
+
+    path = tmp_path / "old.db"
+    engine = _engine(path)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    engine.dispose()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO tasks (provider, source, destination, options, spec_key, label, state,"
+            " priority, downloaded_bytes, files_total, files_done, created_at, updated_at)"
+            " VALUES ('url', 'http://e/x', '/d/x', '{}', 'k', 'x', 'paused', 0, 0, 0, 0, 1, 1)"
+        )
+    async with await open_ledger(path) as ledger:
+        [task] = await ledger.tasks.list()
+        assert task.source == "http://e/x" and task.state.value == "paused"
+        await ledger.tasks.enqueue([NewTask("url", "http://e/y", "/d/y")])
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD_REVISION,)
+        indexes = {r[1] for r in db.execute("PRAGMA index_list('tasks')")}
+        assert "ix_tasks_updated_at" in indexes

@@ -78,6 +78,8 @@ class DownloadManager:
         self._tokens: dict[int, str] = {}  # in memory only: never written anywhere
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._observer: asyncio.Task[None] | None = None
+        self._listeners = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ class DownloadManager:
 
     async def close(self) -> None:
         """Stop running tasks (they are paused, resumable), then release everything."""
+        if self._observer is not None:
+            self._observer.cancel()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -384,13 +388,45 @@ class DownloadManager:
             self.bus.unsubscribe(queue)
 
     async def events(self) -> AsyncIterator[DownloadProgress]:
-        """Progress of every task this process runs, as it happens (for dashboards)."""
+        """Progress of every task, as it happens (for dashboards): tasks this process runs
+        report themselves; tasks other processes run (or that change state there) are
+        reported from the ledger, polled every half second while anyone listens."""
         queue = self.bus.subscribe(None)
+        self._listeners += 1
+        if self._observer is None or self._observer.done():
+            self._observer = asyncio.create_task(self._observe(), name="modelhaul observer")
         try:
             while True:
                 yield await queue.get()
         finally:
             self.bus.unsubscribe(queue)
+            self._listeners -= 1
+            if self._listeners == 0 and self._observer is not None:
+                self._observer.cancel()
+                self._observer = None
+
+    async def _observe(self) -> None:
+        polled: dict[int, _LedgerProgress] = {}
+        since = time.time()
+        while True:
+            await asyncio.sleep(0.5)
+            changed = await self.ledger.tasks.changed_since(since - 1.0)
+            for task in changed:
+                since = max(since, task.updated_at)
+                if task.id in self._runners:
+                    continue  # its runner reports it, better than the ledger can
+                poller = polled.setdefault(task.id, _LedgerProgress())
+                progress = poller.of(task, await self.ledger.files.of_task(task.id))
+                if poller.changed(progress):
+                    self.bus.publish(progress)
+
+    async def progress(self, task_id: int) -> DownloadProgress:
+        """The task's progress now (from its runner here, else from the ledger)."""
+        local = self._runner_snapshot(task_id)
+        if local is not None:
+            return local
+        task = await self.ledger.tasks.get(task_id)
+        return _LedgerProgress().of(task, await self.ledger.files.of_task(task_id))
 
     def _runner_snapshot(self, task_id: int) -> DownloadProgress | None:
         entry = self._runners.get(task_id)

@@ -1,0 +1,128 @@
+"""Our own API under ``/api/v1``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from downloader.manager import DownloadManager
+from downloader.progress import DownloadProgress
+from downloader.server import requests as rq
+from downloader.server.context import EVENTS, MANAGER, ROOT
+from downloader.views import task_json
+
+routes = web.RouteTableDef()
+PREFIX = "/api/v1"
+
+
+async def _task(manager: DownloadManager, task_id: int, *, detail: bool = False) -> dict[str, Any]:
+    task = await manager.get(task_id)
+    progress = await manager.progress(task_id)
+    if not detail:
+        return task_json(task, progress)
+    return task_json(
+        task, progress, files=await manager.files(task_id), events=await manager.history(task_id)
+    )
+
+
+@routes.post(f"{PREFIX}/downloads")
+async def create(request: web.Request) -> web.Response:
+    """Queue a download: 202 with where to follow it."""
+    manager = request.app[MANAGER]
+    wanted = rq.new_download(await rq.json_object(request), request.app[ROOT])
+    options = {"model_id": wanted.label} if wanted.label else {}
+    task = await manager.add(
+        wanted.spec,
+        dest=wanted.dest,
+        priority=wanted.priority,
+        connections=wanted.connections,
+        token=wanted.token,
+        **options,
+    )
+    body = {
+        "download_id": str(task.id),
+        "id": task.id,
+        "state": task.state.value,
+        "message": f"Download queued: {task.label}",
+        "progress_endpoint": f"{PREFIX}/downloads/{task.id}",
+        "events_endpoint": f"{PREFIX}/downloads/{task.id}/events",
+    }
+    return web.json_response(body, status=202)
+
+
+@routes.get(f"{PREFIX}/downloads")
+async def listing(request: web.Request) -> web.Response:
+    """Downloads, newest first: ``?state=a,b&limit=&offset=``."""
+    manager = request.app[MANAGER]
+    states = rq.states(request)
+    limit, offset = rq.paging(request)
+    tasks = await manager.list(states, limit=limit, offset=offset)
+    total = await manager.ledger.tasks.count(states)
+    items = [task_json(t, await manager.progress(t.id)) for t in tasks]
+    return web.json_response({"downloads": items, "total": total, "limit": limit, "offset": offset})
+
+
+@routes.get(f"{PREFIX}/downloads/{{id}}")
+async def show(request: web.Request) -> web.Response:
+    """One download with its files and its history."""
+    return web.json_response(await _task(request.app[MANAGER], rq.task_id(request), detail=True))
+
+
+@routes.post(f"{PREFIX}/downloads/{{id}}/{{action:pause|resume|retry}}")
+async def control(request: web.Request) -> web.Response:
+    """Pause, resume or retry (409 when the state machine forbids it)."""
+    manager = request.app[MANAGER]
+    task_id = rq.task_id(request)
+    await getattr(manager, request.match_info["action"])(task_id)
+    return web.json_response(await _task(manager, task_id))
+
+
+@routes.delete(f"{PREFIX}/downloads/{{id}}")
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel for good; ``?purge=true`` deletes its partial files too."""
+    manager = request.app[MANAGER]
+    task_id = rq.task_id(request)
+    await manager.cancel(task_id, purge=rq.flag(request, "purge"))
+    return web.json_response(await _task(manager, task_id))
+
+
+async def _progress_json(progress: DownloadProgress) -> dict[str, Any]:
+    return progress.to_dict()
+
+
+@routes.get(f"{PREFIX}/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """SSE of every download's progress (``DownloadProgress`` fields)."""
+    return await request.app[EVENTS].stream(request, _progress_json)
+
+
+@routes.get(f"{PREFIX}/downloads/{{id}}/events")
+async def download_events(request: web.Request) -> web.StreamResponse:
+    """SSE of one download's progress."""
+    task_id = rq.task_id(request)
+    return await request.app[EVENTS].stream(request, _progress_json, task_id=task_id)
+
+
+@routes.get(f"{PREFIX}/health")
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    """Alive, with the ledger's counts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    manager = request.app[MANAGER]
+    try:
+        release = version("modelhaul")
+    except PackageNotFoundError:
+        release = "unknown"
+    counts = {}
+    for state in ("pending", "downloading", "paused", "completed", "failed", "cancelled"):
+        counts[state] = await manager.ledger.tasks.count([rq.TaskState(state)])
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": release,
+            "ledger": manager.settings.ledger_target,
+            "downloads": counts,
+        }
+    )

@@ -1,0 +1,145 @@
+"""The aiohttp application: routes, the safety middlewares, the web page, the lifecycle.
+
+    app = create_app(settings, token="s3cret")      # embeddable in another aiohttp app
+    web.run_app(app, host="127.0.0.1", port=8000)
+
+Safe by default: every route needs the bearer token when one is set (compared in constant
+time; ``?access_token=`` works too, for ``EventSource``); bodies over 64 KiB get 413;
+malformed JSON 400; bad fields 422 naming the field; destinations stay inside the download
+root; every error is JSON with a code and a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import importlib.resources
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from downloader.manager import DownloadManager
+from downloader.server import api, seeds
+from downloader.server.context import EVENTS, MANAGER, ROOT, TOKEN
+from downloader.server.errors import error_response, respond_to
+from downloader.server.events import EventHub
+from downloader.server.openapi import openapi
+from downloader.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    token: str | None = None,
+    manager: DownloadManager | None = None,
+    root: Path | None = None,
+    heartbeat: float | None = None,
+) -> web.Application:
+    """The server as an aiohttp app. Without ``manager`` it opens one on startup (a worker
+    that drains the queue) and closes it on cleanup; ``root`` is where destinations may go
+    (default: the settings' download folder)."""
+    settings = settings or Settings.from_env()
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, authenticate])
+    app[TOKEN] = token or ""
+    app[ROOT] = (root or settings.download_dir).absolute()
+    app.add_routes(api.routes)
+    app.add_routes(seeds.routes)
+    app.router.add_get("/api/v1/openapi.json", _openapi)
+    app.router.add_get("/", _page)
+    app.router.add_get("/static/{name}", _static)
+    app.cleanup_ctx.append(_lifecycle(settings, manager, heartbeat))
+    app.on_shutdown.append(_end_streams)
+    return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    # Runs before aiohttp waits for open requests to finish: an event stream never would.
+    if EVENTS in app:
+        await app[EVENTS].close_streams()
+
+
+def _lifecycle(
+    settings: Settings, given: DownloadManager | None, heartbeat: float | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if given is None:
+                manager = await stack.enter_async_context(DownloadManager(settings))
+                # A server is a worker too: it runs whatever is queued, from anywhere.
+                worker = asyncio.create_task(manager.serve_forever(), name="server worker")
+                stack.callback(worker.cancel)
+            else:
+                manager = given
+            app[MANAGER] = manager
+            await asyncio.to_thread(app[ROOT].mkdir, parents=True, exist_ok=True)
+            hub = EventHub(manager, **({"heartbeat": heartbeat} if heartbeat else {}))
+            app[EVENTS] = hub
+            hub.start()
+            stack.push_async_callback(hub.stop)
+            yield
+
+    return lifecycle
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into its JSON response (see ``errors.respond_to``)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return respond_to(e)
+    except Exception as e:
+        return respond_to(e)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a token set, every route needs it (``Authorization: Bearer …``)."""
+    expected = request.app[TOKEN]
+    if expected:
+        header = request.headers.get("Authorization", "")
+        given = (
+            header[7:] if header.startswith("Bearer ") else request.query.get("access_token", "")
+        )
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return error_response(401, "UNAUTHORIZED", "a valid bearer token is required")
+    return await handler(request)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi())
+
+
+async def _asset(name: str) -> bytes:
+    files = importlib.resources.files("downloader.server").joinpath("static", name)
+    return await asyncio.to_thread(files.read_bytes)
+
+
+async def _page(request: web.Request) -> web.Response:
+    body = await _asset("index.html")
+    return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+async def _static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    suffix = Path(name).suffix
+    if "/" in name or name.startswith(".") or suffix not in _TYPES:
+        raise web.HTTPNotFound()
+    try:
+        body = await _asset(name)
+    except FileNotFoundError as e:
+        raise web.HTTPNotFound() from e
+    return web.Response(body=body, content_type=_TYPES[suffix], charset="utf-8")

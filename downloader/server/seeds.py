@@ -1,0 +1,210 @@
+"""The routes other projects already call, with their exact shapes.
+
+- seed 002 (a local server's Downloads API): ``POST /local/download`` (``repo_id`` +
+  ``filename``), ``GET /local/download/status`` (SSE of its ``DownloadStatus``),
+  ``DELETE /local/download/{download_id}``;
+- seed 004 (an inference server's progress API): ``GET /download-progress/{id}`` and
+  ``/v1/download-progress/{id}``, ``GET /downloads`` and ``/v1/downloads``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from downloader.errors import SpecError
+from downloader.manager import DownloadManager
+from downloader.progress import DownloadProgress
+from downloader.server import requests as rq
+from downloader.server.context import EVENTS, MANAGER
+from downloader.server.errors import RequestError, error_response
+from downloader.specs import repo_spec
+from downloader.views import iso, local_path
+from storage import TaskNotFoundError, TaskRecord, TaskState
+
+routes = web.RouteTableDef()
+
+# seed 002 knows five statuses; a paused download is waiting again, as its "pending" is.
+SEED002_STATUS = {
+    TaskState.PENDING: "pending",
+    TaskState.PAUSED: "pending",
+    TaskState.DOWNLOADING: "downloading",
+    TaskState.COMPLETED: "completed",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "cancelled",
+}
+
+
+@routes.post("/local/download")
+async def local_download(request: web.Request) -> web.Response:
+    """Seed 002: start downloading ``filename`` of the Hugging Face repo ``repo_id``."""
+    data = await rq.json_object(request)
+    repo_id = data.get("repo_id")
+    filename = data.get("filename")
+    for field, value in (("repo_id", repo_id), ("filename", filename)):
+        if not isinstance(value, str) or not value.strip():
+            raise rq.invalid(field, "must be a non-empty string")
+    try:
+        spec = repo_spec("huggingface", repo_id, patterns=(filename.strip(),))
+    except SpecError as e:
+        raise rq.invalid("repo_id", str(e)) from e
+    task = await request.app[MANAGER].add(spec)
+    return web.json_response(
+        {"download_id": str(task.id), "message": f"Download started for {repo_id}/{filename}"},
+        status=202,
+    )
+
+
+async def seed002_status(
+    manager: DownloadManager, progress: DownloadProgress
+) -> dict[str, Any] | None:
+    """Seed 002's ``DownloadStatus`` of one download."""
+    if progress.task_id is None:
+        return None
+    try:
+        task = await manager.get(progress.task_id)
+    except TaskNotFoundError:
+        return None
+    files = await manager.files(task.id)
+    filename = task.patterns[0] if task.patterns else (files[0].relpath if files else None)
+    total = progress.total_bytes if progress.total_bytes is not None else task.total_bytes
+    done = progress.downloaded_bytes if progress.downloaded_bytes is not None else 0
+    return {
+        "download_id": str(task.id),
+        "repo_id": task.source,
+        "filename": filename,
+        "status": SEED002_STATUS[task.state],
+        "progress_percent": progress.percent
+        or (100.0 if task.state is TaskState.COMPLETED else 0.0),
+        "bytes_downloaded": done,
+        "total_bytes": total,
+        "download_speed_mbps": round(progress.bytes_per_second / 1_000_000, 3),
+        "eta_seconds": progress.eta_seconds,
+        "error_message": task.error,
+        "started_at": iso(task.started_at),
+        "completed_at": iso(task.finished_at) if task.state is TaskState.COMPLETED else None,
+        "local_file_path": _seed_local_path(task, files),
+        "state": task.state.value,  # ours, beside the seed's fields: says "paused" plainly
+    }
+
+
+def _seed_local_path(task: TaskRecord, files: list) -> str | None:  # type: ignore[type-arg]
+    if task.state is not TaskState.COMPLETED:
+        return None
+    if task.provider in ("huggingface", "mlx") and len(files) == 1:
+        commit = files[0].meta.get("commit")
+        folder = task.destination
+        snapshot = f"{folder}/snapshots/{commit}/{files[0].relpath}"
+        return (
+            snapshot
+            if commit and files[0].local_path.startswith(folder + "/blobs/")
+            else (files[0].local_path)
+        )
+    return local_path(task, files)
+
+
+@routes.get("/local/download/status")
+async def local_status(request: web.Request) -> web.StreamResponse:
+    """Seed 002: SSE of every download's ``DownloadStatus``."""
+    manager = request.app[MANAGER]
+
+    async def fmt(progress: DownloadProgress) -> dict[str, Any] | None:
+        return await seed002_status(manager, progress)
+
+    return await request.app[EVENTS].stream(request, fmt)
+
+
+@routes.delete("/local/download/{download_id}")
+async def local_cancel(request: web.Request) -> web.Response:
+    """Seed 002: cancel (404 ``DOWNLOAD_NOT_FOUND`` for an unknown id)."""
+    raw = request.match_info["download_id"]
+    if not raw.isdigit():
+        return error_response(404, "DOWNLOAD_NOT_FOUND", "Download not found")
+    try:
+        await request.app[MANAGER].cancel(int(raw))
+    except TaskNotFoundError:
+        return error_response(404, "DOWNLOAD_NOT_FOUND", "Download not found")
+    return web.json_response({"message": "Download cancelled successfully"})
+
+
+# --- seed 004 -------------------------------------------------------------------------------
+
+SEED004_STATUS = {
+    TaskState.PENDING: "downloading",  # queued downloads count as in progress there
+    TaskState.DOWNLOADING: "downloading",
+    TaskState.PAUSED: "downloading",
+    TaskState.COMPLETED: "completed",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "cancelled",
+}
+
+
+async def seed004_item(manager: DownloadManager, task: TaskRecord) -> dict[str, Any]:
+    """Seed 004's progress object of one download."""
+    progress = await manager.progress(task.id)
+    files = await manager.files(task.id)
+    total = progress.total_bytes if progress.total_bytes is not None else task.total_bytes
+    done = progress.downloaded_bytes or 0
+    started = task.started_at or task.created_at
+    end = task.finished_at or time.time()
+    return {
+        "model_id": task.options.get("model_id") or str(task.id),
+        "status": SEED004_STATUS[task.state],
+        "state": task.state.value,
+        "url": files[0].url if len(files) == 1 else task.source,
+        "local_path": local_path(task, files),
+        "progress": {
+            "downloaded_bytes": done,
+            "total_bytes": total,
+            "percentage": round(100.0 * done / total, 2) if total else 0.0,
+            "download_speed_bps": round(progress.bytes_per_second),
+        },
+        "timing": {
+            "start_time": int(started * 1000),
+            "elapsed_seconds": int(max(0.0, end - started)),
+            "estimated_remaining_seconds": (
+                int(progress.eta_seconds) if progress.eta_seconds is not None else None
+            ),
+        },
+    }
+
+
+async def _by_model_id(manager: DownloadManager, raw: str) -> TaskRecord:
+    if raw.isdigit():
+        return await manager.get(int(raw))
+    for task in await manager.list(limit=1000):
+        if task.options.get("model_id") == raw:
+            return task
+    raise TaskNotFoundError(-1)
+
+
+@routes.get("/download-progress/{id}")
+@routes.get("/v1/download-progress/{id}")
+async def download_progress(request: web.Request) -> web.Response:
+    """Seed 004: one download's progress by id (or the ``model_id`` given at creation)."""
+    raw = request.match_info["id"]
+    if not rq.valid_label(raw):
+        raise RequestError(400, "INVALID_ID", f"invalid model ID format: {raw!r}")
+    try:
+        task = await _by_model_id(request.app[MANAGER], raw)
+    except TaskNotFoundError:
+        return error_response(404, "DOWNLOAD_NOT_FOUND", f"no download found for {raw!r}")
+    return web.json_response(await seed004_item(request.app[MANAGER], task))
+
+
+@routes.get("/downloads")
+@routes.get("/v1/downloads")
+async def active_downloads(request: web.Request) -> web.Response:
+    """Seed 004: every download still under way."""
+    manager = request.app[MANAGER]
+    active = await manager.list([TaskState.PENDING, TaskState.DOWNLOADING, TaskState.PAUSED])
+    items = [await seed004_item(manager, t) for t in active]
+    return web.json_response(
+        {
+            "active_downloads": items,
+            "total_active": len(items),
+            "timestamp": int(time.time() * 1000),
+        }
+    )

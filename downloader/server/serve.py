@@ -1,0 +1,69 @@
+"""Running the server: the bind check and the loop ``modelhaul serve`` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+
+from aiohttp import web
+
+from downloader.errors import ModelhaulError
+from downloader.server.app import create_app
+from downloader.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BindError(ModelhaulError):
+    """A bind the server refuses (reachable from other machines without a token)."""
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token."""
+    if token:
+        return
+    if not _loopback(host):
+        raise BindError(
+            f"refusing to listen on {host} without a token: anyone who can reach it could "
+            "start downloads; pass --token (or bind 127.0.0.1)"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(
+                ipaddress.ip_address(info[4][0]).is_loopback
+                for info in socket.getaddrinfo(host, None)
+            )
+        except OSError:
+            return False
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Serve until cancelled; running downloads are paused (resumable) on the way out."""
+    check_bind(host, token)
+    runner = web.AppRunner(create_app(settings, token=token), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("serving on http://%s:%s/", host, port)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,103 @@
+"""JSON shapes of tasks, files and events: one place, used by the server and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from downloader.progress import DownloadProgress
+from storage import EventRecord, FileRecord, TaskRecord
+
+
+def iso(ts: float | None) -> str | None:
+    """UNIX seconds → ``2024-01-12T10:00:00Z`` (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def task_json(
+    task: TaskRecord,
+    progress: DownloadProgress | None = None,
+    *,
+    files: Sequence[FileRecord] | None = None,
+    events: Sequence[EventRecord] | None = None,
+) -> dict[str, Any]:
+    """A task as the API and ``--json`` show it: its ledger fields, its live progress if
+    known, and optionally its files and history."""
+    total = task.total_bytes
+    done = (
+        progress.downloaded_bytes
+        if progress and progress.downloaded_bytes is not None
+        else (task.downloaded_bytes)
+    )
+    data: dict[str, Any] = {
+        "id": task.id,
+        "download_id": str(task.id),
+        "state": task.state.value,
+        "status": progress.status.value if progress else None,
+        "message": progress.message if progress else None,
+        "label": task.label,
+        "provider": task.provider,
+        "source": task.source,
+        "revision": task.revision,
+        "patterns": list(task.patterns) if task.patterns else None,
+        "destination": task.destination,
+        "priority": task.priority,
+        "error": task.error,
+        "total_bytes": total,
+        "downloaded_bytes": done,
+        "percent": round(100.0 * done / total, 2) if total else None,
+        "bytes_per_second": progress.bytes_per_second if progress else 0.0,
+        "speed": progress.formatted_speed if progress else None,
+        "eta_seconds": progress.eta_seconds if progress else None,
+        "eta": progress.formatted_eta if progress else None,
+        "current_file": progress.current_file if progress else None,
+        "files_completed": task.files_done,
+        "total_files": task.files_total,
+        "created_at": iso(task.created_at),
+        "started_at": iso(task.started_at),
+        "finished_at": iso(task.finished_at),
+        "updated_at": iso(task.updated_at),
+    }
+    if files is not None:
+        data["files"] = [file_json(f) for f in files]
+    if events is not None:
+        data["events"] = [event_json(e) for e in events]
+    return data
+
+
+def file_json(f: FileRecord) -> dict[str, Any]:
+    """One file of a task."""
+    return {
+        "path": f.relpath,
+        "local_path": f.local_path,
+        "url": f.url,
+        "size": f.size,
+        "downloaded_bytes": f.downloaded_bytes,
+        "sha256": f.sha256,
+        "expected_sha256": f.expected_sha256,
+        "state": f.state.value,
+        "error": f.error,
+    }
+
+
+def event_json(e: EventRecord) -> dict[str, Any]:
+    """One entry of a task's history."""
+    return {
+        "id": e.id,
+        "from": e.from_state.value if e.from_state else None,
+        "to": e.to_state.value,
+        "at": iso(e.at),
+        "reason": e.reason,
+        "actor": e.actor,
+    }
+
+
+def local_path(task: TaskRecord, files: Sequence[FileRecord]) -> str:
+    """Where the downloaded thing is: the file itself for a one-file task, else its folder."""
+    if len(files) == 1 and task.provider == "url":
+        return files[0].local_path
+    return str(Path(task.destination))

@@ -1,0 +1,169 @@
+"""The web page in real headless Chromium (Debian's chromium, driven by Playwright), and
+seed 002's DownloadProgressManager client code running in it against our server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from hubkit import build_hub
+from managerkit import manager_settings
+from serverkit import running_server
+
+from downloader.settings import MiB
+from downloader.testing.origin import Origin
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("MODELHAUL_ARTIFACTS", REPO / "artifacts"))
+ARGS = [
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# Seed 002's SSE helper, as its documentation gives it (types removed: this runs as JS).
+SEED_002_CLIENT = """
+class DownloadProgressManager {
+  constructor() { this.eventSource = null; this.listeners = new Map(); }
+  connect(baseUrl = 'http://127.0.0.1:8000') {
+    this.eventSource = new EventSource(`${baseUrl}/local/download/status`);
+    this.eventSource.onmessage = (event) => {
+      const status = JSON.parse(event.data);
+      const listener = this.listeners.get(status.download_id);
+      if (listener) { listener(status); }
+      if (['completed', 'failed', 'cancelled'].includes(status.status)) {
+        this.listeners.delete(status.download_id);
+      }
+    };
+    this.eventSource.onerror = () => {
+      setTimeout(() => { this.disconnect(); this.connect(baseUrl); }, 5000);
+    };
+  }
+  subscribe(downloadId, callback) { this.listeners.set(downloadId, callback); }
+  unsubscribe(downloadId) { this.listeners.delete(downloadId); }
+  disconnect() { this.eventSource?.close(); this.eventSource = null; }
+}
+window.seen = []; window.lines = []; window.done = null;
+const manager = new DownloadProgressManager();
+manager.connect(location.origin);
+async function startDownload(repoId, filename) {
+  const response = await fetch('/local/download', {
+    method: 'POST', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({repo_id: repoId, filename: filename})
+  });
+  return await response.json();
+}
+const { download_id } = await startDownload('org/tiny', 'model-Q4_K_M.gguf');
+manager.subscribe(download_id, (status) => {
+  window.seen.push(status);
+  window.lines.push(`Download ${status.download_id}: ${status.progress_percent.toFixed(1)}%`);
+  if (status.status === 'completed') { window.done = status.local_file_path; }
+  if (status.status === 'failed') { window.done = 'failed: ' + status.error_message; }
+});
+return download_id;
+"""
+
+
+@pytest.fixture
+async def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, chromium_sandbox=False, args=ARGS, headless=True
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def site(tmp_path: Path):
+    hub = await asyncio.to_thread(build_hub, tmp_path / "hub", cdn_throttle=2 * MiB)
+    data = random.Random(12).randbytes(24 * MiB)
+    async with hub, Origin({"model.gguf": data}, throttle=MiB) as origin:
+        settings = manager_settings(
+            tmp_path / "home",
+            downloads=tmp_path / "root",
+            hf_endpoint=hub.endpoint,
+            hf_cache=tmp_path / "hfcache",
+        )
+        async with running_server(settings) as (url, _):
+            yield url, origin, data, tmp_path
+
+
+async def width(item) -> float:
+    return float(
+        (await item.locator(".bar > div").get_attribute("style")).split(":")[1].strip(" %;")
+    )
+
+
+async def test_add_watch_pause_resume_and_complete_in_a_real_browser(browser, site) -> None:
+    url, origin, data, tmp_path = site
+    page = await browser.new_page(viewport={"width": 1100, "height": 800})
+    await page.goto(url)
+    await page.wait_for_selector("#connection:has-text('live')")
+    # only the chosen kind's fields show
+    assert await page.locator("input[name=url]").is_visible()
+    assert not await page.locator("input[name=repo]").is_visible()
+    await page.check("input[value=ollama]")
+    assert await page.locator("input[name=model]").is_visible()
+    assert not await page.locator("input[name=url]").is_visible()
+    await page.check("input[value=url]")
+    await page.fill("input[name=url]", origin.url("model.gguf"))
+    await page.fill("input[name=dest]", "web/")
+    await page.click("button[type=submit]")
+    item = page.locator("li.download").first
+    await item.locator(".state:has-text('downloading')").wait_for(timeout=10_000)
+
+    first = await width(item)
+    await page.wait_for_timeout(1500)
+    second = await width(item)
+    assert second > first, "the bar did not move"
+    assert "MB/s" in await item.locator(".speed").inner_text()
+    assert "ETA" in await item.locator(".eta").inner_text()
+
+    await item.locator("button[data-action=pause]").click()
+    await item.locator(".state:has-text('paused')").wait_for(timeout=5_000)
+    assert await item.locator("button[data-action=resume]").is_enabled()
+    assert not await item.locator("button[data-action=pause]").is_enabled()
+
+    await item.locator("button[data-action=resume]").click()
+    await item.locator(".state:has-text('completed')").wait_for(timeout=60_000)
+    assert await item.locator(".percent").inner_text() == "100.0%"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
+
+    phone = await browser.new_page(viewport={"width": 375, "height": 740})
+    await phone.goto(url)
+    await phone.locator("li.download .state:has-text('completed')").wait_for()
+    overflow = await phone.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+    assert not overflow, "the page is wider than a phone's screen"
+    await phone.screenshot(path=str(ARTIFACTS / "web-page-phone.png"), full_page=True)
+    assert (tmp_path / "root" / "web" / "model.gguf").read_bytes() == data
+
+
+async def test_seed_002_client_code_receives_its_events_in_the_browser(browser, site) -> None:
+    url, *_ = site
+    page = await browser.new_page()
+    await page.goto(url)
+    download_id = await page.evaluate(f"async () => {{ {SEED_002_CLIENT} }}")
+    await page.wait_for_function("window.done !== null", timeout=60_000)
+    seen = await page.evaluate("window.seen")
+    lines = await page.evaluate("window.lines")
+    done = await page.evaluate("window.done")
+    assert seen and all(s["download_id"] == download_id for s in seen)
+    assert seen[-1]["status"] == "completed" and not done.startswith("failed")
+    assert done.endswith("/model-Q4_K_M.gguf") and "snapshots" in done
+    assert lines[-1] == f"Download {download_id}: 100.0%"
+    assert any(s["status"] == "downloading" for s in seen)
