@@ -89,10 +89,16 @@ async def download_model(
             task = await manager.add(
                 spec, dest=dest, token=token, priority=priority, connections=connections
             )
-            async for progress in manager.subscribe(task.id):
-                yield progress
-                if progress.status.is_final:
-                    return
+            finished = False
+            try:
+                async for progress in manager.subscribe(task.id):
+                    finished = progress.status.is_final
+                    yield progress
+                    if finished:
+                        return
+            finally:
+                if not finished:  # the caller stopped listening: keep the work, paused
+                    await manager.release(task.id)
     except (ModelhaulError, LedgerError, OSError) as e:
         yield _error(str(e))
     except Exception as e:  # never an exception from the iterator: seed 001's contract

@@ -107,15 +107,17 @@ def _get(conn: Connection, file_id: int) -> FileRecord:
 
 
 def _fence(conn: Connection, file_id: int, owner: str | None) -> None:
-    """Refuse the write unless ``owner`` still runs the file's task."""
+    """Refuse the write unless ``owner`` runs the file's task, or ran it last and nobody
+    has claimed it since (a paused or cancelled task's runner makes its final checkpoint)."""
     if owner is None:
         return
     row = conn.execute(
-        select(_T.c.id, _T.c.state, _T.c.lease_owner)
+        select(_T.c.id, _T.c.lease_owner, _T.c.last_owner)
         .join(_F, _F.c.task_id == _T.c.id)
         .where(_F.c.id == file_id)
     ).one()
-    if row.lease_owner != owner or row.state != "downloading":
+    holder = row.lease_owner if row.lease_owner is not None else row.last_owner
+    if holder != owner:
         raise LeaseLostError(row.id, owner, row.lease_owner)
 
 

@@ -78,6 +78,9 @@ class Task(Base):
     lease_pid: Mapped[int | None] = mapped_column(Integer)
     lease_started: Mapped[float | None] = mapped_column(Float)
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    # The last lease holder, kept when the lease is cleared (a pause, a cancel): it alone may
+    # still record its final checkpoint, until another process claims the task.
+    last_owner: Mapped[str | None] = mapped_column(String(255))
 
 
 class File(Base):

@@ -41,6 +41,19 @@ class Lease:
         owner = f"{self.host}:{self.pid}:{self.started:.2f}"
         return f"{owner}:{self.instance}" if self.instance else owner
 
+    @classmethod
+    def parse(cls, owner: str) -> Lease | None:
+        """The lease an ``owner`` string names (None if it is not one)."""
+        parts = owner.rsplit(":", 3) if owner.count(":") >= 3 else owner.rsplit(":", 2)
+        if len(parts) < 3:
+            return None
+        try:
+            return cls(
+                parts[0], int(parts[1]), float(parts[2]), parts[3] if len(parts) == 4 else ""
+            )
+        except ValueError:
+            return None
+
     def same_process(self, other: Lease) -> bool:
         """Both leases name the same running process (whatever the instance)."""
         return (self.host, self.pid, round(self.started, 2)) == (
@@ -116,6 +129,7 @@ class TaskRecord:
     finished_at: float | None
     lease: Lease | None
     heartbeat_at: float | None
+    last_owner: str | None = None  # who ran it last (kept after the lease is cleared)
 
 
 @dataclass(frozen=True, slots=True)

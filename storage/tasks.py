@@ -303,6 +303,7 @@ def _move_statement(frm: TaskState, to: TaskState, check_owner: bool) -> Any:
     if to is TaskState.DOWNLOADING:
         values |= {
             "lease_owner": bindparam("owner_new"),
+            "last_owner": bindparam("owner_new"),
             "lease_host": bindparam("host"),
             "lease_pid": bindparam("pid"),
             "lease_started": bindparam("started"),
@@ -456,6 +457,7 @@ def task_record(row: Any) -> TaskRecord:
         finished_at=row.finished_at,
         lease=lease,
         heartbeat_at=row.heartbeat_at,
+        last_owner=row.last_owner,
     )
 
 

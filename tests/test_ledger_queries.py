@@ -125,17 +125,23 @@ async def test_removing_a_task_removes_its_files_chunks_and_events(ledger: Ledge
     assert await ledger.tasks.events(task_id) == []
 
 
-async def test_progress_written_under_a_lost_lease_is_refused(ledger: Ledger, lease: Lease) -> None:
+async def test_after_a_pause_the_last_runner_may_still_checkpoint_but_not_once_reclaimed(
+    ledger: Ledger, lease: Lease
+) -> None:
     from storage import LeaseLostError
 
     [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
     [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 4, size=8)])
     await ledger.files.replace_chunks(f.id, [ChunkRecord(f.id, 0, 8)])
     await ledger.tasks.claim(lease, 1)
-    mine = FileCheckpoint(f.id, (ChunkRecord(f.id, 0, 8, 4, b"a" * 8),), 4)
-    await ledger.files.checkpoint([mine], owner=lease.owner)
-    # The task is taken away (paused, or requeued to another process) …
+    # Paused from elsewhere: the runner that held it still records its final checkpoint.
     await ledger.tasks.transition(task_id, S.PAUSED, reason="elsewhere")
+    final = FileCheckpoint(f.id, (ChunkRecord(f.id, 0, 8, 4, b"a" * 8),), 4)
+    await ledger.files.checkpoint([final], owner=lease.owner)
+    # Resumed and taken by another process: the old runner's late writes are refused.
+    await ledger.tasks.transition(task_id, S.PENDING, reason="resumed")
+    other = Lease(host="elsewhere", pid=9, started=1.0)
+    await ledger.tasks.claim(other, 1)
     late = FileCheckpoint(f.id, (ChunkRecord(f.id, 0, 8, 8, b"a" * 16),), 8)
     with pytest.raises(LeaseLostError, match=f"task {task_id} is no longer run by"):
         await ledger.files.checkpoint([late], owner=lease.owner)
@@ -143,3 +149,4 @@ async def test_progress_written_under_a_lost_lease_is_refused(ledger: Ledger, le
         await ledger.files.update(f.id, owner=lease.owner, state=FileState.COMPLETED)
     assert await ledger.files.chunks(f.id) == [ChunkRecord(f.id, 0, 8, 4, b"a" * 8)]
     assert (await ledger.files.get(f.id)).state is FileState.PENDING
+    await ledger.files.checkpoint([late], owner=other.owner)  # the new holder writes freely

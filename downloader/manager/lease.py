@@ -51,7 +51,8 @@ def this_process() -> Lease:
     return Lease(host=socket.gethostname(), pid=os.getpid(), started=started)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,7 +73,7 @@ def owner_gone(task: TaskRecord, *, stale_after: float, now: float | None = None
         # Another manager of this very process: alive as long as it keeps its heartbeat.
         return task.heartbeat_at is None or now - task.heartbeat_at > stale_after
     if lease.host == this_process().host:
-        if not _pid_alive(lease.pid):
+        if not pid_alive(lease.pid):
             return True
         started = process_start_time(lease.pid)
         if started is not None and abs(started - lease.started) > 0.05:

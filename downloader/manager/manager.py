@@ -9,6 +9,7 @@ within ``settings.watch_seconds`` and stops its connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -24,8 +25,8 @@ from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.timing import wait_a_while
 from downloader.errors import SpecError
 from downloader.manager.bus import ProgressBus
-from downloader.manager.lease import owner_gone, this_process
-from downloader.manager.runner import TaskRunner, purge_parts, status_of
+from downloader.manager.lease import owner_gone, pid_alive, this_process
+from downloader.manager.runner import FileView, TaskRunner, purge_parts, status_of
 from downloader.paths import check_writable
 from downloader.progress import (
     DownloadProgress,
@@ -40,8 +41,10 @@ from downloader.specs import Spec, parse_spec
 from storage import (
     EventRecord,
     FileRecord,
+    Lease,
     Ledger,
     NewTask,
+    TaskNotFoundError,
     TaskRecord,
     TaskState,
     TransitionConflictError,
@@ -102,7 +105,8 @@ class DownloadManager:
         await self.close()
 
     async def close(self) -> None:
-        """Stop running tasks (they are paused, resumable), then release everything."""
+        """Stop running tasks (they go back to the queue, to continue from their chunks),
+        then release everything."""
         if self._observer is not None:
             self._observer.cancel()
         for loop in self._loops:
@@ -110,6 +114,12 @@ class DownloadManager:
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
         await self._stop_runners(list(self._runners))
+        if self._ledger is not None:
+            # A claim made as the scheduler was being cancelled has no runner: queue it again
+            # now rather than leave it leased to a manager that is gone.
+            for task in await self._ledger.tasks.leased():
+                if task.lease is not None and task.lease.owner == self.lease.owner:
+                    await self._requeue(task, "claimed as its manager closed")
         if self._ctx is not None:
             await self._ctx.session.close()
         if self._ledger is not None:
@@ -186,9 +196,8 @@ class DownloadManager:
                     await self._requeue(existing, "its process is gone")
                 elif existing.lease.same_process(self.lease):
                     # Another manager of this process runs it (an earlier download_model()
-                    # whose caller left): the newer request carries it on. Its old runner
-                    # loses every later compare-and-set on the lease and stops quietly.
-                    await self._requeue(existing, "taken over by a newer request")
+                    # whose caller left): the newer request carries it on.
+                    await self._take_over(existing)
                 existing = await self.ledger.tasks.get(existing.id)
             found[i] = await self._reuse(existing, task, paused)
         ids = await self.ledger.tasks.enqueue([t for _, t in fresh], actor=self.lease.owner)
@@ -256,6 +265,7 @@ class DownloadManager:
             [task_id] = await self.ledger.tasks.enqueue([asked], actor=self.lease.owner)
             return await self.ledger.tasks.get(task_id)
         if task.state in (TaskState.PAUSED, TaskState.FAILED) and not paused:
+            await self._settle(task)
             return await self._transition(task.id, TaskState.PENDING, "asked for again")
         return task
 
@@ -297,6 +307,7 @@ class DownloadManager:
 
     async def resume(self, task_id: int) -> Task:
         """Queue a paused task again; it continues from its recorded chunks."""
+        await self._settle(await self.ledger.tasks.get(task_id))
         task = await self._transition(task_id, TaskState.PENDING, "resumed")
         self._adopt(task_id)
         return task
@@ -428,6 +439,11 @@ class DownloadManager:
         task = await self.ledger.tasks.get(task_id)
         return _LedgerProgress().of(task, await self.ledger.files.of_task(task_id))
 
+    def file_views(self, task_id: int) -> list[FileView]:
+        """Per-file progress of a task this process runs (empty otherwise)."""
+        entry = self._runners.get(task_id)
+        return entry[0].file_views() if entry else []
+
     def _runner_snapshot(self, task_id: int) -> DownloadProgress | None:
         entry = self._runners.get(task_id)
         return entry[0].snapshot() if entry else None
@@ -465,7 +481,17 @@ class DownloadManager:
         while True:
             free = self.settings.max_tasks - len(self._runners)
             if free > 0:
-                for task in await self._claim(free):
+                # A claim is a ledger write that completes even if we are cancelled while it
+                # runs: let it land, then hand back what it took, so nothing stays leased to
+                # a manager that is closing.
+                claim = asyncio.ensure_future(self._claim(free))
+                try:
+                    claimed = await asyncio.shield(claim)
+                except asyncio.CancelledError:
+                    for task in await claim:
+                        await self._requeue(task, "claimed as its manager closed")
+                    raise
+                for task in claimed:
                     self._start_runner(task)
             if time.monotonic() - last_requeue > self.settings.heartbeat_seconds:
                 await self._requeue_orphans()
@@ -546,6 +572,50 @@ class DownloadManager:
             if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
                 await self.ledger.tasks.heartbeat(self.lease, list(self._runners))
                 last_beat = time.monotonic()
+
+    async def _take_over(self, task: Task, patience: float = 5.0) -> None:
+        """Stop the other runner (a pause under its lease), let it make its last checkpoint
+        (its files turn clean), then let ``_reuse`` queue the task for us. Past ``patience``
+        we go on regardless: fencing refuses its late writes."""
+        assert task.lease is not None
+        with contextlib.suppress(TransitionConflictError):  # it may be stopping already
+            await self.ledger.tasks.transition(
+                task.id,
+                TaskState.PAUSED,
+                reason="taken over by a newer request",
+                expect=TaskState.DOWNLOADING,
+                if_owner=task.lease.owner,
+                actor=self.lease.owner,
+            )
+        await self._settle(task, patience)
+
+    async def _settle(self, task: Task, patience: float = 5.0) -> None:
+        """Before a stopped task runs again: if the process that ran it last is alive, give
+        it (up to ``patience``) to write its final checkpoint, which marks its files clean.
+        Once another runner claims the task, that checkpoint would be refused."""
+        last = Lease.parse(task.last_owner) if task.last_owner else None
+        if last is None or (last.host == self.lease.host and not pid_alive(last.pid)):
+            return
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            if not any(f.dirty for f in await self.ledger.files.of_task(task.id)):
+                return
+            await asyncio.sleep(0.05)
+
+    async def release(self, task_id: int) -> None:
+        """The caller that asked for this task no longer listens: pause it if this manager
+        is the one running it (another manager or process that carries it on is left be)."""
+        with contextlib.suppress(TransitionConflictError, TaskNotFoundError):
+            await self.ledger.tasks.transition(
+                task_id,
+                TaskState.PAUSED,
+                reason="paused: its caller stopped listening",
+                expect=TaskState.DOWNLOADING,
+                if_owner=self.lease.owner,
+                actor=self.lease.owner,
+            )
+            await self._stop_local(task_id)
+        self._mine.discard(task_id)
 
     def _orphaned(self, task: Task) -> bool:
         """Downloading under a lease nobody honours: a gone process, or ours without a

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from downloader.engine.download import EngineContext, FileDownload, FileProgress, Phase
@@ -40,6 +41,16 @@ from storage import (
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 0.1  # at most ~10 progress reports per second per task
+
+
+@dataclass(frozen=True, slots=True)
+class FileView:
+    """One file of a running task, as a progress bar shows it."""
+
+    path: str
+    written: int
+    size: int | None
+    phase: str
 
 
 class TaskRunner:
@@ -186,9 +197,10 @@ class TaskRunner:
 
     async def _stopped(self) -> None:
         """The run was cancelled: by another process's pause/cancel (already in the ledger),
-        or by this process stopping (then the task is paused, to be resumed later)."""
+        or by this process stopping: then the task goes back to the queue, so the next worker
+        (or this one, restarted) continues it from its chunks."""
         if self.external_stop is None:
-            await self._move(TaskState.PAUSED, "interrupted: this process stopped")
+            await self._move(TaskState.PENDING, "interrupted: the process running it stopped")
         else:
             try:
                 self.task = await self._ctx.ledger.tasks.get(self.task.id)
@@ -201,6 +213,7 @@ class TaskRunner:
         self._message = {
             TaskState.PAUSED: "Paused; resume to continue from here",
             TaskState.CANCELLED: "Cancelled",
+            TaskState.PENDING: "Queued again: the process running it stopped",
         }.get(self.task.state, self.task.state.value)
 
     def _done_message(self) -> str:
@@ -214,6 +227,10 @@ class TaskRunner:
         while True:
             await asyncio.sleep(REPORT_INTERVAL)
             self._publish()
+
+    def file_views(self) -> list[FileView]:
+        """Each file of the task and how far it is (for per-file progress bars)."""
+        return [FileView(f.relpath, f.written, f.size, f.phase.value) for f in self._files.values()]
 
     def snapshot(self) -> DownloadProgress:
         """The task's progress now."""

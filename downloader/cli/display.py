@@ -1,0 +1,146 @@
+"""Live progress in a terminal (one bar per task, one per file in flight) and plain lines
+when stdout is not a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+from downloader.cli.output import Output
+from downloader.manager import DownloadManager
+from downloader.progress import DownloadProgress, format_bytes
+from storage import TaskState
+
+TICK = 0.2
+
+
+def _bytes(done: int | None, total: int | None) -> str:
+    if done is None:
+        return ""
+    return f"{format_bytes(done)} / {format_bytes(total) if total is not None else '?'}"
+
+
+class Display:
+    """Draws the progress of some tasks until told to stop."""
+
+    def __init__(self, manager: DownloadManager, task_ids: Sequence[int], out: Output) -> None:
+        self._manager = manager
+        self._ids = list(task_ids)
+        self._out = out
+        self._latest: dict[int, DownloadProgress] = {}
+        self._printed: dict[int, tuple[object, float]] = {}
+
+    async def run(self, until: asyncio.Event) -> None:
+        """Follow the tasks until ``until`` is set."""
+        if self._out.live:
+            await self._live(until)
+        elif self._out.lines:
+            await self._lines(until)
+        else:
+            await until.wait()
+
+    async def _poll(self) -> None:
+        for task_id in self._ids:
+            self._latest[task_id] = await self._manager.progress(task_id)
+
+    # --- a terminal -------------------------------------------------------------------------
+
+    async def _live(self, until: asyncio.Event) -> None:
+        columns = (
+            TextColumn("{task.description}", markup=False),
+            BarColumn(bar_width=None),
+            TextColumn("{task.fields[percent]:>6}"),
+            TextColumn("{task.fields[bytes]}"),
+            TextColumn("{task.fields[speed]}"),
+            TextColumn("{task.fields[eta]}"),
+        )
+        bars: dict[object, TaskID] = {}
+        with Progress(*columns, console=self._out.console, transient=False, expand=True) as view:
+            while True:
+                await self._poll()
+                for task_id, p in self._latest.items():
+                    self._draw_task(view, bars, task_id, p)
+                if until.is_set():
+                    break
+                await _tick(until)
+
+    def _draw_task(
+        self, view: Progress, bars: dict[object, TaskID], task_id: int, p: DownloadProgress
+    ) -> None:
+        files = f" · {p.files_completed}/{p.total_files} files" if p.total_files > 1 else ""
+        label = f"#{task_id} {p.state.value if p.state else ''}{files}"
+        fields = {
+            "percent": f"{p.percent:.1f}%" if p.percent is not None else "",
+            "bytes": _bytes(p.downloaded_bytes, p.total_bytes),
+            "speed": p.formatted_speed or "",
+            "eta": f"ETA {p.formatted_eta}"
+            if p.formatted_eta and p.state is TaskState.DOWNLOADING
+            else "",
+        }
+        key = ("task", task_id)
+        if key not in bars:
+            bars[key] = view.add_task(label, total=100)
+        view.update(bars[key], description=label, completed=p.percent or 0, **fields)
+        live = {f.path: f for f in self._manager.file_views(task_id)}
+        for path, f in live.items():
+            fkey = ("file", task_id, path)
+            active = f.phase in ("downloading", "verifying", "checking", "probing")
+            if fkey not in bars:
+                if not active:
+                    continue
+                bars[fkey] = view.add_task(f"  {path}", total=f.size or 1)
+            view.update(
+                bars[fkey],
+                total=f.size or 1,
+                completed=min(f.written, f.size or f.written),
+                visible=active,
+                percent=f"{100 * f.written / f.size:.1f}%" if f.size else "",
+                bytes=_bytes(f.written, f.size),
+                speed="",
+                eta=f.phase if f.phase != "downloading" else "",
+            )
+
+    # --- a pipe or a log --------------------------------------------------------------------
+
+    async def _lines(self, until: asyncio.Event) -> None:
+        while True:
+            await self._poll()
+            now = time.monotonic()
+            for task_id, p in self._latest.items():
+                key = (p.status, p.files_completed)
+                before, at = self._printed.get(task_id, (None, 0.0))
+                if key != before or now - at >= 2.0:
+                    self._printed[task_id] = (key, now)
+                    self._out.plain(line_for(task_id, p))
+            if until.is_set():
+                return
+            await _tick(until)
+
+
+def line_for(task_id: int, p: DownloadProgress) -> str:
+    """``task 7: downloading 45.2% 1.2 GB / 2.6 GB 12.5 MB/s ETA 2m 30s (3/10 files)``"""
+    parts = [f"task {task_id}: {p.status.value}"]
+    if p.percent is not None:
+        parts.append(f"{p.percent:.1f}%")
+    if p.downloaded_bytes is not None:
+        parts.append(_bytes(p.downloaded_bytes, p.total_bytes))
+    if p.formatted_speed:
+        parts.append(p.formatted_speed)
+    if p.formatted_eta and p.state is TaskState.DOWNLOADING:
+        parts.append(f"ETA {p.formatted_eta}")
+    if p.total_files > 1:
+        parts.append(f"({p.files_completed}/{p.total_files} files)")
+    if p.status.value == "error":
+        parts.append(f"- {p.message}")
+    return " ".join(parts)
+
+
+async def _tick(until: asyncio.Event) -> None:
+    try:
+        async with asyncio.timeout(TICK):
+            await until.wait()
+    except TimeoutError:
+        pass

@@ -1,0 +1,52 @@
+"""Where the CLI writes: JSON for scripts, rich for terminals, plain lines for pipes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+
+@dataclass(frozen=True)
+class Output:
+    """How this run of the CLI prints."""
+
+    json: bool
+    quiet: bool
+    console: Console  # stdout; rich honours NO_COLOR and non-terminals by itself
+    errors: Console
+
+    @classmethod
+    def create(cls, *, json: bool = False, quiet: bool = False) -> Output:
+        return cls(json=json, quiet=quiet, console=Console(), errors=Console(stderr=True))
+
+    @property
+    def live(self) -> bool:
+        """Whether to draw live progress (a terminal, and nobody asked for quiet or JSON)."""
+        return self.console.is_terminal and not self.quiet and not self.json
+
+    @property
+    def lines(self) -> bool:
+        """Whether to print progress as plain lines (not a terminal, not quiet, not JSON)."""
+        return not self.console.is_terminal and not self.quiet and not self.json
+
+    def data(self, value: Any) -> None:
+        """Print data as JSON (for ``--json``)."""
+        sys.stdout.write(json.dumps(value, indent=2) + "\n")
+        sys.stdout.flush()
+
+    def say(self, text: str) -> None:
+        """A line for people (nothing with ``--quiet`` or ``--json``)."""
+        if not self.quiet and not self.json:
+            self.console.print(text, highlight=False, soft_wrap=True)
+
+    def plain(self, text: str) -> None:
+        """A progress line for pipes and logs."""
+        print(text, flush=True)
+
+    def error(self, text: str) -> None:
+        """One line on stderr, always."""
+        self.errors.print(f"modelhaul: {text}", highlight=False, soft_wrap=True, markup=False)
