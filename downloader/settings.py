@@ -128,6 +128,8 @@ class Settings:
             raw = env.get(f"MODELHAUL_{name.upper()}")
             if raw:
                 values[name] = kind(raw)
+        if env.get("MODELHAUL_ALWAYS_SHA256"):
+            values["always_sha256"] = env["MODELHAUL_ALWAYS_SHA256"].lower() in ("1", "true", "yes")
         if env.get("MODELHAUL_RATE_LIMIT"):
             values["rate_limit"] = parse_size(env["MODELHAUL_RATE_LIMIT"])
         if env.get("OLLAMA_HOST"):

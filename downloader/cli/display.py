@@ -11,10 +11,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from downloader.cli.output import Output
 from downloader.manager import DownloadManager
-from downloader.progress import DownloadProgress, format_bytes
+from downloader.progress import DownloadProgress, format_bytes, format_eta, format_speed
 from storage import TaskState
 
 TICK = 0.2
+# rich draws from its own thread, so a bar needs every field from the moment it exists.
+BLANK = {"percent": "", "bytes": "", "speed": "", "eta": ""}
+MANY = 8  # above this many tasks, only the running ones get a bar of their own
 
 
 def _bytes(done: int | None, total: int | None) -> str:
@@ -61,11 +64,33 @@ class Display:
         with Progress(*columns, console=self._out.console, transient=False, expand=True) as view:
             while True:
                 await self._poll()
+                if len(self._ids) > 1:
+                    self._draw_overall(view, bars)
                 for task_id, p in self._latest.items():
                     self._draw_task(view, bars, task_id, p)
                 if until.is_set():
                     break
                 await _tick(until)
+
+    def _draw_overall(self, view: Progress, bars: dict[object, TaskID]) -> None:
+        reports = list(self._latest.values())
+        done = sum(p.downloaded_bytes or 0 for p in reports)
+        total = sum(p.total_bytes or 0 for p in reports)
+        finished = sum(p.state is TaskState.COMPLETED for p in reports)
+        speed = sum(p.bytes_per_second for p in reports if p.state is TaskState.DOWNLOADING)
+        eta = (total - done) / speed if speed > 0 and total else None
+        label = f"all · {finished}/{len(reports)} tasks"
+        fields = {
+            "percent": f"{100 * done / total:.1f}%" if total else "",
+            "bytes": _bytes(done, total or None),
+            "speed": format_speed(speed) or "",
+            "eta": f"ETA {format_eta(eta)}" if eta is not None else "",
+        }
+        if "all" not in bars:
+            bars["all"] = view.add_task(label, total=100, **fields)
+        view.update(
+            bars["all"], description=label, completed=100 * done / total if total else 0, **fields
+        )
 
     def _draw_task(
         self, view: Progress, bars: dict[object, TaskID], task_id: int, p: DownloadProgress
@@ -81,9 +106,12 @@ class Display:
             else "",
         }
         key = ("task", task_id)
+        shown = len(self._ids) <= MANY or p.state is TaskState.DOWNLOADING
         if key not in bars:
-            bars[key] = view.add_task(label, total=100)
-        view.update(bars[key], description=label, completed=p.percent or 0, **fields)
+            if not shown:
+                return
+            bars[key] = view.add_task(label, total=100, **fields)
+        view.update(bars[key], description=label, completed=p.percent or 0, visible=shown, **fields)
         live = {f.path: f for f in self._manager.file_views(task_id)}
         for path, f in live.items():
             fkey = ("file", task_id, path)
@@ -91,7 +119,7 @@ class Display:
             if fkey not in bars:
                 if not active:
                     continue
-                bars[fkey] = view.add_task(f"  {path}", total=f.size or 1)
+                bars[fkey] = view.add_task(f"  {path}", total=f.size or 1, **BLANK)
             view.update(
                 bars[fkey],
                 total=f.size or 1,
@@ -112,7 +140,8 @@ class Display:
             for task_id, p in self._latest.items():
                 key = (p.status, p.files_completed)
                 before, at = self._printed.get(task_id, (None, 0.0))
-                if key != before or now - at >= 2.0:
+                running = p.state is TaskState.DOWNLOADING
+                if key != before or (running and now - at >= 2.0):
                     self._printed[task_id] = (key, now)
                     self._out.plain(line_for(task_id, p))
             if until.is_set():

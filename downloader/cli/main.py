@@ -1,18 +1,49 @@
-"""Argument parsing and dispatch for ``modelhaul``."""
+"""``modelhaul``: argument parsing, the shared options, and the one place errors become exit
+codes and one-line messages."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NoReturn
 
+from downloader.cli import exitcodes
+from downloader.cli.output import Output
 from downloader.errors import ModelhaulError
-from storage import LedgerError, TaskState, open_ledger
+from downloader.settings import parse_size
+from storage import LedgerError, TaskState
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(exitcodes.USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _task_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a task id (see 'modelhaul ls')")
+    return int(text)
 
 
 def _version() -> str:
@@ -22,52 +53,135 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelhaul", description="Download model files.")
+def build_parser() -> Parser:
+    """The whole command line."""
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--home",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="the folder of the ledger (default $MODELHAUL_HOME)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print data as JSON"
+    )
+    common.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print nothing but results and errors",
+    )
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks and debug logs"
+    )
+
+    parser = Parser(
+        prog="modelhaul",
+        description="Download model files over many connections; resume after anything.",
+        epilog="Exit codes: 0 done, 1 failed, 2 usage, 130 interrupted (paused).",
+        parents=[common],
+    )
     parser.add_argument("--version", action="version", version=f"modelhaul {_version()}")
-    parser.add_argument("--home", help="ledger folder (default: $MODELHAUL_HOME)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("ls", help="list tasks")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+
+    def command(name: str, help: str) -> Parser:
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    get = command(
+        "get",
+        "download: a URL, hf://owner/repo[@rev][/file-or-glob], mlx://owner/repo, "
+        "ollama://model[:tag], or a model alias",
+    )
+    get.add_argument("specs", nargs="+", metavar="SPEC")
+    get.add_argument("--dest", help="a file or folder (a folder for several specs)")
+    get.add_argument("--connections", type=_positive, help="connections per file (default 16)")
+    get.add_argument(
+        "--limit-rate", type=_size, metavar="RATE", help="e.g. 10M: bytes/s for everything"
+    )
+    get.add_argument("--priority", type=int, default=0)
+    get.add_argument("--token", help="an access token (used in memory only)")
+    get.add_argument("--detach", action="store_true", help="only queue it for a worker or server")
+
+    ls = command("ls", "list tasks")
     ls.add_argument("--state", choices=[s.value for s in TaskState])
-    ls.add_argument("--json", action="store_true")
-    serve = sub.add_parser("serve", help="run the REST + SSE server and its web page")
+
+    show = command("show", "one task: files, chunks, history")
+    show.add_argument("id", type=_task_id)
+
+    for name, help in (
+        ("pause", "pause tasks (their progress is kept)"),
+        ("resume", "resume paused tasks (in the foreground unless --detach)"),
+        ("retry", "retry failed tasks (in the foreground unless --detach)"),
+        ("cancel", "cancel tasks for good"),
+        ("rm", "forget tasks (their files stay)"),
+    ):
+        p = command(name, help)
+        p.add_argument("ids", nargs="+", type=_task_id, metavar="ID")
+        if name == "cancel":
+            p.add_argument("--purge", action="store_true", help="also delete partial files")
+        if name in ("resume", "retry"):
+            p.add_argument("--detach", action="store_true", help="only queue it")
+
+    command("watch", "a live table of every task")
+
+    worker = command("worker", "run queued tasks headless (for systemd or a container)")
+    worker.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--max-tasks", type=_positive, help="tasks at once (default 4)")
+
+    serve = command("serve", "the REST + SSE server and its web page")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--token", default=os.environ.get("MODELHAUL_TOKEN"))
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("MODELHAUL_TOKEN"),
+        help="require this bearer token (default $MODELHAUL_TOKEN)",
+    )
+
+    verify = command("verify", "re-check chunk and file digests on disk")
+    verify.add_argument("ids", nargs="*", type=_task_id, metavar="ID")
+
+    mirror = command("mirror", "download every entry of a manifest (crash-safe: run it again)")
+    mirror.add_argument("manifest", type=Path)
+    mirror.add_argument("--max-tasks", type=_positive, help="tasks at once (default 4)")
+
+    demo = command("demo", "an offline demonstration: local servers, faults, a crash, resume")
+    demo.add_argument("--size", type=_size, default=96 << 20, help="the GGUF's size (default 96M)")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
     return parser
-
-
-async def _serve(args: argparse.Namespace) -> int:
-    from downloader.server import serve
-    from downloader.settings import Settings
-
-    settings = Settings.from_env(**({"home": Path(args.home)} if args.home else {}))
-    print(f"modelhaul serving on http://{args.host}:{args.port}/", flush=True)
-    await serve(settings, host=args.host, port=args.port, token=args.token)
-    return 0
-
-
-async def _ls(args: argparse.Namespace) -> int:
-    target = None if args.home is None else f"{args.home}/ledger.db"
-    async with await open_ledger(target) as ledger:
-        states = None if args.state is None else [TaskState(args.state)]
-        tasks = await ledger.tasks.list(states)
-    if args.json:
-        print(json.dumps([{"id": t.id, "state": t.state.value, "label": t.label} for t in tasks]))
-    else:
-        for t in tasks:
-            print(f"{t.id:>6}  {t.state.value:<11}  {t.label}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``modelhaul``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    command = {"ls": _ls, "serve": _serve}[args.command]
+    debug = getattr(args, "debug", False)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not debug:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    out = Output.create(json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
+    from downloader.cli.commands import COMMANDS
+
     try:
-        return asyncio.run(command(args))
+        return asyncio.run(COMMANDS[args.command](args, out))
     except KeyboardInterrupt:
-        return 130
-    except (LedgerError, ModelhaulError) as e:
-        print(f"modelhaul: {e}", file=sys.stderr)
-        return 1
+        out.error("interrupted")
+        return exitcodes.INTERRUPTED
+    except (ModelhaulError, LedgerError, ValueError, OSError) as e:
+        if debug:
+            raise
+        out.error(str(e))
+        return exitcodes.code_for(e)
+    except Exception as e:
+        if debug:
+            raise
+        out.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+        return exitcodes.FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

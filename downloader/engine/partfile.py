@@ -141,13 +141,7 @@ class PartFile:
         return await self._run(self._check_blocks, start, length, block, digests)
 
     def _check_blocks(self, start: int, length: int, block: int, digests: bytes) -> list[int]:
-        bad = []
-        for i, offset in enumerate(range(start, start + length, block)):
-            want = min(block, start + length - offset)
-            data = os.pread(self._fd, want, offset)
-            if len(data) != want or xxhash.xxh3_64_digest(data) != digests[i * 8 : i * 8 + 8]:
-                bad.append(offset)
-        return bad
+        return bad_block_offsets(self._fd, start, length, block, digests)
 
     async def sync(self) -> PartStat:
         """Make every completed write durable (``fdatasync``), then report size and mtime."""
@@ -224,6 +218,18 @@ def _disk_error(path: Path, error: OSError, size: int | None = None) -> Exceptio
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(str(path), size)
     return DiskError(str(path), error)
+
+
+def bad_block_offsets(fd: int, start: int, length: int, block: int, digests: bytes) -> list[int]:
+    """Offsets of the blocks in ``[start, start + length)`` of ``fd`` whose XXH3-64 differs
+    from ``digests`` (8 bytes per block). Blocking."""
+    bad = []
+    for i, offset in enumerate(range(start, start + length, block)):
+        want = min(block, start + length - offset)
+        data = os.pread(fd, want, offset)
+        if len(data) != want or xxhash.xxh3_64_digest(data) != digests[i * 8 : i * 8 + 8]:
+            bad.append(offset)
+    return bad
 
 
 def file_xxh3(data: bytes | memoryview) -> bytes:

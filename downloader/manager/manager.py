@@ -83,6 +83,9 @@ class DownloadManager:
         self._loops: list[asyncio.Task[None]] = []
         self._observer: asyncio.Task[None] | None = None
         self._listeners = 0
+        # Speed of tasks other processes run needs their history: one meter per task asked
+        # about through progress().
+        self._polled: dict[int, _LedgerProgress] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -437,7 +440,8 @@ class DownloadManager:
         if local is not None:
             return local
         task = await self.ledger.tasks.get(task_id)
-        return _LedgerProgress().of(task, await self.ledger.files.of_task(task_id))
+        poller = self._polled.setdefault(task_id, _LedgerProgress())
+        return poller.of(task, await self.ledger.files.of_task(task_id))
 
     def file_views(self, task_id: int) -> list[FileView]:
         """Per-file progress of a task this process runs (empty otherwise)."""
@@ -454,6 +458,9 @@ class DownloadManager:
         """Work as a queue worker: run every pending task (``max_tasks`` at a time). With
         ``once``, return when nothing is pending or running any more."""
         self._drain = True
+        # Before the first look at the queue: what a killed process left behind is queued
+        # again, so ``once`` does not find an empty queue and leave it stranded.
+        await self._requeue_orphans()
         self._start_loops()
         self._wake.set()
         if not once:

@@ -1,0 +1,282 @@
+"""What each ``modelhaul`` command does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rich.table import Table
+
+from downloader.cli import exitcodes
+from downloader.cli.follow import follow
+from downloader.cli.options import settings_for
+from downloader.cli.output import Output
+from downloader.manager import DownloadManager
+from downloader.progress import format_bytes
+from downloader.specs import parse_spec
+from downloader.verify import verify_task
+from downloader.views import task_json
+from storage import IllegalTransitionError, LedgerError, TaskState, TransitionConflictError
+
+Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
+
+
+async def get(args: argparse.Namespace, out: Output) -> int:
+    """Download specs in the foreground (or only queue them with ``--detach``)."""
+    specs = list(args.specs)
+    dest = args.dest
+    if dest and len(specs) > 1 and not dest.endswith("/"):
+        dest += "/"  # several downloads: the destination is their folder
+    async with DownloadManager(settings_for(args), autostart=not args.detach) as manager:
+        tasks = [
+            await manager.add(
+                spec,
+                dest=dest,
+                priority=args.priority,
+                connections=args.connections,
+                token=args.token,
+            )
+            for spec in specs
+        ]
+        if args.detach:
+            if out.json:
+                ids = [{"id": t.id} for t in tasks]
+                out.data(ids[0] if len(ids) == 1 else ids)
+            else:
+                for t in tasks:
+                    out.say(f"queued task {t.id}: {t.label} (run 'modelhaul worker' to fetch it)")
+            return exitcodes.OK
+        return await follow(manager, tasks, out)
+
+
+async def ls(args: argparse.Namespace, out: Output) -> int:
+    """List tasks."""
+    async with DownloadManager(settings_for(args), autostart=False) as manager:
+        tasks = await manager.list(args.state)
+        if out.json:
+            out.data([task_json(t, files=await manager.files(t.id)) for t in tasks])
+            return exitcodes.OK
+        if not tasks:
+            out.say("no tasks")
+            return exitcodes.OK
+        table = Table(box=None, header_style="bold")
+        for column in ("ID", "STATE", "DONE", "SIZE", "FILES", "WHAT"):
+            table.add_column(column, no_wrap=column != "WHAT")
+        for t in tasks:
+            done = f"{100 * t.downloaded_bytes / t.total_bytes:.1f}%" if t.total_bytes else ""
+            size = format_bytes(t.total_bytes) if t.total_bytes is not None else "?"
+            files = f"{t.files_done}/{t.files_total}" if t.files_total else ""
+            table.add_row(str(t.id), t.state.value, done, size, files, t.label)
+        out.console.print(table)
+    return exitcodes.OK
+
+
+async def show(args: argparse.Namespace, out: Output) -> int:
+    """One task: its fields, files, chunks and history."""
+    async with DownloadManager(settings_for(args), autostart=False) as manager:
+        task = await manager.get(args.id)
+        files = await manager.files(task.id)
+        chunks = {f.relpath: await manager.ledger.files.chunks(f.id) for f in files}
+        summary = {
+            path: {
+                "chunks": len(cs),
+                "finished": sum(c.finished for c in cs),
+                "durable_bytes": sum(c.done for c in cs),
+            }
+            for path, cs in chunks.items()
+        }
+        data = task_json(
+            task,
+            await manager.progress(task.id),
+            files=files,
+            events=await manager.history(task.id),
+        )
+        data["chunks"] = summary
+    if out.json:
+        out.data(data)
+        return exitcodes.OK
+    size = format_bytes(task.total_bytes) if task.total_bytes is not None else "?"
+    out.say(f"[bold]task {task.id}[/bold] {task.label}")
+    out.say(f"  state     {task.state.value}{' - ' + task.error if task.error else ''}")
+    percent = f" ({data['percent']}%)" if data["percent"] is not None else ""
+    out.say(f"  progress  {format_bytes(task.downloaded_bytes)} of {size}{percent}")
+    out.say(f"  where     {task.destination}")
+    files_table = Table(box=None, header_style="bold", title="files", title_justify="left")
+    for column in ("STATE", "SIZE", "CHUNKS", "SHA-256", "PATH"):
+        files_table.add_column(column)
+    for f in files:
+        s = summary[f.relpath]
+        files_table.add_row(
+            f.state.value,
+            format_bytes(f.size) if f.size is not None else "?",
+            f"{s['finished']}/{s['chunks']}",
+            (f.sha256 or f.expected_sha256 or "")[:16],
+            f.relpath,
+        )
+    if files:
+        out.console.print(files_table)
+    history = Table(box=None, header_style="bold", title="history", title_justify="left")
+    for column in ("WHEN", "FROM", "TO", "WHY"):
+        history.add_column(column)
+    for e in data["events"]:
+        history.add_row(e["at"], e["from"] or "", e["to"], e["reason"])
+    out.console.print(history)
+    return exitcodes.OK
+
+
+def _control(action: str) -> Command:
+    async def run(args: argparse.Namespace, out: Output) -> int:
+        foreground = action in ("resume", "retry") and not args.detach
+        code, done, results = exitcodes.OK, [], []
+        async with DownloadManager(settings_for(args), autostart=foreground) as manager:
+            for task_id in args.ids:
+                try:
+                    if action == "cancel":
+                        task = await manager.cancel(task_id, purge=args.purge)
+                    elif action == "rm":
+                        await manager.remove(task_id)
+                        results.append({"id": task_id, "removed": True})
+                        out.say(f"task {task_id}: removed (its files stay)")
+                        continue
+                    else:
+                        task = await getattr(manager, action)(task_id)
+                except (IllegalTransitionError, TransitionConflictError, LedgerError) as e:
+                    out.error(str(e))
+                    code = max(code, exitcodes.code_for(e))
+                    continue
+                results.append({"id": task.id, "state": task.state.value})
+                done.append(task)
+                if not foreground:
+                    out.say(f"task {task.id}: {task.state.value}")
+            if foreground and done:
+                return max(code, await follow(manager, done, out))
+        if out.json:
+            out.data(results)
+        return code
+
+    return run
+
+
+async def watch(args: argparse.Namespace, out: Output) -> int:
+    """A live table of every task until Ctrl-C."""
+    from downloader.cli.watch import watch_tasks
+
+    async with DownloadManager(settings_for(args), autostart=False) as manager:
+        with contextlib.suppress(asyncio.CancelledError):
+            await _until_signal(watch_tasks(manager, out))
+    return exitcodes.OK
+
+
+async def worker(args: argparse.Namespace, out: Output) -> int:
+    """Run queued tasks headless; SIGTERM or Ctrl-C put running tasks back in the queue."""
+    from downloader.cli.display import line_for
+
+    async with DownloadManager(settings_for(args)) as manager:
+
+        async def log() -> None:
+            async for p in manager.events():
+                if p.task_id is not None and (p.status.is_final or out.lines):
+                    out.plain(line_for(p.task_id, p)) if not out.quiet else None
+
+        logger = asyncio.create_task(log()) if not out.quiet and not out.json else None
+        try:
+            await _until_signal(manager.run(once=args.once))
+        finally:
+            if logger is not None:
+                logger.cancel()
+    return exitcodes.OK
+
+
+async def serve(args: argparse.Namespace, out: Output) -> int:
+    """The server, until SIGTERM or Ctrl-C."""
+    from downloader.server import serve as run_server
+
+    settings = settings_for(args)
+    ready = asyncio.Event()
+    server = run_server(settings, host=args.host, port=args.port, token=args.token, ready=ready)
+    job = asyncio.ensure_future(_until_signal(server))
+    await asyncio.wait(
+        [job, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if ready.is_set():
+        out.plain(f"modelhaul serving on http://{args.host}:{args.port}/")
+    await job
+    return exitcodes.OK
+
+
+async def verify(args: argparse.Namespace, out: Output) -> int:
+    """Re-check digests on disk; exit 1 if anything differs."""
+    async with DownloadManager(settings_for(args), autostart=False) as manager:
+        ids = args.ids or [t.id for t in await manager.list(TaskState.COMPLETED)]
+        checks = []
+        for task_id in ids:
+            await manager.get(task_id)
+            checks += await verify_task(manager.ledger, task_id)
+    if out.json:
+        out.data([vars(c) for c in checks])
+    for c in checks:
+        if c.ok:
+            checked = format_bytes(c.checked_bytes)
+            out.say(f"[green]ok[/green]   task {c.task_id} {c.path} ({checked} checked)")
+        else:
+            out.error(f"task {c.task_id} {c.path}: {c.problem}")
+    if not checks:
+        out.say("nothing to verify")
+    return exitcodes.OK if all(c.ok for c in checks) else exitcodes.FAILED
+
+
+async def mirror(args: argparse.Namespace, out: Output) -> int:
+    """Download every entry of a manifest."""
+    from downloader.cli.mirror import run_mirror
+
+    return await run_mirror(args, out)
+
+
+async def demo(args: argparse.Namespace, out: Output) -> int:
+    """The offline demonstration."""
+    from downloader.cli.demo import run_demo
+
+    return await run_demo(args, out)
+
+
+async def _until_signal(job: Awaitable[Any]) -> Any:
+    """Run ``job`` until it ends or SIGTERM/SIGINT arrives (then cancel it cleanly)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(job)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
+        return None
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+COMMANDS: dict[str, Command] = {
+    "get": get,
+    "ls": ls,
+    "show": show,
+    "pause": _control("pause"),
+    "resume": _control("resume"),
+    "retry": _control("retry"),
+    "cancel": _control("cancel"),
+    "rm": _control("rm"),
+    "watch": watch,
+    "worker": worker,
+    "serve": serve,
+    "verify": verify,
+    "mirror": mirror,
+    "demo": demo,
+}
+
+__all__ = ["COMMANDS", "parse_spec"]

@@ -1,0 +1,97 @@
+"""Run tasks in the foreground with live progress: ``get``, and ``resume``/``retry``.
+
+Ctrl-C pauses them cleanly and says how to go on; the exit code says how they ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+
+from downloader.cli import exitcodes
+from downloader.cli.display import Display
+from downloader.cli.output import Output
+from downloader.manager import DownloadManager, Task
+from downloader.progress import format_bytes
+from downloader.views import task_json
+from storage import TaskState
+
+
+async def follow(manager: DownloadManager, tasks: Sequence[Task], out: Output) -> int:
+    """Wait for ``tasks`` with progress and report how they ended; on Ctrl-C pause them.
+    Returns the exit code."""
+    finals = await settle(manager, tasks, out)
+    if finals is None:
+        return exitcodes.INTERRUPTED
+    return await report(manager, finals, out)
+
+
+async def settle(manager: DownloadManager, tasks: Sequence[Task], out: Output) -> list[Task] | None:
+    """Wait for ``tasks`` (this manager runs them, or another process does) while showing
+    their progress. Returns them as they ended, or None after Ctrl-C paused them."""
+    ids = [t.id for t in tasks]
+    done = asyncio.Event()
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    display = asyncio.create_task(Display(manager, ids, out).run(done))
+    waiters = [asyncio.create_task(manager.wait(i)) for i in ids]
+    stop = asyncio.create_task(interrupted.wait())
+    try:
+        await asyncio.wait([asyncio.gather(*waiters), stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        for job in (*waiters, stop):
+            job.cancel()
+    if interrupted.is_set():
+        for task_id in ids:
+            with contextlib.suppress(Exception):
+                await manager.pause(task_id)
+    done.set()
+    await display
+    finals = [await manager.get(i) for i in ids]
+    if not interrupted.is_set():
+        return finals
+    paused = [t for t in finals if t.state is TaskState.PAUSED]
+    for t in paused[:5]:
+        out.error(
+            f"paused task {t.id} at {format_bytes(t.downloaded_bytes)}"
+            f"{' of ' + format_bytes(t.total_bytes) if t.total_bytes else ''}; "
+            f"run the same command again, or 'modelhaul resume {t.id}', to continue"
+        )
+    if len(paused) > 5:
+        out.error(f"paused {len(paused) - 5} more; run the same command again to continue")
+    return None
+
+
+async def report(manager: DownloadManager, finals: Sequence[Task], out: Output) -> int:
+    """Print how the tasks ended (as ``show --json`` with ``--json``); the exit code."""
+    if out.json:
+        items = [
+            task_json(t, await manager.progress(t.id), files=await manager.files(t.id))
+            for t in finals
+        ]
+        out.data(items[0] if len(items) == 1 else items)
+    for t in finals:
+        if t.state is TaskState.COMPLETED:
+            out.say(f"[green]✓[/green] task {t.id}: {t.label} → {t.destination}")
+        elif t.state is TaskState.FAILED:
+            out.error(f"task {t.id} failed: {t.error}")
+        elif t.state is TaskState.PAUSED:
+            out.error(
+                f"task {t.id} was paused (by 'modelhaul pause' or another client) at "
+                f"{format_bytes(t.downloaded_bytes)}; run the same command again, or "
+                f"'modelhaul resume {t.id}', to continue"
+            )
+        else:
+            out.error(f"task {t.id} is {t.state.value}")
+    states = {t.state for t in finals}
+    if states == {TaskState.COMPLETED}:
+        return exitcodes.OK
+    if states <= {TaskState.COMPLETED, TaskState.PAUSED}:
+        return exitcodes.INTERRUPTED  # paused from elsewhere: resumable, like Ctrl-C
+    return exitcodes.FAILED

@@ -1,0 +1,19 @@
+"""The settings a command runs with: the environment first, then its command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from downloader.settings import Settings
+
+
+def settings_for(args: argparse.Namespace, **overrides: object) -> Settings:
+    """Settings from the environment, then the command line."""
+    home = getattr(args, "home", None)
+    return Settings.from_env(
+        home=home,
+        connections=getattr(args, "connections", None),
+        rate_limit=getattr(args, "limit_rate", None),
+        max_tasks=getattr(args, "max_tasks", None),
+        **overrides,
+    )
