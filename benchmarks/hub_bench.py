@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -29,25 +28,24 @@ from pathlib import Path
 from _timing import timed
 
 from downloader.settings import parse_size
+from downloader.testing.modelfiles import write_gguf, write_safetensors
 
 MB = 1_000_000
 HERE = Path(__file__).resolve().parent
 
 
 def build_repo(folder: Path, args: argparse.Namespace) -> int:
-    rng = random.Random(5)
     small, big = parse_size(args.small_size), parse_size(args.big_size)
     folder.mkdir(parents=True)
     total = 0
     (folder / "config.json").write_text('{"model_type": "bench"}')
+    # Real headers: modelhaul checks every GGUF and safetensors file it downloads.
     for i in range(args.small):
-        (folder / f"shard-{i:04}.safetensors").write_bytes(rng.randbytes(small))
-        total += small
+        shard = folder / f"shard-{i:04}.safetensors"
+        write_safetensors(shard, {f"w{i}": (small // 4,)}, seed=i)
+        total += shard.stat().st_size
     for i in range(args.big):
-        with (folder / f"big-{i}.gguf").open("wb") as f:
-            for _ in range(big // (16 << 20)):
-                f.write(rng.randbytes(16 << 20))
-        total += big
+        total += write_gguf(folder / f"big-{i}.gguf", size=big, seed=100 + i).stat().st_size
     return total
 
 

@@ -107,12 +107,18 @@ class DiskError(TransferError):
         super().__init__(f"cannot write {path}: {error.strerror or error}")
 
 
+class FormatError(ModelhaulError):
+    """A model file that does not parse as what it claims to be (truncated, garbled, or a
+    missing shard). The message starts with "not a valid GGUF:" or the like."""
+
+
 __all__ = [
     "AuthRequiredError",
     "DestinationError",
     "DigestMismatchError",
     "DiskError",
     "DiskFullError",
+    "FormatError",
     "HTTPStatusError",
     "LedgerError",
     "ModelhaulError",

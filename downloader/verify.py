@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from downloader.engine.partfile import bad_block_offsets, part_path
+from downloader.errors import FormatError
+from downloader.formats import inspect_files
+from downloader.sources import source_for
 from storage import FileRecord, FileState, Ledger
 
 
@@ -26,11 +29,21 @@ class FileCheck:
 
 
 async def verify_task(ledger: Ledger, task_id: int) -> list[FileCheck]:
-    """Check every file of one task (blocking reads run in a thread)."""
+    """Check every file of one task (blocking reads run in a thread): its blocks, its
+    SHA-256, its header if it is a model file, and the model's shards together."""
+    task = await ledger.tasks.get(task_id)
+    files = await ledger.files.of_task(task_id)
     checks = []
-    for f in await ledger.files.of_task(task_id):
+    for f in files:
         chunks = await ledger.files.chunks(f.id)
         checks.append(await asyncio.to_thread(_check, f, chunks))
+    if checks and all(c.ok for c in checks) and all(f.state is FileState.COMPLETED for f in files):
+        complete = source_for(task.provider).folder_destination
+        pairs = [(f.relpath, Path(f.local_path)) for f in files]
+        try:
+            await asyncio.to_thread(inspect_files, pairs, complete=complete)
+        except FormatError as e:
+            checks.append(FileCheck(task_id, "(model)", task.destination, False, 0, str(e)))
     return checks
 
 

@@ -81,6 +81,8 @@ def file_json(f: FileRecord) -> dict[str, Any]:
         "expected_sha256": f.expected_sha256,
         "state": f.state.value,
         "error": f.error,
+        # what the file's header says (GGUF: architecture, quantization, parameters, …)
+        "format": f.meta.get("format"),
     }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from conftest import PYTHON, python_env
 
 from downloader.settings import MiB
 from downloader.testing.hub import Hub
+from downloader.testing.modelfiles import gguf_bytes, safetensors_bytes, split_gguf
 
 TOKEN = "hf_valid_token_for_tests"
 
@@ -19,7 +19,6 @@ TOKEN = "hf_valid_token_for_tests"
 def build_hub(workdir: Path, **kwargs) -> Hub:
     """org/tiny (small and LFS files, nested folders, two revisions), org/gated, org/sharded
     (a safetensors index and its shards), org/split (a 3-part GGUF), mlx-community/small."""
-    rng = random.Random(5)
     hub = Hub(workdir, tokens={TOKEN}, page_size=3, **kwargs)
     hub.add_repo(
         "org/tiny",
@@ -27,29 +26,35 @@ def build_hub(workdir: Path, **kwargs) -> Hub:
             "config.json": b'{"model_type": "llama"}',
             "README.md": b"# tiny\n",
             "tokenizer/tokenizer.json": json.dumps({"v": list(range(200))}).encode(),
-            "model-Q4_K_M.gguf": rng.randbytes(6 * MiB + 123),
-            "model-Q8_0.gguf": rng.randbytes(3 * MiB),
+            "model-Q4_K_M.gguf": gguf_bytes(size=6 * MiB + 123, seed=1),
+            "model-Q8_0.gguf": gguf_bytes(size=3 * MiB, seed=2),
         },
     )
     hub.add_repo(
         "org/tiny",
-        {"config.json": b'{"model_type": "old"}', "model-Q4_K_M.gguf": b"v1"},
+        {
+            "config.json": b'{"model_type": "old"}',
+            "model-Q4_K_M.gguf": gguf_bytes(size=1000, name="v1"),
+        },
         revision="v1.0",
     )
-    hub.add_repo("org/gated", {"model.gguf": rng.randbytes(2 * MiB)}, gated=True)
-    shards = {f"model-0000{i}-of-00003.safetensors": rng.randbytes(MiB + i) for i in (1, 2, 3)}
-    index = {"metadata": {}, "weight_map": {f"w{i}": n for i, n in enumerate(shards)}}
+    hub.add_repo("org/gated", {"model.gguf": gguf_bytes(size=2 * MiB, seed=3)}, gated=True)
+    shards = {
+        f"model-0000{i}-of-00003.safetensors": safetensors_bytes({f"w{i}": (MiB // 4 + i,)}, seed=i)
+        for i in (1, 2, 3)
+    }
+    index = {"metadata": {}, "weight_map": {f"w{i}": n for i, n in enumerate(shards, 1)}}
     hub.add_repo(
         "org/sharded",
         {**shards, "model.safetensors.index.json": json.dumps(index).encode(), "x.txt": b"x"},
     )
     hub.add_repo(
         "org/split",
-        {f"big-0000{i}-of-00003.gguf": rng.randbytes(MiB * i) for i in (1, 2, 3)}
-        | {"other.gguf": rng.randbytes(MiB)},
+        split_gguf("big", [MiB * i for i in (1, 2, 3)]) | {"other.gguf": gguf_bytes(size=MiB)},
     )
     hub.add_repo(
-        "mlx-community/small", {"config.json": b"{}", "weights.safetensors": rng.randbytes(MiB)}
+        "mlx-community/small",
+        {"config.json": b"{}", "weights.safetensors": safetensors_bytes({"w": (512, 512)})},
     )
     return hub
 

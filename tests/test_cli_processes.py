@@ -39,11 +39,11 @@ BAR = re.compile(
 
 
 async def test_ctrl_c_pauses_and_the_same_get_resumes_byte_identical(tmp_path: Path) -> None:
-    home, dest = tmp_path / "home", tmp_path / "m.gguf"
+    home, dest = tmp_path / "home", tmp_path / "m.bin"
     data = random.Random(3).randbytes(24 * MiB)
     argv = ("get", "", "--dest", str(dest), "--connections", "4")
-    async with Origin({"m.gguf": data}, throttle=MiB) as origin:
-        argv = (argv[0], origin.url("m.gguf"), *argv[2:])
+    async with Origin({"m.bin": data}, throttle=MiB) as origin:
+        argv = (argv[0], origin.url("m.bin"), *argv[2:])
         first = await start(home, *argv)
         task = await wait_for_task(home, lambda t: downloading(t, 4 * MiB))
         first.send_signal(signal.SIGINT)
@@ -120,12 +120,12 @@ async def test_a_mirror_killed_with_sigkill_completes_every_entry_once_when_run_
 async def test_the_progress_display_in_a_terminal_shows_percent_speed_and_eta(
     tmp_path: Path,
 ) -> None:
-    home, dest = tmp_path / "home", tmp_path / "big.gguf"
+    home, dest = tmp_path / "home", tmp_path / "big.bin"
     data = random.Random(6).randbytes(32 * MiB)
     session = f"modelhaul-{time.monotonic_ns()}"
     socket = str(tmp_path / "tmux.sock")
-    async with Origin({"big.gguf": data}, throttle=MiB) as origin:
-        command = f"{MODELHAUL} get {origin.url('big.gguf')} --dest {dest} --connections 4"
+    async with Origin({"big.bin": data}, throttle=MiB) as origin:
+        command = f"{MODELHAUL} get {origin.url('big.bin')} --dest {dest} --connections 4"
         tmux = ["tmux", "-S", socket]
         subprocess.run(
             [*tmux, "new-session", "-d", "-s", session, "-x", "150", "-y", "30", command],
@@ -149,7 +149,7 @@ async def test_the_progress_display_in_a_terminal_shows_percent_speed_and_eta(
     assert 0 < float(bar["percent"]) < 100
     assert float(bar["done"]) > 0 and float(bar["speed"]) > 0 and int(bar["eta"]) > 0
     # and a bar for the file in flight under it
-    assert re.search(r"^  big\.gguf +━+.* \d+\.\d% ", screen, re.MULTILINE), screen
+    assert re.search(r"^  big\.bin +━+.* \d+\.\d% ", screen, re.MULTILINE), screen
 
 
 async def test_the_demo_runs_offline_and_proves_what_it_claims(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ the unfinished one continues from its chunks."""
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 from pathlib import Path
 
@@ -16,15 +15,15 @@ from downloader import DownloadManager, Settings, TaskState
 from downloader.settings import MiB
 from downloader.sources.hfcache import storage_folder
 from downloader.testing.hub import Hub
+from downloader.testing.modelfiles import gguf_bytes
 from storage import FileState, open_ledger
 
 pytestmark = pytest.mark.slow
 
 
 async def test_a_killed_snapshot_resumes_without_refetching_finished_files(tmp_path: Path) -> None:
-    rng = random.Random(77)
-    small = {f"part{i}.gguf": rng.randbytes(2 * MiB) for i in range(3)}
-    big = {"big.gguf": rng.randbytes(40 * MiB)}
+    small = {f"part{i}.gguf": gguf_bytes(size=2 * MiB, seed=i) for i in range(3)}
+    big = {"big.gguf": gguf_bytes(size=40 * MiB, seed=9)}
     hub = Hub(tmp_path / "hub", cdn_throttle=2 * MiB)
     await asyncio.to_thread(hub.add_repo, "org/mixed", {**small, **big, "config.json": b"{}"})
     home, cache = tmp_path / "home", tmp_path / "hfcache"

@@ -38,9 +38,9 @@ async def test_download_model_yields_starting_rising_downloading_verifying_compl
     tmp_path: Path, data: bytes
 ) -> None:
     settings = manager_settings(tmp_path / "home")
-    async with Origin({"m.gguf": data}, throttle=4 * MiB) as origin:
+    async with Origin({"m.bin": data}, throttle=4 * MiB) as origin:
         folder = f"{tmp_path / 'out'}/"  # a trailing slash names a folder to create
-        seen = await collect("url", origin.url("m.gguf"), dest=folder, settings=settings)
+        seen = await collect("url", origin.url("m.bin"), dest=folder, settings=settings)
     statuses = [p.status for p in seen]
     assert statuses[0] is DownloadStatus.STARTING and statuses[-1] is DownloadStatus.COMPLETE
     order = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
@@ -58,7 +58,7 @@ async def test_download_model_yields_starting_rising_downloading_verifying_compl
     last = seen[-1]
     assert last.percent == 100.0 and last.downloaded_bytes == last.total_bytes == len(data)
     assert last.files_completed == last.total_files == 1 and last.state is TaskState.COMPLETED
-    assert (tmp_path / "out" / "m.gguf").read_bytes() == data
+    assert (tmp_path / "out" / "m.bin").read_bytes() == data
 
 
 async def test_download_model_of_a_missing_url_yields_one_error_naming_url_and_status(
@@ -94,15 +94,15 @@ async def test_download_model_again_resumes_the_same_task_instead_of_starting_ov
     tmp_path: Path, data: bytes
 ) -> None:
     settings = manager_settings(tmp_path / "home")
-    async with Origin({"m.gguf": data}, throttle=4 * MiB) as origin:
-        url = origin.url("m.gguf")
+    async with Origin({"m.bin": data}, throttle=4 * MiB) as origin:
+        url = origin.url("m.bin")
         first = None
-        async for p in download_model("url", url, dest=tmp_path / "m.gguf", settings=settings):
+        async for p in download_model("url", url, dest=tmp_path / "m.bin", settings=settings):
             if p.status is DownloadStatus.DOWNLOADING and (p.downloaded_bytes or 0) > 6 * MiB:
                 first = p
                 break  # the caller walks away: the task is paused, not lost
         served_at_break = origin.served
-        seen = await collect("url", url, dest=tmp_path / "m.gguf", settings=settings)
+        seen = await collect("url", url, dest=tmp_path / "m.bin", settings=settings)
         refetched = origin.served - served_at_break
     assert first is not None and seen[-1].status is DownloadStatus.COMPLETE
     assert seen[-1].task_id == first.task_id
@@ -111,7 +111,7 @@ async def test_download_model_again_resumes_the_same_task_instead_of_starting_ov
     slack = settings.connections * (settings.block_size + settings.write_size)
     assert refetched <= len(data) - first.downloaded_bytes + slack
     assert refetched < len(data)
-    assert (tmp_path / "m.gguf").read_bytes() == data
+    assert (tmp_path / "m.bin").read_bytes() == data
 
 
 async def test_cancel_keeps_or_purges_the_part_and_a_cancelled_task_cannot_resume(
@@ -182,12 +182,12 @@ async def test_a_thousand_small_files_respect_the_task_limit_and_priority_each_o
 async def test_a_file_already_at_the_destination_completes_with_zero_bytes_fetched(
     tmp_path: Path, data: bytes
 ) -> None:
-    (tmp_path / "have.gguf").write_bytes(data)
+    (tmp_path / "have.bin").write_bytes(data)
     async with (
-        Origin({"have.gguf": data}) as origin,
+        Origin({"have.bin": data}) as origin,
         DownloadManager(manager_settings(tmp_path / "home")) as manager,
     ):
-        task = await manager.add(origin.url("have.gguf"), dest=tmp_path / "have.gguf")
+        task = await manager.add(origin.url("have.bin"), dest=tmp_path / "have.bin")
         done = await manager.wait(task.id)
         assert done.state is TaskState.COMPLETED
         assert origin.served <= 1  # a probe of one byte learned the size; nothing else

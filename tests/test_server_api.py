@@ -240,7 +240,7 @@ async def test_a_client_that_goes_away_leaves_nothing_behind(server) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
-        ({"url": "ftp://example.com/m.gguf"}, 422, "url"),
+        ({"url": "ftp://example.com/m.bin"}, 422, "url"),
         ({"url": "not a url"}, 422, "url"),
         ({"url": "http://e/m", "dest": "/etc/passwd"}, 422, "dest"),
         ({"url": "http://e/m", "dest": "../../outside"}, 422, "dest"),

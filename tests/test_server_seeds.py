@@ -38,7 +38,7 @@ SEED004_FIELDS = {"model_id", "status", "url", "local_path", "progress", "timing
 async def stack(tmp_path: Path):
     hub = await asyncio.to_thread(build_hub, tmp_path / "hub", cdn_throttle=4 * MiB)
     data = random.Random(4).randbytes(6 * MiB)
-    async with hub, Origin({"m.gguf": data}, throttle=4 * MiB) as origin:
+    async with hub, Origin({"m.bin": data}, throttle=4 * MiB) as origin:
         settings = manager_settings(
             tmp_path / "home",
             downloads=tmp_path / "root",
@@ -86,7 +86,7 @@ async def test_seed_002_post_then_status_stream_then_completed_with_local_file_p
 
 async def test_seed_002_delete_cancels_and_unknown_ids_are_download_not_found(stack) -> None:
     http, _, origin = stack
-    async with http.post("/api/v1/downloads", json={"url": origin.url("m.gguf")}) as r:
+    async with http.post("/api/v1/downloads", json={"url": origin.url("m.bin")}) as r:
         task_id = (await r.json())["download_id"]
     async with http.delete(f"/local/download/{task_id}") as r:
         assert r.status == 200 and await r.json() == {"message": "Download cancelled successfully"}
@@ -111,14 +111,14 @@ async def test_seed_002_bad_bodies_are_refused(stack) -> None:
 async def test_seed_004_progress_by_id_and_by_model_id_and_the_active_list(stack) -> None:
     http, _, origin = stack
     async with http.post(
-        "/api/v1/downloads", json={"url": origin.url("m.gguf"), "model_id": "my-model"}
+        "/api/v1/downloads", json={"url": origin.url("m.bin"), "model_id": "my-model"}
     ) as r:
         task_id = (await r.json())["download_id"]
     for path in (f"/download-progress/{task_id}", "/v1/download-progress/my-model"):
         async with http.get(path) as r:
             body = await r.json()
         assert r.status == 200 and set(body) >= SEED004_FIELDS
-        assert body["model_id"] == "my-model" and body["url"] == origin.url("m.gguf")
+        assert body["model_id"] == "my-model" and body["url"] == origin.url("m.bin")
         assert set(body["progress"]) == {
             "downloaded_bytes",
             "total_bytes",

@@ -91,7 +91,7 @@ async def browser():
 async def site(tmp_path: Path):
     hub = await asyncio.to_thread(build_hub, tmp_path / "hub", cdn_throttle=2 * MiB)
     data = random.Random(12).randbytes(24 * MiB)
-    async with hub, Origin({"model.gguf": data}, throttle=MiB) as origin:
+    async with hub, Origin({"model.bin": data}, throttle=MiB) as origin:
         settings = manager_settings(
             tmp_path / "home",
             downloads=tmp_path / "root",
@@ -120,7 +120,7 @@ async def test_add_watch_pause_resume_and_complete_in_a_real_browser(browser, si
     assert await page.locator("input[name=model]").is_visible()
     assert not await page.locator("input[name=url]").is_visible()
     await page.check("input[value=url]")
-    await page.fill("input[name=url]", origin.url("model.gguf"))
+    await page.fill("input[name=url]", origin.url("model.bin"))
     await page.fill("input[name=dest]", "web/")
     await page.click("button[type=submit]")
     item = page.locator("li.download").first
@@ -150,7 +150,7 @@ async def test_add_watch_pause_resume_and_complete_in_a_real_browser(browser, si
     overflow = await phone.evaluate("document.documentElement.scrollWidth > window.innerWidth")
     assert not overflow, "the page is wider than a phone's screen"
     await phone.screenshot(path=str(ARTIFACTS / "web-page-phone.png"), full_page=True)
-    assert (tmp_path / "root" / "web" / "model.gguf").read_bytes() == data
+    assert (tmp_path / "root" / "web" / "model.bin").read_bytes() == data
 
 
 async def test_seed_002_client_code_receives_its_events_in_the_browser(browser, site) -> None:

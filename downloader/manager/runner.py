@@ -18,6 +18,7 @@ from pathlib import Path
 from downloader.engine.download import EngineContext, FileDownload, FileProgress, Phase
 from downloader.engine.partfile import part_path
 from downloader.errors import ModelhaulError
+from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
 from downloader.progress import (
     DownloadProgress,
@@ -150,8 +151,23 @@ class TaskRunner:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
         self._records = await ledger.files.of_task(self.task.id)
+        await self._check_formats()
         self._status, self._message = DownloadStatus.VERIFYING, "Finishing"
         await self._source.finish(self.task, self._records, ctx)
+
+    async def _check_formats(self) -> None:
+        """A GGUF or safetensors file is done only when its header parses and the model's
+        shards are all there; what the headers say is kept in each file's ``meta``."""
+        self._status, self._message = DownloadStatus.VERIFYING, "Checking model files"
+        files = [(r.relpath, Path(r.local_path)) for r in self._records]
+        summaries = await asyncio.to_thread(
+            inspect_files, files, complete=self._source.folder_destination
+        )
+        for r in self._records:
+            if r.relpath in summaries and r.meta.get("format") != summaries[r.relpath]:
+                await self._ctx.ledger.files.update(
+                    r.id, owner=self._lease.owner, meta={**r.meta, "format": summaries[r.relpath]}
+                )
 
     # --- progress from a transfer another program does (ExternalProgress) ---------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,7 @@ def _value(value: Any) -> bytes:
     raise TypeError(f"no GGUF encoding for {value!r}")
 
 
-def write_gguf(
-    path: Path,
+def gguf_bytes(
     *,
     size: int,
     architecture: str = "llama",
@@ -53,33 +52,93 @@ def write_gguf(
     file_type: int = 0,
     extra: Mapping[str, Any] | None = None,
     seed: int = 0,
-) -> Path:
-    """A GGUF v3 file of about ``size`` bytes: metadata and F32 tensors of random data."""
+) -> bytes:
+    """A GGUF v3 file of about ``size`` bytes (small ones too): metadata and F32 tensors of
+    random data."""
+    return b"".join(_gguf(size, architecture, name, context_length, file_type, extra, seed))
+
+
+def write_gguf(path: Path, *, size: int, seed: int = 0, **options: Any) -> Path:
+    """``gguf_bytes`` written to ``path`` piece by piece (for large files)."""
+    with path.open("wb") as f:
+        for piece in _gguf(
+            size,
+            options.get("architecture", "llama"),
+            options.get("name", "demo-model"),
+            options.get("context_length", 4096),
+            options.get("file_type", 0),
+            options.get("extra"),
+            seed,
+        ):
+            f.write(piece)
+    return path
+
+
+def _tensor_sizes(size: int) -> list[int]:
+    tensor_bytes = 4 << 20 if size >= 16 << 20 else 256 << 10
+    sizes = [tensor_bytes] * (size // tensor_bytes)
+    rest = size % tensor_bytes // 128 * 128  # whole rows of 32 F32 elements
+    if rest or not sizes:
+        sizes.append(rest or 128)
+    return sizes
+
+
+def split_gguf(stem: str, sizes: Sequence[int], *, seed: int = 0) -> dict[str, bytes]:
+    """``STEM-0000i-of-0000N.gguf`` parts as llama.cpp's gguf-split writes them: each with
+    ``split.no``, ``split.count`` and ``split.tensors.count``."""
+    tensors = sum(len(_tensor_sizes(n)) for n in sizes)
+    return {
+        f"{stem}-{i + 1:05d}-of-{len(sizes):05d}.gguf": gguf_bytes(
+            size=n,
+            seed=seed + i,
+            extra={"split.no": i, "split.count": len(sizes), "split.tensors.count": tensors},
+        )
+        for i, n in enumerate(sizes)
+    }
+
+
+def _gguf(
+    size: int,
+    architecture: str,
+    name: str,
+    context_length: int,
+    file_type: int,
+    extra: Mapping[str, Any] | None,
+    seed: int,
+) -> Iterator[bytes]:
     rng = random.Random(seed)
-    tensor_bytes = 4 << 20
-    count = max(1, size // tensor_bytes)
+    sizes = _tensor_sizes(size)
     metadata: dict[str, Any] = {
         "general.architecture": architecture,
         "general.name": name,
         "general.file_type": file_type,
         f"{architecture}.context_length": context_length,
         f"{architecture}.embedding_length": 256,
-        f"{architecture}.block_count": count,
+        f"{architecture}.block_count": len(sizes),
         **(extra or {}),
     }
-    head = bytearray(GGUF_MAGIC + struct.pack("<IQQ", 3, count, len(metadata)))
+    head = bytearray(GGUF_MAGIC + struct.pack("<IQQ", 3, len(sizes), len(metadata)))
     for key, value in metadata.items():
         head += _string(key) + _value(value)
-    elements = tensor_bytes // 4
-    for i in range(count):
-        head += _string(f"blk.{i}.weight") + struct.pack("<IQ", 1, elements)
-        head += struct.pack("<IQ", GGML_F32, i * tensor_bytes)
+    offset = 0
+    for i, n in enumerate(sizes):
+        head += _string(f"blk.{i}.weight") + struct.pack("<IQ", 1, n // 4)
+        head += struct.pack("<IQ", GGML_F32, offset)
+        offset += n + (-n % ALIGNMENT)
     head += b"\0" * (-len(head) % ALIGNMENT)
-    with path.open("wb") as f:
-        f.write(head)
-        for _ in range(count):
-            f.write(rng.randbytes(tensor_bytes))
-    return path
+    yield bytes(head)
+    for n in sizes:
+        yield rng.randbytes(n) + b"\0" * (-n % ALIGNMENT)
+
+
+def safetensors_bytes(
+    tensors: Mapping[str, Sequence[int]],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    seed: int = 0,
+) -> bytes:
+    """A safetensors file with F32 tensors of the given shapes and random data."""
+    return b"".join(_safetensors(tensors, metadata, seed))
 
 
 def write_safetensors(
@@ -89,7 +148,16 @@ def write_safetensors(
     metadata: Mapping[str, str] | None = None,
     seed: int = 0,
 ) -> Path:
-    """A safetensors file with F32 tensors of the given shapes and random data."""
+    """``safetensors_bytes`` written to ``path`` piece by piece."""
+    with path.open("wb") as f:
+        for piece in _safetensors(tensors, metadata, seed):
+            f.write(piece)
+    return path
+
+
+def _safetensors(
+    tensors: Mapping[str, Sequence[int]], metadata: Mapping[str, str] | None, seed: int
+) -> Iterator[bytes]:
     rng = random.Random(seed)
     header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
@@ -105,14 +173,12 @@ def write_safetensors(
         offset += length
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    with path.open("wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        left = offset
-        while left:
-            n = min(left, 16 << 20)
-            f.write(rng.randbytes(n))
-            left -= n
-    return path
+    yield struct.pack("<Q", len(raw)) + raw
+    left = offset
+    while left:
+        n = min(left, 16 << 20)
+        yield rng.randbytes(n)
+        left -= n
 
 
 def write_sharded_safetensors(
