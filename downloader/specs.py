@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from downloader.errors import SpecError
+from downloader.registry import catalog, find
 
 # Providers seed 000/001 name that have nothing to download, and why.
 UNSUPPORTED = {
@@ -126,6 +127,10 @@ def parse_spec(text: str) -> Spec:
     if not value:
         raise SpecError("empty download spec")
     scheme, _, rest = value.partition("://")
+    alias = find(rest if rest and scheme.lower() in ("mlx", "ollama") else value)
+    if alias is not None and (not rest or scheme.lower() in ("mlx", "ollama")):
+        provider = {"mlx": "mlx", "ollama": "ollama"}.get(scheme.lower(), "huggingface")
+        return parse_spec(alias.spec(provider))
     if rest and scheme.lower() in REPO_PROVIDERS:
         return _parse_repo(REPO_PROVIDERS[scheme.lower()], rest)
     if rest and scheme.lower() == "ollama":
@@ -134,5 +139,13 @@ def parse_spec(text: str) -> Spec:
         return Spec("url", check_url(value))
     raise SpecError(
         f"{text!r} is not a download spec: give an http(s):// URL, "
-        "hf://owner/repo[@revision][/file-or-glob], mlx://owner/repo or ollama://model[:tag]"
+        "hf://owner/repo[@revision][/file-or-glob], mlx://owner/repo, ollama://model[:tag] "
+        f"or a model alias{_close_alias(value)}"
     )
+
+
+def _close_alias(text: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(text.lower(), [m.alias for m in catalog()], n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else " (see 'modelhaul models')"

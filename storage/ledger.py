@@ -17,6 +17,7 @@ from storage.files import FileStore
 from storage.location import default_ledger_path
 from storage.migrate import HEAD_REVISION, current_revision, is_known, upgrade_to_head
 from storage.tasks import TaskStore
+from storage.uses import UseStore
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -30,6 +31,7 @@ class Ledger:
     db: Database
     tasks: TaskStore
     files: FileStore
+    uses: UseStore
 
     async def close(self) -> None:
         """Release every connection."""
@@ -66,7 +68,9 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
         await db.close()
         detail = getattr(e, "orig", None) or e
         raise LedgerOpenError(_where(url, path), f"{type(detail).__name__}: {detail}") from e
-    return Ledger(url=url, path=path, db=db, tasks=TaskStore(db), files=FileStore(db))
+    return Ledger(
+        url=url, path=path, db=db, tasks=TaskStore(db), files=FileStore(db), uses=UseStore(db)
+    )
 
 
 def _migrate(conn: Connection, where: str) -> None:

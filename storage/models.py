@@ -154,3 +154,13 @@ class Event(Base):
     at: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(255))
+
+
+class CacheUse(Base):
+    """When a cached model (a Hugging Face repo, an Ollama model, a downloaded file or
+    folder) was last resolved or opened through modelhaul: the order of LRU eviction."""
+
+    __tablename__ = "cache_uses"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)  # e.g. "hf:owner/name"
+    last_used: Mapped[float] = mapped_column(Float)

@@ -11,11 +11,13 @@ from typing import Any
 
 from rich.table import Table
 
+from downloader import registry
 from downloader.cli import exitcodes
 from downloader.cli.follow import follow
 from downloader.cli.options import settings_for
 from downloader.cli.output import Output
 from downloader.manager import DownloadManager
+from downloader.preflight import validate
 from downloader.progress import format_bytes
 from downloader.specs import parse_spec
 from downloader.verify import verify_task
@@ -28,6 +30,17 @@ Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
 async def get(args: argparse.Namespace, out: Output) -> int:
     """Download specs in the foreground (or only queue them with ``--detach``)."""
     specs = list(args.specs)
+    if not args.no_check:
+        for spec in specs:
+            verdict = await validate(
+                spec, settings=settings_for(args), dest=args.dest, token=args.token
+            )
+            for warning in verdict.warnings:
+                out.error(f"warning: {warning}")
+            if verdict.estimate is not None and verdict.problems:
+                for problem in verdict.problems:
+                    out.error(problem)
+                return exitcodes.FAILED
     dest = args.dest
     if dest and len(specs) > 1 and not dest.endswith("/"):
         dest += "/"  # several downloads: the destination is their folder
@@ -236,6 +249,51 @@ async def mirror(args: argparse.Namespace, out: Output) -> int:
     return await run_mirror(args, out)
 
 
+async def models(args: argparse.Namespace, out: Output) -> int:
+    """The model registry."""
+    chosen = (
+        [registry.info(args.alias)]
+        if args.alias
+        else registry.recommended(args.capability)
+        if args.recommended
+        else registry.models(args.provider, args.capability)
+    )
+    if out.json:
+        out.data(chosen[0].to_dict() if args.alias else [m.to_dict() for m in chosen])
+        return exitcodes.OK
+    table = Table(box=None, header_style="bold")
+    for column in ("ALIAS", "NAME", "PARAMS", "SIZE", "CONTEXT", "CAPABILITIES", "ALSO"):
+        table.add_column(column)
+    for m in chosen:
+        also = " ".join(x for x in ("ollama" if m.ollama else "", "mlx" if m.mlx else "") if x)
+        table.add_row(
+            m.alias + (" *" if m.recommended else ""),
+            m.name,
+            m.parameters,
+            format_bytes(m.size_bytes),
+            f"{m.context_window:,}",
+            ", ".join(c.value for c in m.capabilities),
+            also,
+        )
+    out.console.print(table)
+    if args.alias:
+        m = chosen[0]
+        out.say(f"get it with: modelhaul get {m.alias}   ({m.spec()})")
+    else:
+        out.say(
+            "* recommended. Any alias works as a spec: modelhaul get llama3.2-1b, "
+            "mlx://llama3.2-1b, ollama://llama3.2-1b"
+        )
+    return exitcodes.OK
+
+
+async def cache(args: argparse.Namespace, out: Output) -> int:
+    """Cache management."""
+    from downloader.cli.cachecmd import run_cache
+
+    return await run_cache(args, out)
+
+
 async def demo(args: argparse.Namespace, out: Output) -> int:
     """The offline demonstration."""
     from downloader.cli.demo import run_demo
@@ -276,6 +334,8 @@ COMMANDS: dict[str, Command] = {
     "serve": serve,
     "verify": verify,
     "mirror": mirror,
+    "models": models,
+    "cache": cache,
     "demo": demo,
 }
 

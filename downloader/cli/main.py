@@ -104,6 +104,9 @@ def build_parser() -> Parser:
     get.add_argument("--priority", type=int, default=0)
     get.add_argument("--token", help="an access token (used in memory only)")
     get.add_argument("--detach", action="store_true", help="only queue it for a worker or server")
+    get.add_argument(
+        "--no-check", action="store_true", help="skip the disk-space check before starting"
+    )
 
     ls = command("ls", "list tasks")
     ls.add_argument("--state", choices=[s.value for s in TaskState])
@@ -146,6 +149,24 @@ def build_parser() -> Parser:
     mirror = command("mirror", "download every entry of a manifest (crash-safe: run it again)")
     mirror.add_argument("manifest", type=Path)
     mirror.add_argument("--max-tasks", type=_positive, help="tasks at once (default 4)")
+
+    models = command("models", "the model registry: aliases that work as specs")
+    models.add_argument("alias", nargs="?", help="show one model")
+    models.add_argument("--provider", choices=["huggingface", "ollama", "mlx"])
+    models.add_argument("--capability")
+    models.add_argument("--recommended", action="store_true")
+
+    cache = command("cache", "what is cached (HF cache, Ollama store, downloads); evict, delete")
+    cache_sub = cache.add_subparsers(
+        dest="cache_command", required=True, metavar="ACTION", parser_class=Parser
+    )
+    cache_sub.add_parser("ls", help="cached models, least recently used first", parents=[common])
+    cache_sub.add_parser("du", help="total size on disk", parents=[common])
+    rm = cache_sub.add_parser("rm", help="delete cached models", parents=[common])
+    rm.add_argument("specs", nargs="+", metavar="SPEC")
+    evict = cache_sub.add_parser("evict", help="delete LRU models to fit a size", parents=[common])
+    evict.add_argument("--max-size", type=_size, required=True, metavar="SIZE")
+    cache_sub.add_parser("clear", help="delete every model no task holds", parents=[common])
 
     demo = command("demo", "an offline demonstration: local servers, faults, a crash, resume")
     demo.add_argument("--size", type=_size, default=96 << 20, help="the GGUF's size (default 96M)")

@@ -1,0 +1,192 @@
+"""Before downloading: how big will it be, and will it work here?
+
+``estimate_download_size`` asks the source (Hugging Face metadata, the Ollama manifest, or a
+one-byte ranged GET of a URL: unlike HEAD it works on signed CDN URLs too) without writing
+anything. ``validate`` turns that into reasons a download would fail (no room on the disk at
+the destination, with a margin) or warnings (the model is larger than this machine's memory,
+a format modelhaul cannot check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from downloader.engine.http import Resource, make_session
+from downloader.engine.partfile import part_path
+from downloader.engine.probe import probe
+from downloader.progress import format_bytes
+from downloader.settings import MiB, Settings
+from downloader.sources import SourceContext, source_for
+from downloader.specs import Spec, parse_spec
+from storage import TaskRecord, TaskState
+
+MARGIN = 256 * MiB  # room left free beyond the download itself (plus 2% of it)
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """What a spec would download."""
+
+    spec: str
+    total_bytes: int | None  # None: a file of unknown size
+    files: list[tuple[str, int | None]]  # relative path, size
+    destination: Path
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The verdict before a download: ``problems`` stop it, ``warnings`` do not."""
+
+    estimate: SizeEstimate | None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    free_bytes: int | None = None
+    needed_bytes: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def estimate_download_size(
+    spec: str | Spec,
+    *,
+    settings: Settings | None = None,
+    dest: str | None = None,
+    token: str | None = None,
+) -> SizeEstimate:
+    """The files ``spec`` resolves to and their sizes (nothing is written)."""
+    settings = settings or Settings.from_env()
+    parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
+    source = source_for(parsed.provider)
+    destination = source.destination(parsed, dest, settings)
+    task = _draft(parsed, destination)
+    s = settings
+    async with make_session(
+        max_connections=8,
+        max_per_host=8,
+        connect_timeout=s.connect_timeout,
+        stall_timeout=s.stall_timeout,
+        read_buffer=s.read_buffer,
+    ) as session:
+        resolution = await source.resolve(task, SourceContext(settings, session, token))
+        files = []
+        for f in resolution.files:
+            size = f.size
+            if size is None:
+                headers = dict(resolution.auth_headers)
+                size = (await probe(Resource(session, f.url, auth_headers=headers))).size
+            files.append((f.relpath, size))
+    sizes = [size for _, size in files]
+    total = None if None in sizes else sum(s for s in sizes if s is not None)
+    return SizeEstimate(parsed.label, total, files, destination)
+
+
+async def validate(
+    spec: str | Spec,
+    *,
+    settings: Settings | None = None,
+    dest: str | None = None,
+    token: str | None = None,
+) -> Validation:
+    """Why downloading ``spec`` to ``dest`` would fail, or what to watch out for."""
+    settings = settings or Settings.from_env()
+    try:
+        estimate = await estimate_download_size(spec, settings=settings, dest=dest, token=token)
+    except Exception as e:
+        return Validation(None, problems=[str(e)])
+    problems, warnings = [], []
+    if not estimate.files:
+        problems.append(f"{estimate.spec} matches no files")
+    free, needed = await asyncio.to_thread(_room, estimate)
+    if needed is not None and free is not None and needed > free:
+        problems.append(
+            f"not enough disk space at {_existing(estimate.destination)}: the download needs "
+            f"{format_bytes(needed)} ({needed} bytes, with a margin of "
+            f"{format_bytes(_margin(estimate.total_bytes or 0))}) but only {format_bytes(free)} "
+            f"({free} bytes) is free"
+        )
+    memory = _memory()
+    if estimate.total_bytes and memory and estimate.total_bytes > memory:
+        warnings.append(
+            f"{estimate.spec} is {format_bytes(estimate.total_bytes)}, more than this "
+            f"machine's {format_bytes(memory)} of memory: it may not load"
+        )
+    unknown = [p for p, _ in estimate.files if p.endswith((".pt", ".pth", ".ckpt", ".pkl"))]
+    if unknown:
+        warnings.append(
+            f"{', '.join(unknown[:3])}: a pickle-era format modelhaul cannot check beyond its "
+            "digest (prefer GGUF or safetensors)"
+        )
+    if estimate.total_bytes is None:
+        warnings.append("the server does not say how big it is: the disk check was skipped")
+    return Validation(estimate, problems, warnings, free, needed)
+
+
+def _margin(total: int) -> int:
+    return MARGIN + total // 50
+
+
+def _room(estimate: SizeEstimate) -> tuple[int | None, int | None]:
+    """Free bytes at the destination, and what the download still needs there (what is
+    already present, complete or partial, does not count twice)."""
+    if estimate.total_bytes is None:
+        return None, None
+    present, dest = 0, estimate.destination
+    for relpath, size in estimate.files:
+        for path in (dest / relpath, part_path(dest / relpath), dest, part_path(dest)):
+            if path.is_file():
+                present += min(path.stat().st_size, size or 0)
+                break
+    free = shutil.disk_usage(_existing(estimate.destination)).free
+    return free, max(0, estimate.total_bytes - present) + _margin(estimate.total_bytes)
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _draft(spec: Spec, destination: Path) -> TaskRecord:
+    """A task that exists only to be resolved (never written to the ledger)."""
+    now = time.time()
+    return TaskRecord(
+        id=0,
+        provider=spec.provider,
+        source=spec.source,
+        revision=spec.revision,
+        patterns=spec.patterns,
+        destination=str(destination),
+        options=dict(spec.options),
+        spec_key="",
+        label=spec.label,
+        state=TaskState.PENDING,
+        priority=0,
+        error=None,
+        total_bytes=None,
+        downloaded_bytes=0,
+        files_total=0,
+        files_done=0,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        finished_at=None,
+        lease=None,
+        heartbeat_at=None,
+    )
+
+
+__all__ = ["SizeEstimate", "Validation", "estimate_download_size", "validate"]
