@@ -10,6 +10,7 @@ runs, pauses, resumes and cancels downloads over the shared ledger.
 """
 
 from downloader.api import download_model
+from downloader.cache import CacheError, ModelCache
 from downloader.errors import (
     DestinationError,
     DigestMismatchError,
@@ -22,6 +23,7 @@ from downloader.errors import (
     TransferError,
 )
 from downloader.manager import DownloadManager, Task
+from downloader.preflight import estimate_download_size, validate
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
 from downloader.specs import Spec, parse_spec
@@ -34,6 +36,7 @@ from storage import (
 )
 
 __all__ = [
+    "CacheError",
     "DestinationError",
     "DigestMismatchError",
     "DiskFullError",
@@ -43,6 +46,7 @@ __all__ = [
     "HTTPStatusError",
     "IllegalTransitionError",
     "LedgerError",
+    "ModelCache",
     "ModelhaulError",
     "RemoteChangedError",
     "RetriesExhaustedError",
@@ -55,5 +59,7 @@ __all__ = [
     "TransferError",
     "TransitionConflictError",
     "download_model",
+    "estimate_download_size",
     "parse_spec",
+    "validate",
 ]

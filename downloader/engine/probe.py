@@ -41,7 +41,7 @@ async def _probe(resource: Resource, headers: dict[str, str]) -> Probe:
             await response.read()  # one byte: lets the connection go back to the pool
         else:
             length = headers.get("Content-Length")
-            size = int(length) if length and length.isdigit() else None
+            size = int(length) if length and length.isascii() and length.isdigit() else None
             ranges = size == 0
             if size == 0:
                 await response.read()

@@ -105,7 +105,7 @@ def destination(value: Any, root: Path) -> str | None:
 def task_id(request: web.Request) -> int:
     """The ``{id}`` of the path as a task id (422 if it is not one)."""
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise RequestError(422, "INVALID_ID", f"{raw!r} is not a download id", "id")
     return int(raw)
 
@@ -169,7 +169,7 @@ def _query_int(request: web.Request, key: str, default: int, low: int, high: int
     raw = request.query.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise invalid(key, f"must be an integer from {low} to {high}")
     return int(raw)
 

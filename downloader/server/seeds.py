@@ -120,7 +120,7 @@ async def local_status(request: web.Request) -> web.StreamResponse:
 async def local_cancel(request: web.Request) -> web.Response:
     """Seed 002: cancel (404 ``DOWNLOAD_NOT_FOUND`` for an unknown id)."""
     raw = request.match_info["download_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         return error_response(404, "DOWNLOAD_NOT_FOUND", "Download not found")
     try:
         await request.app[MANAGER].cancel(int(raw))
@@ -172,7 +172,7 @@ async def seed004_item(manager: DownloadManager, task: TaskRecord) -> dict[str, 
 
 
 async def _by_model_id(manager: DownloadManager, raw: str) -> TaskRecord:
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         return await manager.get(int(raw))
     for task in await manager.list(limit=1000):
         if task.options.get("model_id") == raw:

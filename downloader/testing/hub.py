@@ -360,9 +360,9 @@ async def _serve_small(
     wanted = request.headers.get("Range", "")
     if wanted.startswith("bytes=") and "," not in wanted:
         first, _, last = wanted[6:].partition("-")
-        if first.isdigit() and int(first) < len(data):
+        if first.isascii() and first.isdigit() and int(first) < len(data):
             start = int(first)
-            end = min(len(data), int(last) + 1) if last.isdigit() else len(data)
+            end = min(len(data), int(last) + 1) if last.isascii() and last.isdigit() else len(data)
             status = 206
             headers = headers | {"Content-Range": f"bytes {start}-{end - 1}/{len(data)}"}
     response = web.StreamResponse(status=status, headers=headers)
