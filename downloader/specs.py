@@ -6,6 +6,7 @@ Accepted forms: an ``http(s)://`` URL; ``hf://owner/repo[@revision][/path-or-glo
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -145,7 +146,5 @@ def parse_spec(text: str) -> Spec:
 
 
 def _close_alias(text: str) -> str:
-    import difflib
-
     close = difflib.get_close_matches(text.lower(), [m.alias for m in catalog()], n=3)
     return f" (did you mean {', '.join(close)}?)" if close else " (see 'modelhaul models')"
