@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
 from downloader.sources import source_for
 from downloader.specs import Spec, check_url, ollama_spec, repo_spec
-from storage import LedgerError
+from storage import LedgerError, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ async def download_model(
             task = await manager.add(
                 spec, dest=dest, token=token, priority=priority, connections=connections
             )
+            # Seed 001's stream always opens with STARTING, even when the runner has already
+            # moved on by the time we subscribe (a fast start) or the task finished earlier.
+            yield _starting(task)
             finished = False
             try:
                 async for progress in manager.subscribe(task.id):
@@ -104,6 +108,23 @@ async def download_model(
     except Exception as e:  # never an exception from the iterator: seed 001's contract
         log.exception("download_model(%r, %r) failed", provider, model)
         yield _error(f"internal error: {type(e).__name__}: {e}")
+
+
+def _starting(task: TaskRecord) -> DownloadProgress:
+    total = task.total_bytes
+    done = task.downloaded_bytes
+    return DownloadProgress(
+        DownloadStatus.STARTING,
+        f"Starting {task.label}",
+        percent=round(100.0 * done / total, 2) if total else None,
+        downloaded_bytes=done,
+        total_bytes=total,
+        files_completed=task.files_done,
+        total_files=task.files_total,
+        task_id=task.id,
+        state=task.state,
+        at=time.time(),
+    )
 
 
 def _error(message: str) -> DownloadProgress:

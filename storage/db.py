@@ -19,6 +19,7 @@ block writers (WAL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -130,9 +131,21 @@ class _Threads:
             try:
                 result = fn(*args)
             except BaseException as e:  # handed to the awaiting coroutine, never lost
-                loop.call_soon_threadsafe(_settle, future, None, e)
+                _hand_back(loop, future, None, e)
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                _hand_back(loop, future, result, None)
+
+
+def _hand_back(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+) -> None:
+    # The loop may have closed while the call ran (its caller was cancelled and the program
+    # or test moved on): nobody can await the answer, and the thread must live on.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, future, result, error)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
