@@ -71,7 +71,10 @@ async def test_pause_in_one_terminal_pauses_a_get_in_another(tmp_path: Path) -> 
     home, dest = tmp_path / "home", tmp_path / "m.bin"
     data = random.Random(4).randbytes(16 * MiB)
     async with Origin({"m.bin": data}, throttle=MiB) as origin:
-        get = await start(home, "get", origin.url("m.bin"), "--dest", str(dest))
+        # Two connections: 8 s of download, time enough for the pause even on a busy machine
+        get = await start(
+            home, "get", origin.url("m.bin"), "--dest", str(dest), "--connections", "2"
+        )
         task = await wait_for_task(home, lambda t: downloading(t, MiB))
         paused = await run(home, "pause", str(task.id), "--json")
         assert paused.code == 0, paused.stderr

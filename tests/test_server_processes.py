@@ -53,7 +53,9 @@ async def test_a_pause_from_another_process_shows_on_the_server_stream_within_a_
                                 break
                     except aiohttp.ClientConnectionError:
                         await asyncio.sleep(0.1)
-            async with http.post("/api/v1/downloads", json={"url": origin.url("m.bin")}) as r:
+            async with http.post(
+                "/api/v1/downloads", json={"url": origin.url("m.bin"), "connections": 2}
+            ) as r:
                 task_id = (await r.json())["id"]
             async with http.get(f"/api/v1/downloads/{task_id}/events") as r:
                 stream = SSE(r)

@@ -97,6 +97,7 @@ async def site(tmp_path: Path):
             downloads=tmp_path / "root",
             hf_endpoint=hub.endpoint,
             hf_cache=tmp_path / "hfcache",
+            connections=2,  # 12 s for the 24 MiB file: time to pause even on a busy machine
         )
         async with running_server(settings) as (url, _):
             yield url, origin, data, tmp_path

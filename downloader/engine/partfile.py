@@ -145,6 +145,10 @@ class PartFile:
 
     async def sync(self) -> PartStat:
         """Make every completed write durable (``fdatasync``), then report size and mtime."""
+        # A write whose caller was cancelled still runs in its thread. Let it land first: one
+        # landing after our fstat would change the mtime we record, and the next run would
+        # take a clean stop for an unclean one and re-hash the whole file.
+        await self._settle()
         return await self._run(self._sync)
 
     def _sync(self) -> PartStat:
@@ -171,7 +175,7 @@ class PartFile:
         if self._closed:
             return
         while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+            await self._settle()
         self._closed = True
         await asyncio.to_thread(os.close, self._fd)
 
@@ -180,6 +184,12 @@ class PartFile:
         await self._run(os.fsync, self._fd)
         await self.close()
         await asyncio.to_thread(_rename_durably, self.path, dest)
+
+    async def _settle(self) -> None:
+        """Wait for the calls running now; ``wait`` (unlike ``gather``) never cancels them
+        if we are cancelled meanwhile."""
+        if self._pending:
+            await asyncio.wait(set(self._pending))
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         if self._closed:
