@@ -4,8 +4,10 @@ byte-identical, and refetches no more than the checkpoints allow."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -32,12 +34,23 @@ def start_child(
     )
 
 
+def durable_bytes(ledger: Path) -> int:
+    """What the ledger holds as durable, read as any other SQLite reader would."""
+    if not ledger.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(ledger, timeout=30)) as db:
+        try:
+            return db.execute("SELECT COALESCE(SUM(done), 0) FROM chunks").fetchone()[0]
+        except sqlite3.OperationalError:  # the child has not created its tables yet
+            return 0
+
+
 async def test_sigkill_at_five_random_moments_resumes_from_chunks_each_time(
     tmp_path: Path, big_files: Path
 ) -> None:
     source = big_files / "big.bin"
     size = source.stat().st_size
-    connections, throttle = 8, 8 * MiB
+    connections, throttle = 8, 2 * MiB
     defaults = Settings()
     ledger, dest = tmp_path / "ledger.db", tmp_path / "out" / "big.bin"
     rng = random.Random(99)
@@ -46,7 +59,18 @@ async def test_sigkill_at_five_random_moments_resumes_from_chunks_each_time(
         url = origin.url("big.bin")
         for _ in range(5):
             child = start_child(ledger, url, dest, connections, digest)
-            await asyncio.sleep(rng.uniform(0.8, 2.0))
+            # A random moment measured in bytes, not seconds (on a busy machine a child may
+            # need seconds just to start), and after the child's first checkpoint, so that
+            # every restart has chunks to resume from. 12-40 MiB per child at 16 MiB/s: the
+            # first checkpoint (1 s) comes within that, and no child can finish first.
+            target = origin.served + rng.randrange(12 * MiB, 40 * MiB)
+            before = await asyncio.to_thread(durable_bytes, ledger)
+            async with asyncio.timeout(120):
+                while child.poll() is None and (
+                    origin.served < target
+                    or await asyncio.to_thread(durable_bytes, ledger) <= before
+                ):
+                    await asyncio.sleep(0.01)
             assert child.poll() is None, f"the child ended early: {child.communicate()}"
             child.send_signal(signal.SIGKILL)
             child.wait()
