@@ -21,6 +21,18 @@ class DestinationError(ModelhaulError):
     """A destination that cannot be used (outside writable space, a folder, …)."""
 
 
+class UnsafePathError(ModelhaulError, ValueError):
+    """A name from outside (a hub's file list, a manifest, a request) that cannot be a path
+    below its folder: ``..``, absolute, a backslash, NUL, too long, or out through a link."""
+
+    def __init__(self, what: str, name: str, why: str) -> None:
+        self.what = what
+        self.name = name
+        self.why = why
+        shown = name if len(name) <= 120 else f"{name[:117]}..."
+        super().__init__(f"{what} {shown!r} {why}: refusing to use it as a path")
+
+
 class SourceError(ModelhaulError):
     """A source could not say what to download: no such model, revision or file, no access."""
 
@@ -128,4 +140,5 @@ __all__ = [
     "SourceError",
     "SpecError",
     "TransferError",
+    "UnsafePathError",
 ]
