@@ -73,6 +73,10 @@ class Settings:
     stall_timeout: float = 30.0
     connect_timeout: float = 30.0
     max_restarts: int = 3  # times a file may start over because the remote changed
+    # The largest file a remote may announce: a size past it is refused before anything is
+    # allocated or planned (a hostile or broken server can claim any size). 4 TiB holds
+    # the largest single model files published today several times over.
+    max_file_size: int = 4 << 40
 
     hf_endpoint: str = "https://huggingface.co"  # HF_ENDPOINT
     hf_cache: Path | None = None  # HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub
@@ -130,6 +134,8 @@ class Settings:
                 values[name] = kind(raw)
         if env.get("MODELHAUL_ALWAYS_SHA256"):
             values["always_sha256"] = env["MODELHAUL_ALWAYS_SHA256"].lower() in ("1", "true", "yes")
+        if env.get("MODELHAUL_MAX_FILE_SIZE"):
+            values["max_file_size"] = parse_size(env["MODELHAUL_MAX_FILE_SIZE"])
         if env.get("MODELHAUL_RATE_LIMIT"):
             values["rate_limit"] = parse_size(env["MODELHAUL_RATE_LIMIT"])
         if env.get("OLLAMA_HOST"):

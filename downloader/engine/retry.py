@@ -39,7 +39,7 @@ class RetryPolicy:
     attempts: int = 8
     backoff_factor: float = 0.5
     backoff_max: float = 20.0
-    retry_after_max: float = 300.0
+    retry_after_max: float = 600.0  # a server asking for longer is asked again after this
     history: tuple[Attempt, ...] = field(default=())
 
     def increment(self, error: str, retry_after: float | None = None) -> RetryPolicy:
