@@ -33,6 +33,17 @@ class UnsafePathError(ModelhaulError, ValueError):
         super().__init__(f"{what} {shown!r} {why}: refusing to use it as a path")
 
 
+class DestinationExistsError(DestinationError):
+    """A file that is not this download's is already under its final name: it is kept."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} already exists and is not this download ({why}); it was left as it is. "
+            "Pass --overwrite (overwrite=True) to replace it once the new bytes pass every check"
+        )
+
+
 class SourceError(ModelhaulError):
     """A source could not say what to download: no such model, revision or file, no access."""
 
@@ -101,9 +112,16 @@ class DigestMismatchError(TransferError):
 class DiskFullError(TransferError):
     """No space left on the device that holds the destination."""
 
-    def __init__(self, path: str, needed: int | None = None) -> None:
+    def __init__(self, path: str, needed: int | None = None, *, free: int | None = None) -> None:
         self.path = path
         self.needed = needed
+        self.free = free
+        if free is not None:
+            super().__init__(
+                f"not enough space for {path}: the file needs {needed} bytes and the disk has "
+                f"{free} free; free some space and resume"
+            )
+            return
         more = f" (the file needs {needed} bytes)" if needed else ""
         super().__init__(
             f"no space left on device writing {path}{more}; free some space and resume"
@@ -127,6 +145,7 @@ class FormatError(ModelhaulError):
 __all__ = [
     "AuthRequiredError",
     "DestinationError",
+    "DestinationExistsError",
     "DigestMismatchError",
     "DiskError",
     "DiskFullError",

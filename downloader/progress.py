@@ -48,6 +48,7 @@ class DownloadProgress:
     task_id: int | None = None
     state: TaskState | None = None
     at: float = 0.0
+    note: str | None = None  # what to know now, e.g. "server asked to wait 120 s (HTTP 503)"
 
     @property
     def fraction_completed(self) -> float:

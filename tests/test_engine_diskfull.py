@@ -3,13 +3,14 @@ and the download completes once space is freed."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
 import pytest
 from enginekit import add_file, engine, fetch, small_settings
 
-from downloader.engine.download import FileDownload
+from downloader.engine.download import FileDownload, FileProgress
 from downloader.errors import DiskFullError
 from downloader.settings import MiB
 from downloader.testing.origin import Origin
@@ -48,8 +49,11 @@ async def test_disk_full_at_allocation_names_the_path_and_completes_after_freein
         async with engine(ledger, small_settings(tmp_path)) as ctx:
             with pytest.raises(DiskFullError) as raised:
                 await FileDownload(ctx, record).run()
-            assert "no space left on device" in str(raised.value)
+            # Refused before anything is allocated, naming the file and both numbers.
+            assert f"the file needs {SIZE} bytes" in str(raised.value)
+            assert f"has {raised.value.free} free" in str(raised.value)
             assert str(small_disk / "m.bin.part") in str(raised.value)
+            assert not (small_disk / "m.bin.part").exists()
             assert origin.served <= 1  # refused before fetching anything but the probe
             filler.unlink()
             done, _ = await fetch(ctx, await ledger.files.get(record.id))
@@ -59,13 +63,18 @@ async def test_disk_full_at_allocation_names_the_path_and_completes_after_freein
 async def test_disk_full_mid_download_keeps_part_and_ledger_consistent_then_resumes(
     ledger: Ledger, tmp_path: Path, small_disk: Path, data: bytes
 ) -> None:
-    filler = fill(small_disk, 10 * MiB)
     settings = small_settings(tmp_path, preallocate=False, connections=4)
-    async with Origin({"m.bin": data}) as origin:
+    # Throttled, so that the disk can fill up (another program writing) mid-download.
+    async with Origin({"m.bin": data}, throttle=2 * MiB) as origin:
         record = await add_file(ledger, origin.url("m.bin"), small_disk / "m.bin")
         async with engine(ledger, settings) as ctx:
+            progress = FileProgress(record.id, record.relpath, record.size)
+            running = asyncio.create_task(FileDownload(ctx, record, progress=progress).run())
+            while progress.written < 4 * MiB and not running.done():
+                await asyncio.sleep(0.05)
+            filler = fill(small_disk, 0)
             with pytest.raises(DiskFullError, match="no space left on device") as raised:
-                await FileDownload(ctx, record).run()
+                await running
             assert str(small_disk / "m.bin.part") in str(raised.value)
             stopped = await ledger.files.get(record.id)
             chunks = await ledger.files.chunks(record.id)

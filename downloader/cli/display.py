@@ -97,13 +97,12 @@ class Display:
     ) -> None:
         files = f" · {p.files_completed}/{p.total_files} files" if p.total_files > 1 else ""
         label = f"#{task_id} {p.state.value if p.state else ''}{files}"
+        running = p.state is TaskState.DOWNLOADING
         fields = {
             "percent": f"{p.percent:.1f}%" if p.percent is not None else "",
             "bytes": _bytes(p.downloaded_bytes, p.total_bytes),
             "speed": p.formatted_speed or "",
-            "eta": f"ETA {p.formatted_eta}"
-            if p.formatted_eta and p.state is TaskState.DOWNLOADING
-            else "",
+            "eta": p.note or (f"ETA {p.formatted_eta}" if p.formatted_eta and running else ""),
         }
         key = ("task", task_id)
         shown = len(self._ids) <= MANY or p.state is TaskState.DOWNLOADING
@@ -138,7 +137,7 @@ class Display:
             await self._poll()
             now = time.monotonic()
             for task_id, p in self._latest.items():
-                key = (p.status, p.files_completed)
+                key = (p.status, p.files_completed, p.note)
                 before, at = self._printed.get(task_id, (None, 0.0))
                 running = p.state is TaskState.DOWNLOADING
                 if key != before or (running and now - at >= 2.0):
@@ -166,6 +165,8 @@ def line_for(task_id: int, p: DownloadProgress) -> str:
         parts.append(f"({p.files_completed}/{p.total_files} files)")
     if p.status.value == "error":
         parts.append(f"- {p.message}")
+    elif p.note:
+        parts.append(f"- {p.note}")
     return " ".join(parts)
 
 

@@ -9,7 +9,8 @@ import hashlib
 import logging
 import os
 import random
-from collections.abc import Callable
+import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,20 @@ from downloader.engine.partfile import PartFile, part_path
 from downloader.engine.plan import Plan, Span, repair
 from downloader.engine.probe import if_range_value, probe
 from downloader.engine.ratelimit import TokenBucket
-from downloader.engine.retry import RetriesExhausted
-from downloader.errors import DigestMismatchError, RemoteChangedError, RetriesExhaustedError
+from downloader.engine.retry import RetriesExhausted, sleep_before_retry
+from downloader.errors import (
+    DestinationExistsError,
+    DigestMismatchError,
+    DiskFullError,
+    ModelhaulError,
+    RemoteChangedError,
+    RetriesExhaustedError,
+    TransferError,
+)
 from downloader.settings import Settings
 from storage import ChunkRecord, FileRecord, FileState, Ledger
 
 log = logging.getLogger(__name__)
-
-UNKNOWN_END = 1 << 62  # the end of a span whose file has no announced size
 
 
 class Phase(enum.StrEnum):
@@ -57,6 +64,7 @@ class FileProgress:
     fetched: int = 0  # bytes this process received from the network for it
     checked: int = 0  # written bytes re-hashed because the last stop was not clean
     phase: Phase = Phase.PENDING
+    note: str | None = None  # what a user should know now ("server asked to wait 120 s")
     on_phase: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def enter(self, phase: Phase) -> None:
@@ -65,6 +73,11 @@ class FileProgress:
             self.phase = phase
             if self.on_phase is not None:
                 self.on_phase()
+
+
+# Runs on the finished ``.part`` (its path, and the file's record) before it may take the
+# final name: raises (a ``FormatError``, say) when the bytes are not what they claim to be.
+FileCheck = Callable[[Path, FileRecord], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,8 @@ class FileDownload:
         auth_headers: dict[str, str] | None = None,
         progress: FileProgress | None = None,
         actor: str | None = None,
+        overwrite: bool = False,
+        check: FileCheck | None = None,
     ) -> None:
         self.ctx = ctx
         self.file = file
@@ -97,6 +112,8 @@ class FileDownload:
         self.resource = Resource(ctx.session, file.url, auth_headers=auth_headers)
         self.progress = progress or FileProgress(file.id, file.relpath, file.size)
         self.actor = actor
+        self._overwrite = overwrite
+        self._check = check
         self._files = ctx.ledger.files
         self._settings = ctx.settings
 
@@ -129,7 +146,10 @@ class FileDownload:
     # --- before fetching ----------------------------------------------------------------------
 
     async def _already_complete(self) -> bool:
-        """A final file of the right size (and digest, when one is known) is done at once."""
+        """A final file of the right size (and digest, when one is known) is done at once.
+        Any other file under the final name is a user's, kept unless ``overwrite``: the
+        download then fails at once naming it (a store named by digest, where the right
+        name with other bytes can only be damage, is the exception)."""
         if not await asyncio.to_thread(self.dest.is_file):
             return False
         if await asyncio.to_thread(self.part_path.exists):
@@ -138,7 +158,7 @@ class FileDownload:
             await self._probe()
         actual = (await asyncio.to_thread(self.dest.stat)).st_size
         if self.file.size is not None and actual != self.file.size:
-            return False
+            return self._may_replace(f"it has {actual} bytes, the download {self.file.size}")
         if self.file.state is FileState.COMPLETED:
             self._done(actual)
             return True
@@ -152,8 +172,15 @@ class FileDownload:
             sha = await asyncio.to_thread(_sha256_of, self.dest)
             if self.file.expected_sha256 and sha != self.file.expected_sha256:
                 self.progress.enter(Phase.PENDING)
-                return False  # someone else's file, or a damaged one: download and replace it
+                return self._may_replace(f"its SHA-256 is {sha}, not {self.file.expected_sha256}")
         return await self._record_present(actual, sha)
+
+    def _may_replace(self, why: str) -> bool:
+        """False (download it) if the file now under the final name may be replaced once
+        the new bytes pass every check; else ``DestinationExistsError``."""
+        if self._overwrite or self.file.meta.get("content_addressed"):
+            return False
+        raise DestinationExistsError(str(self.dest), why)
 
     async def _record_present(self, size: int, sha: str | None) -> bool:
         self.file = await self._update(
@@ -180,7 +207,8 @@ class FileDownload:
                     policy = policy.increment(str(e), e.retry_after)
                 except RetriesExhausted as ex:
                     raise RetriesExhaustedError(self.file.url, len(policy.history), str(e)) from ex
-                await asyncio.sleep(policy.backoff(self.ctx.rng))
+                await sleep_before_retry(policy, self.ctx.rng, self._note)
+        self._check_size(found.size, "the server announces")
         self.file = await self._update(
             size=found.size,
             etag=found.etag,
@@ -188,6 +216,22 @@ class FileDownload:
             accept_ranges=found.ranges,
         )
         self.progress.size = found.size
+
+    def _check_size(self, size: int | None, who: str) -> None:
+        """Refuse a size past the ceiling before anything is planned or allocated for it."""
+        ceiling = self._settings.max_file_size
+        if size is not None and size > ceiling:
+            raise TransferError(
+                f"{who} {size} bytes for {self.file.url}, more than the largest file allowed "
+                f"({ceiling} bytes; raise it with MODELHAUL_MAX_FILE_SIZE or Settings."
+                "max_file_size if this is real)",
+                url=self.file.url,
+            )
+
+    def _note(self, note: str | None) -> None:
+        self.progress.note = note
+        if self.progress.on_phase is not None:
+            self.progress.on_phase()
 
     async def _start_over(self, why: str) -> None:
         log.warning("task %s: %s", self.file.task_id, why)
@@ -227,6 +271,7 @@ class FileDownload:
     async def _load_plan(self) -> Plan:
         size, s = self.file.size, self._settings
         assert size is not None
+        self._check_size(size, "the source gives")
         chunks = await self._files.chunks(self.file.id)
         if chunks:
             try:
@@ -261,6 +306,8 @@ class FileDownload:
             )
             await self._replace([])
             plan = await self._load_plan()
+        assert self.file.size is not None
+        await asyncio.to_thread(_check_space, self.part_path, self.file.size)
         part = await PartFile.open(
             self.part_path,
             self.file.size,
@@ -351,12 +398,17 @@ class FileDownload:
         )
         await self._replace([], dirty=True, state=FileState.DOWNLOADING)
         policy = self._settings.retry
+        ceiling = self._settings.max_file_size
+        if self.file.size is not None:
+            await asyncio.to_thread(_check_space, self.part_path, self.file.size)
         part = await PartFile.open(
             self.part_path, self.file.size, truncate=True, preallocate=self._settings.preallocate
         )
         try:
             while True:
-                span = Span(0, self.file.size if self.file.size is not None else UNKNOWN_END)
+                # Without a size, the stream may run at most one byte past the ceiling: that
+                # byte proves it too large.
+                span = Span(0, self.file.size if self.file.size is not None else ceiling + 1)
                 hasher = self._hasher(part, lambda span=span: span.done)
                 self.progress.written = 0
                 self.progress.enter(Phase.DOWNLOADING)
@@ -364,6 +416,7 @@ class FileDownload:
                     await fetch_whole(self._job(part, hasher, None), span)
                     if self.file.size is not None and span.done != self.file.size:
                         raise TransientError(f"body ended after {span.done} bytes")
+                    self._check_size(span.done, "the server sent more than")
                     break
                 except TransientError as e:
                     if hasher is not None:
@@ -374,7 +427,7 @@ class FileDownload:
                         raise RetriesExhaustedError(
                             self.file.url, len(policy.history), str(e)
                         ) from ex
-                    await asyncio.sleep(policy.backoff(self.ctx.rng))
+                    await sleep_before_retry(policy, self.ctx.rng, self._note)
                     await part.truncate(self.file.size or 0)
                 except BaseException:
                     if hasher is not None:
@@ -421,6 +474,7 @@ class FileDownload:
             on_received=received,
             on_written=written,
             rng=self.ctx.rng,
+            on_wait=self._note,
         )
 
     def _hasher(self, part: PartFile, prefix: Callable[[], int]) -> TrailingSha256 | None:
@@ -435,12 +489,23 @@ class FileDownload:
     # --- after the last byte ------------------------------------------------------------------
 
     async def _finish(self, part: PartFile, sha: str | None, size: int) -> FileRecord:
+        """Every check runs on the ``.part``; only bytes that pass them all take the final
+        name (and replace a file there only if that was allowed)."""
         expected = self.file.expected_sha256
         if expected and sha is not None and sha != expected:
-            await self._replace([], dirty=False)
-            await part.close()
-            await asyncio.to_thread(_unlink, self.part_path)
+            await self._discard(part)
             raise DigestMismatchError(str(self.dest), expected, sha)
+        if self._check is not None:
+            try:
+                await self._check(self.part_path, self.file)
+            except ModelhaulError:
+                await self._discard(part)
+                raise
+        # Whatever came to be under the final name while we downloaded is someone's: keep it,
+        # and keep our bytes too (allowing the overwrite then finishes at once).
+        replaceable = self._overwrite or self.file.meta.get("content_addressed")
+        if not replaceable and await asyncio.to_thread(os.path.lexists, self.dest):
+            raise DestinationExistsError(str(self.dest), "found there when the download finished")
         await part.finalize(self.dest)
         self.file = await self._update(
             state=FileState.COMPLETED,
@@ -452,6 +517,12 @@ class FileDownload:
         )
         self._done(size)
         return self.file
+
+    async def _discard(self, part: PartFile) -> None:
+        """Bytes that failed a check: forget their progress and delete them."""
+        await self._replace([], dirty=False)
+        await part.close()
+        await asyncio.to_thread(_unlink, self.part_path)
 
     def _done(self, size: int) -> None:
         self.progress.size = size
@@ -493,6 +564,21 @@ def _doomed(file: FileRecord, promised: int) -> RemoteChangedError:
         "its bytes can never match it",
         can_restart=False,
     )
+
+
+def _check_space(path: Path, size: int) -> None:
+    """``DiskFullError`` now, before anything is allocated, if the folder of ``path`` cannot
+    hold a file of ``size`` bytes (counting what its ``.part`` holds already). Blocking."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        held = path.stat().st_blocks * 512
+    except FileNotFoundError:
+        held = 0
+    free = shutil.disk_usage(folder).free
+    if size - held > free:
+        raise DiskFullError(str(path), size, free=free)
 
 
 def _stat(path: Path) -> os.stat_result | None:

@@ -3,7 +3,6 @@ in place, and moves on to the next span (or steals half of another's) until none
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from downloader.engine.http import Resource, TransientError, parse_content_range
 from downloader.engine.partfile import PartFile
 from downloader.engine.plan import Plan, Span
 from downloader.engine.ratelimit import TokenBucket
-from downloader.engine.retry import RetriesExhausted, RetryPolicy
+from downloader.engine.retry import RetriesExhausted, RetryPolicy, sleep_before_retry
 from downloader.errors import RemoteChangedError, RetriesExhaustedError
 
 
@@ -42,6 +41,7 @@ class RangeJob:
     on_received: Callable[[int], None]  # bytes arrived (progress, speed)
     on_written: Callable[[int], None]  # a block reached the file (hasher, checkpoints)
     rng: random.Random
+    on_wait: Callable[[str | None], None] | None = None  # a long wait before a retry, or its end
 
 
 class _Progressed(TransientError):
@@ -57,11 +57,11 @@ async def work(job: RangeJob, plan: Plan, worker: int) -> None:
             await fetch_span(job, span)
         except _Progressed as e:
             policy = _next(job, policy.reset(), e)
-            await asyncio.sleep(policy.backoff(job.rng))
+            await sleep_before_retry(policy, job.rng, job.on_wait)
             continue
         except TransientError as e:
             policy = _next(job, policy, e)
-            await asyncio.sleep(policy.backoff(job.rng))
+            await sleep_before_retry(policy, job.rng, job.on_wait)
             continue
         except BaseException:
             plan.release(span)

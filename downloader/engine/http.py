@@ -8,6 +8,7 @@ so that credentials only ever go to the original URL's host.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +32,21 @@ class TransientError(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class EncodedBodyError(TransferError):
+    """The server sent the bytes with a ``Content-Encoding`` (gzip, br, …) although we asked
+    for ``identity``: the encoded bytes are not the file's bytes, and a range of an encoded
+    stream cannot be decoded on its own. Nothing of such a body is written."""
+
+    def __init__(self, url: str, encoding: str) -> None:
+        self.encoding = encoding
+        super().__init__(
+            f"{url} was sent with Content-Encoding {encoding!r} although modelhaul asked for "
+            "the bytes as they are ('identity'); encoded bytes are not the file, so nothing of "
+            "them was written",
+            url=url,
+        )
 
 
 class ExpiredURLError(TransientError):
@@ -142,18 +158,31 @@ class Resource:
                 sent.update(self._auth)  # credentials never leave the original host
             try:
                 response = await self.session.get(url, headers=sent, allow_redirects=False)
+            except aiohttp.InvalidURL as e:
+                raise TransferError(f"{url} is not a URL that can be fetched: {e}", url=url) from e
+            except aiohttp.ClientConnectorDNSError as e:
+                if e.os_error.errno == socket.EAI_NONAME:  # no such name (not a DNS outage)
+                    host = urlsplit(url).hostname
+                    raise TransferError(
+                        f"the host {host} does not exist (DNS): {url}", url=url
+                    ) from e
+                raise TransientError(f"{type(e).__name__}: {e}") from e
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 raise TransientError(f"{type(e).__name__}: {e or 'connection failed'}") from e
             status = response.status
             if status in REDIRECTS and "Location" in response.headers:
-                url = urljoin(url, response.headers["Location"])
                 response.release()
+                url = _redirect_target(url, response.headers["Location"])
                 continue
             if status < 300:
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    response.close()
+                    raise EncodedBodyError(url, encoding)
                 if url != self.url:
                     self._resolved = url
                 return response
-            detail = (response.headers.get("X-Error-Message") or "").strip()
+            detail = (response.headers.get("X-Error-Message") or "").strip()[:500]
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             reason = response.reason or ""
             response.close()
@@ -163,3 +192,20 @@ class Resource:
                 raise TransientError(f"HTTP {status} {reason}".strip(), retry_after=retry_after)
             raise HTTPStatusError(self.url, status, reason, detail)
         raise TransferError(f"more than {MAX_REDIRECTS} redirects for {self.url}", url=self.url)
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """Where a redirect leads; a ``TransferError`` at once for a target no retry can reach
+    (another scheme such as ``file://``, a port out of range, no host)."""
+    target = urljoin(url, location)
+    try:
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as e:
+        raise TransferError(f"{url} redirects to {location!r:.200}: {e}", url=url) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise TransferError(
+            f"{url} redirects to {target!r:.200}, which is not an http(s) URL; not followed",
+            url=url,
+        )
+    return target

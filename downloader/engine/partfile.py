@@ -21,6 +21,7 @@ from typing import Any
 import xxhash
 
 from downloader.errors import DiskError, DiskFullError
+from downloader.paths import sync_folder
 
 _libc = (
     ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -62,7 +63,9 @@ class PartFile:
     def _open(cls, path: Path, size: int | None, truncate: bool, preallocate: bool) -> PartFile:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if truncate else 0)
+            # O_NOFOLLOW: a symlink planted where our .part goes is refused, never written
+            # through (it could point anywhere).
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if truncate else 0)
             fd = os.open(path, flags, 0o644)
         except OSError as e:
             raise _disk_error(path, e) from e
@@ -185,6 +188,13 @@ class PartFile:
         await self.close()
         await asyncio.to_thread(_rename_durably, self.path, dest)
 
+    def _settled(self, future: asyncio.Future[object]) -> None:
+        self._pending.discard(future)
+        # A caller cancelled meanwhile no longer awaits this call: its error (a full disk)
+        # reached the caller that did, or is moot; it must not be logged as "never retrieved".
+        if not future.cancelled():
+            future.exception()
+
     async def _settle(self) -> None:
         """Wait for the calls running now; ``wait`` (unlike ``gather``) never cancels them
         if we are cancelled meanwhile."""
@@ -196,7 +206,7 @@ class PartFile:
             raise RuntimeError(f"{self.path} is closed")
         future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
         self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
+        future.add_done_callback(self._settled)
         return await asyncio.shield(future)
 
 
@@ -217,11 +227,7 @@ def _allocate(fd: int, size: int, reserve: bool) -> None:
 
 def _rename_durably(src: Path, dest: Path) -> None:
     os.replace(src, dest)
-    fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_folder(dest.parent)
 
 
 def _disk_error(path: Path, error: OSError, size: int | None = None) -> Exception:

@@ -16,6 +16,9 @@ import xxhash
 from storage import ChunkRecord
 
 DIGEST_SIZE = 8  # bytes of one XXH3-64 digest
+# A new plan never has more chunks than this, whatever the file's size: chunks grow instead.
+# Every checkpoint records every chunk, so their number is what a checkpoint costs.
+MAX_CHUNKS = 1024
 
 
 def align_up(value: int, block: int) -> int:
@@ -88,8 +91,9 @@ class Plan:
         """Cut a new file into chunks of about ``size / (4 * connections)``: several per
         connection, handed out in file order so that the contiguous prefix (which the SHA-256
         hasher trails) grows steadily, while a chunk stays long enough that a new request per
-        chunk costs little."""
+        chunk costs little. Never more than ``MAX_CHUNKS`` of them."""
         target = min(max_chunk, max(min_chunk, size // max(1, 4 * connections)))
+        target = max(target, -(-size // MAX_CHUNKS))
         chunk = max(block, align_up(target, block))
         spans = [Span(start, min(size, start + chunk)) for start in range(0, size, chunk)]
         return cls(size, block, spans or [Span(0, 0)], min_steal)

@@ -34,17 +34,19 @@ async def _probe(resource: Resource, headers: dict[str, str]) -> Probe:
     async with resource.get(headers) as response:
         headers = response.headers
         size: int | None
+        # Never read more than the byte asked for: a server may send far more (or forever).
+        # A body of exactly that byte is read so the connection can go back to the pool; any
+        # other body is left unread, and closing the response drops the connection.
         if response.status == 206:
             cr = parse_content_range(headers.get("Content-Range"))
             size = cr.total if cr else None
             ranges = size is not None
-            await response.read()  # one byte: lets the connection go back to the pool
+            if response.content_length == 1:
+                await response.read()  # bounded: the body is exactly one byte
         else:
             length = headers.get("Content-Length")
             size = int(length) if length and length.isascii() and length.isdigit() else None
             ranges = size == 0
-            if size == 0:
-                await response.read()
         return Probe(
             url=resource.final_url,
             size=size,

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 
@@ -68,13 +71,48 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None."""
     if not value:
         return None
-    value = value.strip()
+    value = value.strip()[:64]
     if value.isascii() and value.isdigit():
-        return float(value)
+        return float(value) if len(value) < 16 else math.inf  # "forever": capped by the policy
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
-    if when is None:
+
+
+NOTE_AFTER = 2.0  # a wait at least this long is shown in the progress, not slept in silence
+
+
+def wait_note(policy: RetryPolicy, delay: float) -> str | None:
+    """What a user should read while ``delay`` seconds pass before the next attempt (None
+    for waits too short to mention)."""
+    if delay < NOTE_AFTER or not policy.history:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    last = policy.history[-1]
+    if last.retry_after is None:
+        return f"retrying in {delay:.0f} s after: {last.error}"
+    if last.retry_after > delay:
+        return (
+            f"server asked to wait {last.retry_after:.0f} s ({last.error}); "
+            f"trying again in {delay:.0f} s"
+        )
+    return f"server asked to wait {delay:.0f} s ({last.error})"
+
+
+async def sleep_before_retry(
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+    on_wait: Callable[[str | None], None] | None = None,
+) -> None:
+    """Sleep the policy's backoff; a long wait is announced through ``on_wait`` (and the
+    announcement withdrawn once it is over, or if the sleep is cancelled)."""
+    delay = policy.backoff(rng)
+    note = wait_note(policy, delay)
+    if note is not None and on_wait is not None:
+        on_wait(note)
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        if note is not None and on_wait is not None:
+            on_wait(None)

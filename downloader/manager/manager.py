@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 Task = TaskRecord
 ACTIVE = (TaskState.PENDING, TaskState.DOWNLOADING, TaskState.PAUSED, TaskState.FAILED)
+RUN_OPTIONS = ("connections", "overwrite")  # options a repeated request may change
 SETTLED = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.PAUSED})
 
 
@@ -267,6 +268,12 @@ class DownloadManager:
             # skips whatever is still in place.
             [task_id] = await self.ledger.tasks.enqueue([asked], actor=self.lease.owner)
             return await self.ledger.tasks.get(task_id)
+        # How to run it may change with the new request (more connections, leave to
+        # overwrite); what it fetches and where cannot (that is the task's identity).
+        wanted = {k: asked.options[k] for k in RUN_OPTIONS if k in asked.options}
+        if any(task.options.get(k) != v for k, v in wanted.items()):
+            await self.ledger.tasks.set_options(task.id, {**task.options, **wanted})
+            task = await self.ledger.tasks.get(task.id)
         if task.state in (TaskState.PAUSED, TaskState.FAILED) and not paused:
             await self._settle(task)
             return await self._transition(task.id, TaskState.PENDING, "asked for again")

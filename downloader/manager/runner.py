@@ -140,6 +140,8 @@ class TaskRunner:
                     auth_headers=dict(resolution.auth_headers),
                     progress=self._files[record.id],
                     actor=self._lease.owner,
+                    overwrite=bool(self.task.options.get("overwrite")),
+                    check=_check_format,
                 ).run()
 
         jobs = [asyncio.create_task(one(r)) for r in self._records]
@@ -269,11 +271,13 @@ class TaskRunner:
         )
         if status is DownloadStatus.COMPLETE and total is not None:
             done = total
+        message = self._message
+        if status is DownloadStatus.VERIFYING:
+            message = f"Verifying {current}" if current else "Verifying"
+        notes = [f"{f.relpath}: {f.note}" for f in files if f.note]
         return DownloadProgress(
             status=status,
-            message=self._message
-            if status is not DownloadStatus.VERIFYING
-            else (f"Verifying {current}" if current else "Verifying"),
+            message=message,
             percent=round(100.0 * done / total, 2)
             if total
             else (100.0 if status is DownloadStatus.COMPLETE else None),
@@ -289,6 +293,7 @@ class TaskRunner:
             task_id=self.task.id,
             state=self.task.state,
             at=time.time(),
+            note="; ".join(notes) if notes and not status.is_final else None,
         )
 
     def _publish(self, *, force: bool = False) -> None:
@@ -296,6 +301,7 @@ class TaskRunner:
         progress = self.snapshot()
         key = (
             progress.status,
+            progress.note,
             progress.downloaded_bytes,
             progress.files_completed,
             progress.current_file,
@@ -305,6 +311,12 @@ class TaskRunner:
         if force or key != self._last or now - self._last_at >= 1.0:
             self._last, self._last_at = key, now
             self._bus.publish(progress)
+
+
+async def _check_format(part: Path, record: FileRecord) -> None:
+    """A model file's header must parse before the file takes its final name (blocking
+    reads, in a thread): an HTML page named ``model.gguf`` never replaces anything."""
+    await asyncio.to_thread(inspect_files, [(record.relpath, part)], complete=False)
 
 
 def status_of(state: TaskState) -> DownloadStatus:

@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from downloader.errors import AuthRequiredError, NotFoundError, SourceError
+from downloader.errors import AuthRequiredError, NotFoundError, SourceError, UnsafePathError
+from downloader.paths import check_relpath, safe_path
 from downloader.settings import Settings
 from downloader.sources import hfcache
 from downloader.sources.base import ExternalProgress, Resolution, SourceContext
+from downloader.sources.bodies import INDEX_LIMIT, parse_json, read_limited
 from downloader.specs import Spec
 from storage import FileRecord, NewFile, TaskRecord
 
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.(?P<ext>gguf|safetensors)$")
 
 
@@ -60,8 +63,9 @@ class HuggingFaceSource:
         repo_id = task.source
         revision = task.options.get("commit") or task.revision or "main"
         info = await asyncio.to_thread(_model_info, settings.hf_endpoint, token, repo_id, revision)
-        commit = info.sha
-        siblings = {s.rfilename: s for s in info.siblings or []}
+        where = f"the Hugging Face Hub at {settings.hf_endpoint} (model '{repo_id}')"
+        commit = hfcache.check_commit(info.sha, where)
+        siblings = checked_siblings(info.siblings, where, settings.max_file_size)
         wanted = select(siblings, task.patterns, repo_id, task.revision or "main")
         auth = {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -76,25 +80,24 @@ class HuggingFaceSource:
             )
         cache = self.cache_layout(task, settings)
         folder = Path(task.destination)
-        by_target: dict[str, tuple[NewFile, list[str]]] = {}
+        targets = await asyncio.to_thread(_targets, folder, [siblings[p] for p in wanted], cache)
+        by_target: dict[Path, tuple[NewFile, list[str]]] = {}
         for path in wanted:
-            s = siblings[path]
-            etag = s.lfs.sha256 if s.lfs else s.blob_id
-            target = hfcache.blob_path(folder, etag) if cache else folder / Path(*path.split("/"))
-            if str(target) in by_target:  # the same bytes under two names: fetch them once
-                by_target[str(target)][1].append(path)
+            s, target = siblings[path], targets[path]
+            if target in by_target:  # the same bytes under two names: fetch them once
+                by_target[target][1].append(path)
                 continue
-            by_target[str(target)] = (
+            by_target[target] = (
                 NewFile(
                     url=url(path),
                     relpath=path,
                     local_path=str(target),
                     block_size=settings.block_size,
                     size=s.size,
-                    expected_sha256=s.lfs.sha256 if s.lfs else None,
+                    expected_sha256=s.sha256,
                     # In the cache a blob is named by its digest (sha256, or git's id):
                     # one of the right size there is that blob.
-                    meta={"commit": commit, "etag": etag, "content_addressed": cache},
+                    meta={"commit": commit, "etag": s.etag, "content_addressed": cache},
                 ),
                 [path],
             )
@@ -110,6 +113,58 @@ class HuggingFaceSource:
         if not self.cache_layout(task, ctx.settings):
             return
         await asyncio.to_thread(_link_all, task, files)
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """One file of a repo revision, as the Hub describes it, checked: a safe relative path,
+    a size within bounds (or unknown), and the digests that name and verify its blob."""
+
+    path: str
+    size: int | None
+    sha256: str | None  # the LFS digest the bytes are verified against
+    etag: str  # the blob's name in the cache: the LFS sha256, else git's blob id
+
+
+def checked_siblings(raw: Any, where: str, max_size: int) -> dict[str, Sibling]:
+    """The Hub's file list with every field checked (``SourceError`` naming the file and
+    what is wrong): huggingface_hub takes whatever JSON it is sent."""
+    if not isinstance(raw, list):
+        raise SourceError(f"{where} sent no list of files")
+    out: dict[str, Sibling] = {}
+    for s in raw:
+        path = s.rfilename
+        try:
+            check_relpath(path, what="repo file name")
+        except UnsafePathError as e:
+            raise SourceError(f"{where}: {e}") from None
+        size = s.size
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= max_size
+        ):
+            raise SourceError(
+                f"{where} gives '{path}' the size {size!r:.40}: not a whole number from 0 to "
+                f"{max_size}"
+            )
+        sha256 = None
+        if s.lfs:
+            sha256 = s.lfs.sha256 if isinstance(s.lfs.sha256, str) else None
+            if sha256 is None or not SHA256.match(sha256):
+                raise SourceError(f"{where} gives '{path}' the LFS sha256 {s.lfs.sha256!r:.80}")
+        etag = hfcache.check_blob_id(sha256 or s.blob_id, f"{where} for '{path}'")
+        out[path] = Sibling(path, size, sha256, etag)
+    return out
+
+
+def _targets(folder: Path, files: list[Sibling], cache: bool) -> dict[str, Path]:
+    """Where each file's bytes go: its blob in the cache, else its path in the folder
+    (blocking: every path is checked against symlinks out of the folder)."""
+    return {
+        f.path: hfcache.blob_path(folder, f.etag)
+        if cache
+        else safe_path(folder, f.path, what="repo file name")
+        for f in files
+    }
 
 
 def select(
@@ -178,11 +233,11 @@ async def _index_shards(
     async with session.get(url, headers=auth) as response:
         if response.status != 200:
             raise SourceError(f"cannot read the shard index {url}: HTTP {response.status}")
-        try:
-            data = json.loads(await response.read())
-            return sorted(set(data["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise SourceError(f"{url} is not a safetensors index (no weight_map): {e}") from e
+        data = parse_json(await read_limited(response, INDEX_LIMIT, url), url)
+    weights = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
+        raise SourceError(f"{url} is not a safetensors index (no weight_map of file names)")
+    return sorted(set(weights.values()))
 
 
 def _model_info(endpoint: str, token: str | None, repo_id: str, revision: str) -> Any:
@@ -211,6 +266,13 @@ def _model_info(endpoint: str, token: str | None, repo_id: str, revision: str) -
         raise NotFoundError(f"Model '{repo_id}' not found on HuggingFace Hub") from e
     except HfHubHTTPError as e:
         raise SourceError(f"the Hugging Face Hub at {endpoint} answered: {e}") from e
+    except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as e:
+        # huggingface_hub builds its ModelInfo from whatever JSON came back: a wrong shape
+        # surfaces as one of these.
+        raise SourceError(
+            f"the Hugging Face Hub at {endpoint} sent model info for '{repo_id}' that cannot be "
+            f"read: {type(e).__name__}: {str(e)[:200]}"
+        ) from e
     except Exception as e:  # the client's transport errors (its HTTP library's own types)
         raise SourceError(
             f"cannot reach the Hugging Face Hub at {endpoint}: {type(e).__name__}: {e}"

@@ -14,10 +14,30 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
+from downloader.errors import SourceError
+from downloader.paths import safe_path, write_durably
+
+# The shapes huggingface_hub itself insists on: a commit is git's 40-hex id; a blob is named
+# by its LFS sha256 (64 hex) or git's blob id (40 hex). Anything else a hub sends is refused
+# before it becomes part of a path.
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+BLOB_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+def check_commit(commit: object, where: str) -> str:
+    """``commit`` if it is a 40-hex commit id, else a ``SourceError`` naming ``where``."""
+    if not isinstance(commit, str) or not COMMIT.match(commit):
+        raise SourceError(f"{where} gave the commit id {commit!r}, which is not 40 hex digits")
+    return commit
+
+
+def check_blob_id(etag: object, where: str) -> str:
+    """``etag`` if it can name a blob (40 or 64 hex), else a ``SourceError``."""
+    if not isinstance(etag, str) or not BLOB_ID.match(etag):
+        raise SourceError(f"{where} gave the blob id {etag!r}, which is not 40 or 64 hex digits")
+    return etag
 
 
 def storage_folder(cache: Path, repo_id: str, repo_type: str = "model") -> Path:
@@ -27,13 +47,14 @@ def storage_folder(cache: Path, repo_id: str, repo_type: str = "model") -> Path:
 
 def blob_path(folder: Path, etag: str) -> Path:
     """Where the bytes of blob ``etag`` live."""
-    return folder / "blobs" / etag
+    return folder / "blobs" / check_blob_id(etag, "the Hugging Face Hub")
 
 
 def link_snapshot(folder: Path, commit: str, path: str, etag: str) -> Path:
     """Point ``snapshots/<commit>/<path>`` at the blob (a relative symlink, as
     huggingface_hub makes it; a copy where symlinks are impossible). Blocking."""
-    pointer = folder / "snapshots" / commit / Path(*path.split("/"))
+    check_commit(commit, "the Hugging Face Hub")
+    pointer = safe_path(folder / "snapshots" / commit, path, what="repo file name")
     pointer.parent.mkdir(parents=True, exist_ok=True)
     blob = blob_path(folder, etag)
     target = os.path.relpath(blob, pointer.parent)
@@ -50,14 +71,12 @@ def link_snapshot(folder: Path, commit: str, path: str, etag: str) -> Path:
 
 
 def write_ref(folder: Path, revision: str, commit: str) -> None:
-    """``refs/<revision>`` = commit, written atomically (nothing for a commit id). Blocking."""
+    """``refs/<revision>`` = commit, written durably and atomically (nothing for a commit
+    id). Blocking."""
+    check_commit(commit, "the Hugging Face Hub")
     if revision == commit or COMMIT.match(revision):
         return
-    ref = folder / "refs" / Path(*revision.split("/"))
-    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref = safe_path(folder / "refs", revision, what="revision")
     if ref.is_file() and ref.read_text() == commit:
         return
-    fd, temporary = tempfile.mkstemp(dir=ref.parent, prefix=f".{ref.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(commit)
-    os.replace(temporary, ref)
+    write_durably(ref, commit.encode())

@@ -18,18 +18,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from downloader.errors import NotFoundError, SourceError, SpecError
+from downloader.paths import safe_path, write_durably
 from downloader.progress import DownloadStatus
 from downloader.settings import Settings
 from downloader.sources.base import ExternalProgress, Resolution, SourceContext
+from downloader.sources.bodies import MANIFEST_LIMIT, read_limited, read_message
 from downloader.specs import Spec
 from storage import FileRecord, NewFile, TaskRecord
 
@@ -128,44 +131,91 @@ class OllamaSource:
     async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
         insecure = bool(task.options.get("insecure"))
         name = parse_name(task.source, ctx.settings.ollama_registry, insecure=insecure)
-        manifest = task.options.get("manifest") or await _fetch_manifest(ctx.session, name)
-        try:
-            parsed = json.loads(manifest)
-            entries = [*parsed["layers"], parsed["config"]]
-            digests = [(e["digest"], int(e["size"]), e.get("mediaType", "")) for e in entries]
-        except (ValueError, KeyError, TypeError) as e:
-            raise SourceError(
-                f"the manifest of {name.short} from {name.base} is unreadable: {e}"
-            ) from e
         store = Path(task.destination)
+        manifest_path = await asyncio.to_thread(_manifest_target, store, name)
+        manifest = task.options.get("manifest") or await _fetch_manifest(ctx.session, name)
+        layers = parse_manifest(manifest, name, ctx.settings.max_file_size)
         files: dict[str, NewFile] = {}
-        for digest, size, media in digests:
-            if not digest.startswith("sha256:") or len(digest) != 71:
-                raise SourceError(f"the manifest of {name.short} names a bad digest {digest!r}")
-            blob = digest.replace(":", "-")
+        for layer in layers:
+            blob = layer.digest.replace(":", "-")
             files.setdefault(
                 blob,
                 NewFile(
-                    url=name.blob_url(digest),
+                    url=name.blob_url(layer.digest),
                     relpath=blob,
                     local_path=str(store / "blobs" / blob),
                     block_size=ctx.settings.block_size,
-                    size=size,
-                    expected_sha256=digest[7:],
+                    size=layer.size,
+                    expected_sha256=layer.digest[7:],
                     # Named by its digest and only ever renamed into place once verified:
                     # a blob of the right size already there is that blob.
-                    meta={"media_type": media, "content_addressed": True},
+                    meta={"media_type": layer.media_type, "content_addressed": True},
                 ),
             )
-        pins = {"manifest": manifest, "manifest_path": str(name.manifest_path)}
+        pins = {"manifest": manifest, "manifest_path": str(manifest_path.relative_to(store))}
         return Resolution(list(files.values()), {}, pins)
 
     async def finish(
         self, task: TaskRecord, files: Sequence[FileRecord], ctx: SourceContext
     ) -> None:
         """Every blob is in and verified: now, and only now, write the manifest."""
-        target = Path(task.destination) / task.options["manifest_path"]
-        await asyncio.to_thread(_write_durably, target, task.options["manifest"].encode())
+        store = Path(task.destination)
+        target = await asyncio.to_thread(
+            safe_path, store, task.options["manifest_path"], what="manifest path"
+        )
+        await asyncio.to_thread(write_durably, target, task.options["manifest"].encode())
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One blob a manifest names: its digest (``sha256:<64 hex>``), size and media type."""
+
+    digest: str
+    size: int
+    media_type: str
+
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def parse_manifest(manifest: str, name: OllamaName, max_size: int) -> list[Layer]:
+    """The layers and config of a registry manifest, every field checked: a digest is
+    ``sha256:`` and 64 lowercase hex digits (it becomes a file name), a size a whole number
+    from 0 to ``max_size``. Anything else is a ``SourceError`` naming the model."""
+    where = f"the manifest of {name.short} from {name.base}"
+    try:
+        parsed = json.loads(manifest)
+    except (ValueError, RecursionError) as e:
+        raise SourceError(f"{where} is not JSON: {str(e)[:200]}") from None
+    if not isinstance(parsed, dict):
+        raise SourceError(f"{where} is not a JSON object")
+    layers, config = parsed.get("layers"), parsed.get("config")
+    if not isinstance(layers, list) or not isinstance(config, dict):
+        raise SourceError(f"{where} has no list of layers and config object")
+    out = []
+    for entry in [*layers, config]:
+        if not isinstance(entry, dict):
+            raise SourceError(f"{where} has a layer that is not an object: {entry!r:.80}")
+        digest, size = entry.get("digest"), entry.get("size")
+        media = entry.get("mediaType", "")
+        if not isinstance(digest, str) or not DIGEST.match(digest):
+            raise SourceError(f"{where} names a bad digest {digest!r:.100}")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= max_size:
+            raise SourceError(
+                f"{where} gives layer {digest[7:19]} the size {size!r:.40}: not a whole number "
+                f"from 0 to {max_size}"
+            )
+        out.append(Layer(digest, size, media if isinstance(media, str) else ""))
+    return out
+
+
+def _manifest_target(store: Path, name: OllamaName) -> Path:
+    """``manifests/<host>/<namespace>/<model>/<tag>`` in the store (blocking: resolves
+    links), every part a single safe path segment."""
+    for part in (name.host, name.namespace, name.model, name.tag):
+        if "/" in part:
+            raise SourceError(f"the Ollama name {name.short} has a '/' in {part!r}")
+    return safe_path(store, name.manifest_path.as_posix(), what="manifest path")
 
 
 async def _daemon_answers(session: aiohttp.ClientSession, base: str) -> bool:
@@ -181,7 +231,6 @@ async def _daemon_answers(session: aiohttp.ClientSession, base: str) -> bool:
 async def _fetch_manifest(session: aiohttp.ClientSession, name: OllamaName) -> str:
     try:
         async with session.get(name.manifest_url, headers={"Accept": MANIFEST_TYPE}) as r:
-            body = await r.text()
             if r.status == 404:
                 raise NotFoundError(
                     f"Model '{name.short}' not found in the Ollama registry at {name.base} "
@@ -190,11 +239,15 @@ async def _fetch_manifest(session: aiohttp.ClientSession, name: OllamaName) -> s
             if r.status != 200:
                 raise SourceError(
                     f"the Ollama registry at {name.base} answered HTTP {r.status} for "
-                    f"{name.short}: {body[:200]}"
+                    f"{name.short}: {(await read_message(r))[:200]}"
                 )
-            return body
+            body = await read_limited(r, MANIFEST_LIMIT, f"the manifest of {name.short}")
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         raise SourceError(f"cannot reach the Ollama registry at {name.base}: {e}") from e
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        raise SourceError(f"the manifest of {name.short} is not UTF-8 text") from None
 
 
 async def _pull_through_daemon(
@@ -208,52 +261,66 @@ async def _pull_through_daemon(
     try:
         async with session.post(f"{base}/api/pull", json=body) as response:
             if response.status != 200:
-                text = await response.text()
+                text = await read_message(response)
                 raise SourceError(_daemon_error(text) or f"Ollama answered HTTP {response.status}")
             async for raw in response.content:
                 line = raw.strip()
                 if line:
-                    succeeded = _daemon_line(json.loads(line), progress) or succeeded
+                    succeeded = _daemon_line(_daemon_json(line, base), base, progress) or succeeded
     except (aiohttp.ClientConnectorError, ConnectionRefusedError) as e:
         raise SourceError(f"Cannot connect to Ollama server at {base}") from e
     except aiohttp.ClientError as e:
         raise SourceError(f"the Ollama server at {base} broke off the pull: {e}") from e
+    except ValueError as e:  # aiohttp's line reader: one line past its buffer limit
+        raise SourceError(f"the Ollama server at {base} sent a line too long to read: {e}") from e
     if not succeeded:
         raise SourceError(f"the Ollama server at {base} ended the pull without success")
     progress.phase(DownloadStatus.VERIFYING, f"Pulled {task.source} through {base}")
 
 
-def _daemon_line(data: dict, progress: ExternalProgress) -> bool:  # type: ignore[type-arg]
+def _daemon_json(line: bytes, base: str) -> dict[str, Any]:
+    """One NDJSON line as an object, or a ``SourceError`` saying what the daemon sent."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        shown = line[:80].decode("utf-8", "replace")
+        raise SourceError(
+            f"the Ollama server at {base} sent a line that is not JSON: {shown!r}"
+        ) from None
+    if not isinstance(data, dict):
+        raise SourceError(
+            f"the Ollama server at {base} sent {type(data).__name__} where a JSON object belongs"
+        )
+    return data
+
+
+def _daemon_line(data: dict[str, Any], base: str, progress: ExternalProgress) -> bool:
     """Report one NDJSON line; True for the final ``success``."""
     if "error" in data:
-        raise SourceError(str(data["error"]))
-    status = str(data.get("status", ""))
-    if data.get("digest") and data.get("total"):
-        progress.layer(data["digest"][7:19], int(data["total"]), int(data.get("completed", 0)))
+        raise SourceError(str(data["error"])[:500])
+    status = data.get("status", "")
+    if not isinstance(status, str):
+        raise SourceError(f"the Ollama server at {base} sent a status that is not text")
+    digest, total, completed = data.get("digest"), data.get("total"), data.get("completed", 0)
+    if digest and total:
+        for field, value in (("total", total), ("completed", completed)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SourceError(
+                    f"the Ollama server at {base} sent {field} {value!r:.40} for a layer: not a "
+                    "whole number of bytes"
+                )
+        if not isinstance(digest, str):
+            raise SourceError(f"the Ollama server at {base} sent a digest that is not text")
+        progress.layer(digest.removeprefix("sha256:")[:12], total, min(completed, total))
     elif status in ("verifying sha256 digest", "writing manifest", "removing unused layers"):
         progress.phase(DownloadStatus.VERIFYING, status)
     elif status and status != "success":
-        progress.phase(DownloadStatus.DOWNLOADING, status)
+        progress.phase(DownloadStatus.DOWNLOADING, status[:200])
     return status == "success"
 
 
 def _daemon_error(text: str) -> str | None:
     try:
-        return str(json.loads(text)["error"])
-    except (ValueError, KeyError, TypeError):
+        return str(json.loads(text)["error"])[:500]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         return None
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.modelhaul")
-    with temporary.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
