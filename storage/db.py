@@ -26,7 +26,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection
+
+from storage.errors import LedgerUnavailableError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,18 +70,30 @@ class Database:
             self._async = create_async_engine(url, pool_pre_ping=True)
 
     async def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``unit(conn, ...)`` in a write transaction; committed unless it raises."""
-        if self._async is not None:
-            async with self._async.begin() as conn:
-                return await conn.run_sync(unit, *args, **kwargs)
-        return await self._write_thread.run(_in_transaction, self._writer, unit, args, kwargs)
+        """Run ``unit(conn, ...)`` in a write transaction; committed unless it raises. A
+        database that cannot take the write (disk full, read-only, I/O error) raises
+        ``LedgerUnavailableError``."""
+        try:
+            if self._async is not None:
+                async with self._async.begin() as conn:
+                    return await conn.run_sync(unit, *args, **kwargs)
+            return await self._write_thread.run(_in_transaction, self._writer, unit, args, kwargs)
+        except sa_exc.OperationalError as e:
+            raise self._unavailable(e, writing=True) from e
 
     async def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``unit(conn, ...)`` on a read snapshot (never committed)."""
-        if self._async is not None:
-            async with self._async.connect() as conn:
-                return await conn.run_sync(unit, *args, **kwargs)
-        return await self._read_threads.run(_in_snapshot, self._reader, unit, args, kwargs)
+        try:
+            if self._async is not None:
+                async with self._async.connect() as conn:
+                    return await conn.run_sync(unit, *args, **kwargs)
+            return await self._read_threads.run(_in_snapshot, self._reader, unit, args, kwargs)
+        except sa_exc.OperationalError as e:
+            raise self._unavailable(e, writing=False) from e
+
+    def _unavailable(self, error: sa_exc.OperationalError, *, writing: bool) -> Exception:
+        where = self.url.database if self.is_sqlite else self.url.render_as_string()
+        return LedgerUnavailableError(str(where), writing, str(error.orig or error))
 
     async def close(self) -> None:
         """Dispose the engines and stop the threads; closing twice is harmless."""

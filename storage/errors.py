@@ -20,6 +20,26 @@ class LedgerOpenError(LedgerError):
         super().__init__(f"cannot open ledger at {self.where}: {problem}")
 
 
+class LedgerUnavailableError(LedgerError):
+    """The database refused to read or write (a full disk, a read-only or failing device, a
+    lock held too long). What it recorded before stays as it was."""
+
+    def __init__(self, where: str, writing: bool, problem: str) -> None:
+        self.where = where
+        self.writing = writing
+        self.problem = problem
+        verb = "write" if writing else "read"
+        super().__init__(
+            f"cannot {verb} the ledger at {where}: {problem}"
+            + (
+                "; what it recorded before is kept: fix that, then run the same command "
+                "again to resume"
+                if writing
+                else ""
+            )
+        )
+
+
 class SchemaTooNewError(LedgerOpenError):
     """The ledger was written by a newer modelhaul than this one."""
 

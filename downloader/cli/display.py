@@ -152,7 +152,10 @@ def line_for(task_id: int, p: DownloadProgress) -> str:
     """``task 7: downloading 45.2% 1.2 GB / 2.6 GB 12.5 MB/s ETA 2m 30s (3/10 files)``"""
     # The ledger's word for the state (as 'ls' shows it), except while checking digests.
     verifying = p.status.value == "verifying" or p.state is None
-    parts = [f"task {task_id}: {p.status.value if verifying else p.state.value}"]
+    word = p.status.value if verifying else p.state.value
+    if p.status.value == "error":  # failed, even where the ledger could not be told so
+        word = "failed"
+    parts = [f"task {task_id}: {word}"]
     if p.percent is not None:
         parts.append(f"{p.percent:.1f}%")
     if p.downloaded_bytes is not None:

@@ -40,13 +40,20 @@ async def settle(manager: DownloadManager, tasks: Sequence[Task], out: Output) -
     display = asyncio.create_task(Display(manager, ids, out).run(done))
     waiters = [asyncio.create_task(manager.wait(i)) for i in ids]
     stop = asyncio.create_task(interrupted.wait())
+    waited = asyncio.gather(*waiters)
     try:
-        await asyncio.wait([asyncio.gather(*waiters), stop], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([waited, stop], return_when=asyncio.FIRST_COMPLETED)
     finally:
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
         for job in (*waiters, stop):
             job.cancel()
+    if waited.done() and not waited.cancelled() and waited.exception() is not None:
+        # A task ended in a way the ledger could not record (its disk is full): that is
+        # the one thing to say, and the ledger's state would only contradict it.
+        done.set()
+        await display
+        raise waited.exception()  # type: ignore[misc]
     if interrupted.is_set():
         for task_id in ids:
             with contextlib.suppress(Exception):

@@ -36,7 +36,7 @@ from downloader.errors import (
     TransferError,
 )
 from downloader.settings import Settings
-from storage import ChunkRecord, FileRecord, FileState, Ledger
+from storage import ChunkRecord, FileRecord, FileState, Ledger, LedgerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -553,6 +553,8 @@ async def _run_all(coroutines: list[Any], *, guard: asyncio.Task[None]) -> None:
 async def _quietly(awaitable) -> None:  # type: ignore[no-untyped-def]
     try:
         await awaitable
+    except LedgerUnavailableError as e:  # the error that brought us here, most likely
+        log.info("cleanup step failed: %s", e)
     except Exception as e:  # cleanup must not hide the error that brought us here
         log.warning("cleanup step failed: %s", e)
 

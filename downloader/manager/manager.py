@@ -43,6 +43,7 @@ from storage import (
     FileRecord,
     Lease,
     Ledger,
+    LedgerUnavailableError,
     NewTask,
     TaskNotFoundError,
     TaskRecord,
@@ -87,6 +88,8 @@ class DownloadManager:
         # Speed of tasks other processes run needs their history: one meter per task asked
         # about through progress().
         self._polled: dict[int, _LedgerProgress] = {}
+        # Tasks whose runner ended here without being able to write how (a full disk).
+        self._unrecorded: dict[int, LedgerUnavailableError] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -118,16 +121,21 @@ class DownloadManager:
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
         await self._stop_runners(list(self._runners))
-        if self._ledger is not None:
-            # A claim made as the scheduler was being cancelled has no runner: queue it again
-            # now rather than leave it leased to a manager that is gone.
-            for task in await self._ledger.tasks.leased():
-                if task.lease is not None and task.lease.owner == self.lease.owner:
-                    await self._requeue(task, "claimed as its manager closed")
-        if self._ctx is not None:
-            await self._ctx.session.close()
-        if self._ledger is not None:
-            await self._ledger.close()
+        try:
+            if self._ledger is not None:
+                # A claim made as the scheduler was being cancelled has no runner: queue it
+                # again now rather than leave it leased to a manager that is gone.
+                for task in await self._ledger.tasks.leased():
+                    if task.lease is not None and task.lease.owner == self.lease.owner:
+                        await self._requeue(task, "claimed as its manager closed")
+        except LedgerUnavailableError as e:
+            # Nothing more can be recorded; our leases lapse with this process.
+            log.info("closing without requeueing: %s", e)
+        finally:
+            if self._ctx is not None:
+                await self._ctx.session.close()
+            if self._ledger is not None:
+                await self._ledger.close()
 
     @property
     def ledger(self) -> Ledger:
@@ -375,6 +383,13 @@ class DownloadManager:
         async for progress in self.subscribe(task_id):
             if progress.status.is_final:
                 break
+        entry = self._runners.get(task_id)
+        if entry is not None:  # its runner published its last word and is ending: let it
+            await asyncio.gather(asyncio.shield(entry[1]), return_exceptions=True)
+        if task_id in self._unrecorded:
+            # It ended here but the ledger could not be told: the ledger's word would be
+            # stale ("downloading"), so the reason is raised instead.
+            raise self._unrecorded[task_id]
         return await self.ledger.tasks.get(task_id)
 
     async def subscribe(self, task_id: int) -> AsyncIterator[DownloadProgress]:
@@ -490,28 +505,38 @@ class DownloadManager:
         self._wake.set()
 
     async def _schedule(self) -> None:
-        await self._requeue_orphans()
-        last_requeue = time.monotonic()
+        """Claim and start tasks while there is room. A ledger that cannot be written stops
+        claims, not the loop: it goes on once the ledger takes writes again."""
+        last_requeue = 0.0
         while True:
-            free = self.settings.max_tasks - len(self._runners)
-            if free > 0:
-                # A claim is a ledger write that completes even if we are cancelled while it
-                # runs: let it land, then hand back what it took, so nothing stays leased to
-                # a manager that is closing.
-                claim = asyncio.ensure_future(self._claim(free))
-                try:
-                    claimed = await asyncio.shield(claim)
-                except asyncio.CancelledError:
-                    for task in await claim:
-                        await self._requeue(task, "claimed as its manager closed")
-                    raise
-                for task in claimed:
-                    self._start_runner(task)
-            if time.monotonic() - last_requeue > self.settings.heartbeat_seconds:
-                await self._requeue_orphans()
-                last_requeue = time.monotonic()
+            try:
+                last_requeue = await self._schedule_once(last_requeue)
+            except LedgerUnavailableError as e:
+                log.info("cannot claim tasks now: %s", e)
             self._wake.clear()
             await wait_a_while(self._wake, 0.5)
+
+    async def _schedule_once(self, last_requeue: float) -> float:
+        """Requeue orphans when due, then claim what fits; returns when orphans were last
+        requeued."""
+        if time.monotonic() - last_requeue > self.settings.heartbeat_seconds:
+            await self._requeue_orphans()
+            last_requeue = time.monotonic()
+        free = self.settings.max_tasks - len(self._runners)
+        if free > 0:
+            # A claim is a ledger write that completes even if we are cancelled while it
+            # runs: let it land, then hand back what it took, so nothing stays leased to
+            # a manager that is closing.
+            claim = asyncio.ensure_future(self._claim(free))
+            try:
+                claimed = await asyncio.shield(claim)
+            except asyncio.CancelledError:
+                for task in await claim:
+                    await self._requeue(task, "claimed as its manager closed")
+                raise
+            for task in claimed:
+                self._start_runner(task)
+        return last_requeue
 
     async def _claim(self, free: int) -> list[Task]:
         if self._drain:
@@ -533,7 +558,7 @@ class DownloadManager:
         )
         job = asyncio.create_task(runner.run(), name=f"task {task.id}")
         self._runners[task.id] = (runner, job)
-        job.add_done_callback(lambda _: self._finished(task.id))
+        job.add_done_callback(lambda _: self._finished(task.id, runner, job))
 
     def _ctx_for(self, task: Task) -> EngineContext:
         assert self._ctx is not None
@@ -543,8 +568,14 @@ class DownloadManager:
         settings = self.settings.with_(connections=int(connections))
         return EngineContext(self._ctx.ledger, self._ctx.session, settings, self._ctx.limiter)
 
-    def _finished(self, task_id: int) -> None:
+    def _finished(self, task_id: int, runner: TaskRunner, job: asyncio.Task[None]) -> None:
         self._runners.pop(task_id, None)
+        if runner.unrecorded is not None:
+            self._unrecorded[task_id] = runner.unrecorded
+        else:
+            self._unrecorded.pop(task_id, None)
+        if not job.cancelled() and job.exception() is not None:  # a bug: say it, once
+            log.error("task %s: its runner failed", task_id, exc_info=job.exception())
         self._wake.set()
 
     async def _stop_local(self, task_id: int) -> bool:
@@ -584,7 +615,10 @@ class DownloadManager:
                         entry[0].external_stop = state or TaskState.CANCELLED
                         entry[1].cancel()
             if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
-                await self.ledger.tasks.heartbeat(self.lease, list(self._runners))
+                try:
+                    await self.ledger.tasks.heartbeat(self.lease, list(self._runners))
+                except LedgerUnavailableError as e:  # the runners meet it too, and stop
+                    log.info("cannot renew leases: %s", e)
                 last_beat = time.monotonic()
 
     async def _take_over(self, task: Task, patience: float = 5.0) -> None:

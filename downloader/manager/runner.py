@@ -33,6 +33,7 @@ from storage import (
     FileState,
     Lease,
     LedgerError,
+    LedgerUnavailableError,
     TaskNotFoundError,
     TaskRecord,
     TaskState,
@@ -82,6 +83,7 @@ class TaskRunner:
         self._last_at = 0.0
         self.external_stop: TaskState | None = None  # set when another process moved it
         self._done_elsewhere = False  # another program (Ollama's daemon) did the transfer
+        self.unrecorded: LedgerUnavailableError | None = None  # how it ended, unwritten
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -207,7 +209,16 @@ class TaskRunner:
             self.external_stop = self.task.state
 
     async def _fail(self, error: str) -> None:
-        await self._move(TaskState.FAILED, error)
+        try:
+            await self._move(TaskState.FAILED, error)
+        except LedgerUnavailableError as e:
+            # The ledger itself cannot be written: the failure cannot be recorded either.
+            # Say so once and stop; the task's lease lapses with this process, and what was
+            # recorded (every durable chunk) is resumed by the next run.
+            self.unrecorded = e
+            message = error if error == str(e) else f"{error} (not recorded: {e})"
+            self._status, self._message = DownloadStatus.ERROR, message
+            return
         if self.task.state is TaskState.FAILED:
             self._status, self._message = DownloadStatus.ERROR, error
         else:
@@ -218,7 +229,14 @@ class TaskRunner:
         or by this process stopping: then the task goes back to the queue, so the next worker
         (or this one, restarted) continues it from its chunks."""
         if self.external_stop is None:
-            await self._move(TaskState.PENDING, "interrupted: the process running it stopped")
+            try:
+                await self._move(TaskState.PENDING, "interrupted: the process running it stopped")
+            except LedgerUnavailableError as e:
+                # Stopping must not fail: the lease lapses with this process instead.
+                log.info("task %s: cannot requeue it: %s", self.task.id, e)
+                self.unrecorded = e
+                self._status, self._message = DownloadStatus.ERROR, str(e)
+                return
         else:
             try:
                 self.task = await self._ctx.ledger.tasks.get(self.task.id)
