@@ -74,6 +74,23 @@ class HTTPStatusError(TransferError):
         super().__init__(f"{text}: {detail}" if detail else text, url=url)
 
 
+class TooLargeError(TransferError):
+    """A remote announced (or sent) a file larger than ``Settings.max_file_size``: refused
+    before anything is planned or allocated for it."""
+
+    def __init__(
+        self, url: str, size: int, ceiling: int, who: str = "the server announces"
+    ) -> None:
+        self.size = size
+        self.ceiling = ceiling
+        super().__init__(
+            f"{who} {size} bytes for {url}, more than the largest file allowed ({ceiling} "
+            "bytes; raise it with MODELHAUL_MAX_FILE_SIZE or Settings.max_file_size if this "
+            "is real)",
+            url=url,
+        )
+
+
 class RetriesExhaustedError(TransferError):
     """Transient failures went on past the retry budget."""
 
@@ -158,6 +175,7 @@ __all__ = [
     "RetriesExhaustedError",
     "SourceError",
     "SpecError",
+    "TooLargeError",
     "TransferError",
     "UnsafePathError",
 ]

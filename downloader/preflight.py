@@ -19,6 +19,7 @@ from pathlib import Path
 from downloader.engine.http import Resource, make_session
 from downloader.engine.partfile import part_path
 from downloader.engine.probe import probe
+from downloader.errors import TooLargeError
 from downloader.progress import format_bytes
 from downloader.settings import MiB, Settings
 from downloader.sources import SourceContext, source_for
@@ -103,6 +104,13 @@ async def validate(
     problems, warnings = [], []
     if not estimate.files:
         problems.append(f"{estimate.spec} matches no files")
+    too_large = [
+        str(TooLargeError(relpath, size, settings.max_file_size, "the source gives"))
+        for relpath, size in estimate.files
+        if size is not None and size > settings.max_file_size
+    ]
+    if too_large:  # nothing else about such a download is worth saying
+        return Validation(estimate, too_large)
     free, needed = await asyncio.to_thread(_room, estimate)
     if needed is not None and free is not None and needed > free:
         problems.append(

@@ -33,7 +33,7 @@ from downloader.errors import (
     ModelhaulError,
     RemoteChangedError,
     RetriesExhaustedError,
-    TransferError,
+    TooLargeError,
 )
 from downloader.settings import Settings
 from storage import ChunkRecord, FileRecord, FileState, Ledger, LedgerUnavailableError
@@ -219,14 +219,8 @@ class FileDownload:
 
     def _check_size(self, size: int | None, who: str) -> None:
         """Refuse a size past the ceiling before anything is planned or allocated for it."""
-        ceiling = self._settings.max_file_size
-        if size is not None and size > ceiling:
-            raise TransferError(
-                f"{who} {size} bytes for {self.file.url}, more than the largest file allowed "
-                f"({ceiling} bytes; raise it with MODELHAUL_MAX_FILE_SIZE or Settings."
-                "max_file_size if this is real)",
-                url=self.file.url,
-            )
+        if size is not None and size > self._settings.max_file_size:
+            raise TooLargeError(self.file.url, size, self._settings.max_file_size, who)
 
     def _note(self, note: str | None) -> None:
         self.progress.note = note

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from downloader.errors import NotFoundError, SourceError, SpecError
 from downloader.paths import safe_path, write_durably
@@ -241,13 +242,14 @@ async def _fetch_manifest(session: aiohttp.ClientSession, name: OllamaName) -> s
                     f"the Ollama registry at {name.base} answered HTTP {r.status} for "
                     f"{name.short}: {(await read_message(r))[:200]}"
                 )
-            body = await read_limited(r, MANIFEST_LIMIT, f"the manifest of {name.short}")
+            what = f"the manifest of {name.short} from {name.base}"
+            body = await read_limited(r, MANIFEST_LIMIT, what)
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         raise SourceError(f"cannot reach the Ollama registry at {name.base}: {e}") from e
     try:
         return body.decode()
     except UnicodeDecodeError:
-        raise SourceError(f"the manifest of {name.short} is not UTF-8 text") from None
+        raise SourceError(f"the manifest of {name.short} from {name.base} is not UTF-8") from None
 
 
 async def _pull_through_daemon(
@@ -271,8 +273,10 @@ async def _pull_through_daemon(
         raise SourceError(f"Cannot connect to Ollama server at {base}") from e
     except aiohttp.ClientError as e:
         raise SourceError(f"the Ollama server at {base} broke off the pull: {e}") from e
-    except ValueError as e:  # aiohttp's line reader: one line past its buffer limit
-        raise SourceError(f"the Ollama server at {base} sent a line too long to read: {e}") from e
+    except (ValueError, HttpProcessingError) as e:  # aiohttp's line reader: past its limit
+        raise SourceError(
+            f"the Ollama server at {base} sent a line too long to read (over 128 KiB)"
+        ) from e
     if not succeeded:
         raise SourceError(f"the Ollama server at {base} ended the pull without success")
     progress.phase(DownloadStatus.VERIFYING, f"Pulled {task.source} through {base}")

@@ -1,0 +1,154 @@
+"""Hostile hubs, registries and daemons: every name, digest, size and JSON shape they send is
+checked before it becomes a path or a number. Each attack fails its task with words that
+name the source and what was wrong, and nothing outside modelhaul's folders is created,
+changed or deleted (the whole temp tree is listed before and after)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hostilekit import assert_untouched, failed, make_roots, run_one, snapshot
+
+from downloader.testing.hostile import (
+    VICTIM,
+    DaemonAttack,
+    HostileDaemon,
+    HostileHub,
+    HostileRegistry,
+    HubAttack,
+    RegistryAttack,
+)
+
+NAME_ATTACKS = [
+    HubAttack.TRAVERSAL,
+    HubAttack.NESTED_TRAVERSAL,
+    HubAttack.ABSOLUTE,
+    HubAttack.BACKSLASH,
+    HubAttack.DEEP_TRAVERSAL,
+    HubAttack.NUL_NAME,
+]
+
+
+@pytest.mark.parametrize("layout", ["folder", "cache"])
+@pytest.mark.parametrize("attack", NAME_ATTACKS)
+async def test_a_hub_file_name_that_leaves_the_folder_fails_the_task_and_writes_nothing(
+    tmp_path: Path, attack: HubAttack, layout: str
+) -> None:
+    roots = make_roots(tmp_path)
+    before = snapshot(tmp_path)
+    async with HostileHub(attack) as hub:
+        settings = roots.settings(hf_endpoint=hub.endpoint)
+        dest = str(roots.dest / "repo") if layout == "folder" else None
+        task, error = await run_one(settings, "hf://evil/model", dest=dest)
+    assert failed(task), error
+    assert "repo file name" in error and "refusing to use it as a path" in error
+    assert f"the Hugging Face Hub at {hub.endpoint}" in error
+    assert hub.served == 0  # refused before a byte of it was asked for
+    assert_untouched(roots, before)
+
+
+@pytest.mark.parametrize(
+    ("attack", "words"),
+    [
+        (HubAttack.BLOB_ID_TRAVERSAL, "which is not 40 or 64 hex digits"),
+        (HubAttack.LFS_SHA_TRAVERSAL, "the LFS sha256 '../../../../x'"),
+        (HubAttack.COMMIT_TRAVERSAL, "commit id '../../x', which is not 40 hex digits"),
+        (HubAttack.SIZE_NOT_NUMBER, "the size 'abc': not a whole number"),
+        (HubAttack.SIZE_HUGE, "the size 1000000000000000000: not a whole number from 0 to"),
+        (HubAttack.SIBLINGS_NOT_LIST, "sent model info for 'evil/model' that cannot be read"),
+    ],
+)
+async def test_a_hub_identifier_or_size_of_the_wrong_shape_is_refused_before_any_write(
+    tmp_path: Path, attack: HubAttack, words: str
+) -> None:
+    roots = make_roots(tmp_path)
+    before = snapshot(tmp_path)
+    async with HostileHub(attack) as hub:
+        task, error = await run_one(roots.settings(hf_endpoint=hub.endpoint), "hf://evil/model")
+    assert failed(task), error
+    assert words in error
+    assert hub.served == 0
+    assert_untouched(roots, before)
+    assert not list(roots.hf.rglob("*.part"))
+
+
+@pytest.mark.parametrize(
+    ("attack", "words"),
+    [
+        (HubAttack.INDEX_TOO_DEEP, "is not valid JSON"),
+        (HubAttack.INDEX_ENDLESS, "is more than the 33554432 bytes allowed"),
+    ],
+)
+async def test_a_shard_index_too_deep_or_endless_fails_with_a_bounded_read(
+    tmp_path: Path, attack: HubAttack, words: str
+) -> None:
+    roots = make_roots(tmp_path)
+    before = snapshot(tmp_path)
+    async with HostileHub(attack) as hub:
+        settings = roots.settings(hf_endpoint=hub.endpoint)
+        task, error = await run_one(settings, "hf://evil/model/model.safetensors.index.json")
+    assert failed(task), error
+    assert "model.safetensors.index.json" in error and words in error
+    assert hub.served < 64 << 20  # read up to the ceiling (plus socket buffers), then hung up
+    assert_untouched(roots, before)
+
+
+@pytest.mark.parametrize(
+    ("attack", "words"),
+    [
+        (RegistryAttack.DIGEST_ESCAPE, "names a bad digest 'sha256:/./"),
+        (RegistryAttack.DIGEST_UPPERCASE, "names a bad digest 'sha256:"),
+        (RegistryAttack.SIZE_STRING, "the size '30': not a whole number"),
+        (RegistryAttack.SIZE_NEGATIVE, "the size -1: not a whole number"),
+        (RegistryAttack.SIZE_HUGE, "the size 1000000000000000000: not a whole number"),
+        (RegistryAttack.NOT_JSON, "is not JSON"),
+        (RegistryAttack.JSON_LIST, "is not a JSON object"),
+        (RegistryAttack.LAYERS_NOT_LIST, "has no list of layers and config object"),
+        (RegistryAttack.ENDLESS, "is more than the 4194304 bytes allowed"),
+    ],
+)
+async def test_an_ollama_manifest_that_lies_fails_the_task_and_touches_no_user_file(
+    tmp_path: Path, attack: RegistryAttack, words: str
+) -> None:
+    roots = make_roots(tmp_path)
+    victim = tmp_path / f"{VICTIM}.part"  # where the escaping digest's bytes would have gone
+    before = snapshot(tmp_path)
+    async with HostileRegistry(attack) as registry:
+        settings = roots.settings(ollama_registry=registry.base)
+        task, error = await run_one(settings, "ollama://evil", via="registry")
+    assert failed(task), error
+    assert words in error
+    assert f"from {registry.base}" in error or "from http://127.0.0.1" in error
+    assert victim.read_bytes() == f"the user's own {VICTIM}.part\n".encode()
+    assert_untouched(roots, before)
+    assert not (roots.ollama / "manifests").exists()  # a real Ollama sees no half model
+
+
+@pytest.mark.parametrize(
+    ("attack", "words"),
+    [
+        (DaemonAttack.TOTAL_NOT_NUMBER, "sent total 'abc' for a layer: not a whole number"),
+        (DaemonAttack.NOT_JSON_LINE, "sent a line that is not JSON: '<html>502 Bad Gateway"),
+        (DaemonAttack.JSON_LIST, "sent list where a JSON object belongs"),
+        (DaemonAttack.ENDLESS_LINE, "sent a line too long to read"),
+        (DaemonAttack.HUGE_ERROR, "Ollama answered HTTP 500"),
+    ],
+)
+async def test_an_ollama_daemon_sending_garbage_fails_the_task_naming_it(
+    tmp_path: Path, attack: DaemonAttack, words: str
+) -> None:
+    roots = make_roots(tmp_path)
+    before = snapshot(tmp_path)
+    async with HostileDaemon(attack) as daemon:
+        task, error = await run_one(
+            roots.settings(), "ollama://evil", base_url=daemon.base, via="daemon"
+        )
+    assert failed(task), error
+    assert words in error
+    assert "internal error" not in error
+    if attack is not DaemonAttack.HUGE_ERROR:
+        assert f"the Ollama server at {daemon.base}" in error
+    # The endless answers were cut after a bounded read, not read to their end.
+    assert daemon.served < 64 << 20
+    assert_untouched(roots, before)
