@@ -13,6 +13,9 @@ from downloader.engine.retry import RetryPolicy
 from storage.location import modelhaul_home
 
 MiB = 1 << 20
+# Bounds of what a user (CLI, manifest, request) may ask for a task.
+MAX_CONNECTIONS = 64  # per file: more only burdens the server
+MAX_PRIORITY = 1000  # priorities run from -MAX_PRIORITY to MAX_PRIORITY
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
 

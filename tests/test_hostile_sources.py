@@ -152,3 +152,39 @@ async def test_an_ollama_daemon_sending_garbage_fails_the_task_naming_it(
     # The endless answers were cut after a bounded read, not read to their end.
     assert daemon.served < 64 << 20
     assert_untouched(roots, before)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "http://127.0.0.1:9/a.bin ../../x",
+        "http://127.0.0.1:9/a.bin a/../../x",
+        "http://127.0.0.1:9/a.bin 'a\\\\..\\\\x'",
+    ],
+)
+def test_a_manifests_relative_destination_cannot_climb_out_of_its_folder(
+    tmp_path: Path, line: str
+) -> None:
+    from downloader.cli.mirror import read_manifest
+    from downloader.errors import SpecError
+
+    manifest = tmp_path / "shared" / "list.txt"
+    manifest.parent.mkdir()
+    manifest.write_text(f"# from a colleague\n{line}\n")
+    with pytest.raises(SpecError, match=r"list.txt line 2: destination .* refusing"):
+        read_manifest(manifest)
+
+
+def test_a_manifest_may_still_name_an_absolute_destination_and_bounded_numbers(
+    tmp_path: Path,
+) -> None:
+    from downloader.cli.mirror import read_manifest
+    from downloader.errors import SpecError
+
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(f'[[download]]\nspec = "hf://a/b"\ndest = "{tmp_path}/abs/"\n')
+    [entry] = read_manifest(manifest)
+    assert entry.dest == f"{tmp_path}/abs/"
+    manifest.write_text('[[download]]\nspec = "hf://a/b"\npriority = 1000000000000000000000\n')
+    with pytest.raises(SpecError, match="priority must be a whole number from -1000 to 1000"):
+        read_manifest(manifest)

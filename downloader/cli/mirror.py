@@ -30,9 +30,11 @@ from downloader.cli import exitcodes
 from downloader.cli.follow import settle
 from downloader.cli.options import settings_for
 from downloader.cli.output import Output
-from downloader.errors import SpecError
+from downloader.errors import SpecError, UnsafePathError
 from downloader.manager import DownloadManager
+from downloader.paths import safe_path
 from downloader.progress import format_bytes
+from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
 from downloader.specs import parse_spec
 from downloader.views import task_json
 from storage import TaskState
@@ -91,7 +93,7 @@ def _line_entries(path: Path, text: str) -> list[Entry]:
             continue
         if len(words) > 2:
             raise SpecError(f"{where}: expected 'SPEC [DEST]', got {len(words)} words")
-        dest = _relative_to(path, words[1]) if len(words) == 2 else None
+        dest = _relative_to(path, words[1], where) if len(words) == 2 else None
         entries.append(Entry(where, words[0], dest))
     return entries
 
@@ -117,18 +119,34 @@ def _toml_entries(path: Path, text: str) -> list[Entry]:
         if not isinstance(fields.get("spec"), str):
             raise SpecError(f'{where}: needs spec = "…"')
         priority, connections = fields.get("priority", 0), fields.get("connections")
-        if not isinstance(priority, int) or (
-            connections is not None and (not isinstance(connections, int) or connections < 1)
+        if not _whole(priority, -MAX_PRIORITY, MAX_PRIORITY) or (
+            connections is not None and not _whole(connections, 1, MAX_CONNECTIONS)
         ):
-            raise SpecError(f"{where}: priority and connections must be whole numbers")
-        dest = _relative_to(path, str(fields["dest"])) if "dest" in fields else None
+            raise SpecError(
+                f"{where}: priority must be a whole number from {-MAX_PRIORITY} to "
+                f"{MAX_PRIORITY}, connections from 1 to {MAX_CONNECTIONS}"
+            )
+        dest = _relative_to(path, str(fields["dest"]), where) if "dest" in fields else None
         entries.append(Entry(where, fields["spec"], dest, priority, connections))
     return entries
 
 
-def _relative_to(manifest: Path, dest: str) -> str:
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _relative_to(manifest: Path, dest: str, where: str) -> str:
+    """A destination written in a manifest: an absolute (or ``~``) path as it is; a relative
+    one below the manifest's folder only, since a manifest may come from someone else."""
     folder = dest.endswith("/")
-    resolved = str((manifest.parent / Path(dest).expanduser()).resolve())
+    if dest.startswith(("/", "~")):
+        resolved = str(Path(dest).expanduser().resolve())
+    else:
+        try:
+            root = manifest.parent.resolve()
+            resolved = str(safe_path(root, dest.rstrip("/"), what="destination"))
+        except UnsafePathError as e:
+            raise SpecError(f"{where}: {e} (give an absolute path to go elsewhere)") from None
     return resolved + "/" if folder else resolved
 
 
