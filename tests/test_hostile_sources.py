@@ -5,6 +5,7 @@ changed or deleted (the whole temp tree is listed before and after)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,19 @@ def test_a_manifest_may_still_name_an_absolute_destination_and_bounded_numbers(
     manifest.write_text('[[download]]\nspec = "hf://a/b"\npriority = 1000000000000000000000\n')
     with pytest.raises(SpecError, match="priority must be a whole number from -1000 to 1000"):
         read_manifest(manifest)
+
+
+async def test_escape_sequences_in_a_remote_error_reach_the_terminal_only_as_text(
+    tmp_path: Path,
+) -> None:
+    from hostilekit import cli
+
+    roots = make_roots(tmp_path)
+    async with HostileDaemon(DaemonAttack.TERMINAL_ESCAPES) as daemon:
+        code, out, err, _ = await asyncio.to_thread(
+            cli, roots.home, "get", "ollama://evil", OLLAMA_HOST=daemon.base
+        )
+    assert code == 1, err
+    assert "boom" in err
+    assert "\x1b" not in err + out and "\x07" not in err + out
+    assert "\\x1b]0;pwned\\x07\\x1b[2Jboom" in err  # shown, not obeyed

@@ -9,6 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from downloader import registry
@@ -114,7 +115,8 @@ async def show(args: argparse.Namespace, out: Output) -> int:
         return exitcodes.OK
     size = format_bytes(task.total_bytes) if task.total_bytes is not None else "?"
     out.say(f"[bold]task {task.id}[/bold] {task.label}")
-    out.say(f"  state     {task.state.value}{' - ' + task.error if task.error else ''}")
+    error = f" - {escape(task.error)}" if task.error else ""  # remote words: no markup
+    out.say(f"  state     {task.state.value}{error}")
     percent = f" ({data['percent']}%)" if data["percent"] is not None else ""
     out.say(f"  progress  {format_bytes(task.downloaded_bytes)} of {size}{percent}")
     out.say(f"  where     {task.destination}")

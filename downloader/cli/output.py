@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+
+# Control characters (escape sequences among them) in anything a remote said (an error from
+# a daemon, a file name) would drive the user's terminal: they are shown, never sent.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,14 @@ class Output:
     def say(self, text: str) -> None:
         """A line for people (nothing with ``--quiet`` or ``--json``)."""
         if not self.quiet and not self.json:
-            self.console.print(text, highlight=False, soft_wrap=True)
+            self.console.print(_shown(text), highlight=False, soft_wrap=True)
 
     def plain(self, text: str) -> None:
         """A progress line for pipes and logs."""
-        print(text, flush=True)
+        print(_shown(text), flush=True)
 
     def error(self, text: str) -> None:
         """One line on stderr, always."""
-        self.errors.print(f"modelhaul: {text}", highlight=False, soft_wrap=True, markup=False)
+        self.errors.print(
+            f"modelhaul: {_shown(text)}", highlight=False, soft_wrap=True, markup=False
+        )

@@ -266,6 +266,7 @@ class DaemonAttack(enum.StrEnum):
     JSON_LIST = "json_list"  # [1, 2]
     ENDLESS_LINE = "endless_line"  # one line that never ends
     HUGE_ERROR = "huge_error"  # HTTP 500 with an endless body
+    TERMINAL_ESCAPES = "terminal_escapes"  # an error that would retitle and clear a terminal
 
 
 class HostileDaemon(_Server):
@@ -299,6 +300,7 @@ class HostileDaemon(_Server):
             b'"sha256:0123456789ab","total":"abc","completed":1}\n',
             DaemonAttack.NOT_JSON_LINE: b"<html>502 Bad Gateway</html>\n",
             DaemonAttack.JSON_LIST: b"[1, 2]\n",
+            DaemonAttack.TERMINAL_ESCAPES: b'{"error":"\\u001b]0;pwned\\u0007\\u001b[2Jboom"}\n',
         }[a]
         await response.write(line)
         await response.write(b'{"status":"success"}\n')
