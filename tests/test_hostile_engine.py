@@ -229,3 +229,21 @@ async def test_a_ledger_whose_disk_fills_stops_the_download_with_one_error_and_r
         code, _, err, _ = await asyncio.to_thread(cli, home, *args, timeout=120)
     assert code == 0, err
     assert (roots.dest / "m.bin").read_bytes() == blob
+
+
+async def test_overwrite_replaces_a_users_file_only_with_bytes_that_passed_every_check(
+    tmp_path: Path,
+) -> None:
+    roots = make_roots(tmp_path)
+    mine = roots.dest / "model.gguf"
+    mine.write_bytes(b"an older model of the user's\n")
+    model = gguf_bytes(size=3 * MiB, seed=5)
+    async with HostileOrigin(OriginAttack.HONEST, {"model.gguf": model}) as origin:
+        url = origin.url("model.gguf")
+        task, error = await run_one(roots.settings(), url, dest=f"{roots.dest}/")
+        assert failed(task) and "already exists" in error
+        # Asked again with the overwrite allowed: the same task, now allowed to replace it.
+        again, error = await run_one(roots.settings(), url, dest=f"{roots.dest}/", overwrite=True)
+    assert again is not None and again.state is TaskState.COMPLETED, error
+    assert again.id == task.id
+    assert mine.read_bytes() == model
