@@ -24,10 +24,15 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def running_server(
-    settings: Settings, *, token: str | None = None, heartbeat: float | None = None
+    settings: Settings,
+    *,
+    token: str | None = None,
+    heartbeat: float | None = None,
+    **options: Any,
 ):
-    """Start the server; yields (base_url, app). The app opens its own manager (a worker)."""
-    app = create_app(settings, token=token, heartbeat=heartbeat)
+    """Start the server; yields (base_url, app). The app opens its own manager (a worker).
+    ``options`` go to ``create_app`` (``allowed_hosts``, ``allowed_origins``)."""
+    app = create_app(settings, token=token, heartbeat=heartbeat, **options)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

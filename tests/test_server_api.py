@@ -274,11 +274,12 @@ async def test_a_symlink_out_of_the_root_is_refused(server, tmp_path) -> None:
 
 async def test_malformed_json_is_400_with_the_parse_error_and_big_bodies_413(server) -> None:
     http, _ = server
-    async with http.post("/api/v1/downloads", data=b'{"url": ') as r:
+    json_type = {"Content-Type": "application/json"}
+    async with http.post("/api/v1/downloads", data=b'{"url": ', headers=json_type) as r:
         error = await r.json()
     assert r.status == 400 and error["code"] == "INVALID_JSON"
     assert error["message"].startswith("malformed JSON: Expecting value")
-    async with http.post("/api/v1/downloads", data=b"x" * (65 * 1024)) as r:
+    async with http.post("/api/v1/downloads", data=b"x" * (65 * 1024), headers=json_type) as r:
         assert r.status == 413 and (await r.json())["code"] == "BODY_TOO_LARGE"
     async with http.get("/no/such/route") as r:
         assert r.status == 404 and (await r.json())["code"] == "NOT_FOUND"

@@ -107,7 +107,7 @@ async def download_events(request: web.Request) -> web.StreamResponse:
 @routes.get(f"{PREFIX}/health")
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    """Alive, with the ledger's counts."""
+    """Alive, with the ledger's counts (and no paths: a page may read this)."""
     from importlib.metadata import PackageNotFoundError, version
 
     manager = request.app[MANAGER]
@@ -122,7 +122,6 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "ok",
             "version": release,
-            "ledger": manager.settings.ledger_target,
             "downloads": counts,
         }
     )

@@ -3,10 +3,11 @@
     app = create_app(settings, token="s3cret")      # embeddable in another aiohttp app
     web.run_app(app, host="127.0.0.1", port=8000)
 
-Safe by default: every route needs the bearer token when one is set (compared in constant
-time; ``?access_token=`` works too, for ``EventSource``); bodies over 64 KiB get 413;
-malformed JSON 400; bad fields 422 naming the field; destinations stay inside the download
-root; every error is JSON with a code and a message.
+Safe by default: other web sites are kept out (``guard``: loopback or configured ``Host``
+only, no foreign ``Origin``, JSON bodies only); every route needs the bearer token when one
+is set (compared in constant time; ``?access_token=`` works too, for ``EventSource``);
+bodies over 64 KiB get 413; malformed JSON 400; bad fields 422 naming the field;
+destinations stay inside the download root; every error is JSON with a code and a message.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import contextlib
 import hmac
 import importlib.resources
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
 from aiohttp import web
 
 from downloader.manager import DownloadManager
 from downloader.server import api, seeds
-from downloader.server.context import EVENTS, MANAGER, ROOT, TOKEN
+from downloader.server.context import EVENTS, MANAGER, ROOT, SITE, TOKEN
 from downloader.server.errors import error_response, respond_to
 from downloader.server.events import EventHub
+from downloader.server.guard import SitePolicy
 from downloader.server.openapi import openapi
 from downloader.settings import Settings
 
@@ -42,12 +45,19 @@ def create_app(
     manager: DownloadManager | None = None,
     root: Path | None = None,
     heartbeat: float | None = None,
+    allowed_hosts: Iterable[str] = frozenset(),
+    allowed_origins: Iterable[str] = frozenset(),
 ) -> web.Application:
     """The server as an aiohttp app. Without ``manager`` it opens one on startup (a worker
     that drains the queue) and closes it on cleanup; ``root`` is where destinations may go
-    (default: the settings' download folder)."""
+    (default: the settings' download folder).
+
+    ``allowed_hosts``: ``Host`` names it answers besides loopback ones (the address it was
+    told to listen on); ``allowed_origins``: other sites (``scheme://host[:port]``) whose
+    pages may call it. See ``downloader.server.guard``."""
     settings = settings or Settings.from_env()
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, authenticate])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, guard, authenticate])
+    app[SITE] = SitePolicy(frozenset(allowed_hosts), frozenset(allowed_origins))
     app[TOKEN] = token or ""
     app[ROOT] = (root or settings.download_dir).absolute()
     app.add_routes(api.routes)
@@ -103,6 +113,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 @web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse what another web site could have sent through the user's browser."""
+    request.app[SITE].check(request)
+    return await handler(request)
+
+
+@web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With a token set, every route needs it (``Authorization: Bearer …``)."""
     expected = request.app[TOKEN]
@@ -111,7 +128,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         given = (
             header[7:] if header.startswith("Bearer ") else request.query.get("access_token", "")
         )
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        # Headers that are not UTF-8 arrive with surrogate escapes: compare them as bytes.
+        if not hmac.compare_digest(given.encode(errors="surrogateescape"), expected.encode()):
             return error_response(401, "UNAUTHORIZED", "a valid bearer token is required")
     return await handler(request)
 
@@ -127,19 +145,25 @@ async def _asset(name: str) -> bytes:
 
 async def _page(request: web.Request) -> web.Response:
     body = await _asset("index.html")
-    return web.Response(body=body, content_type="text/html", charset="utf-8")
+    # Its buttons act on downloads: no other site may frame it and trick a click.
+    headers = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+    return web.Response(body=body, content_type="text/html", charset="utf-8", headers=headers)
 
 
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# The names we ship: anything else (NUL, 5,000 characters, dots) is not worth a file lookup.
+_ASSET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(?:js|css|svg)")
+_NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    suffix = Path(name).suffix
-    if "/" in name or name.startswith(".") or suffix not in _TYPES:
+    if not _ASSET.fullmatch(name):
         raise web.HTTPNotFound()
     try:
         body = await _asset(name)
-    except FileNotFoundError as e:
+    except OSError as e:
         raise web.HTTPNotFound() from e
-    return web.Response(body=body, content_type=_TYPES[suffix], charset="utf-8")
+    return web.Response(
+        body=body, content_type=_TYPES[Path(name).suffix], charset="utf-8", headers=_NOSNIFF
+    )

@@ -8,8 +8,10 @@ from aiohttp import web
 
 from downloader.manager import DownloadManager
 from downloader.server.events import EventHub
+from downloader.server.guard import SitePolicy
 
 MANAGER = web.AppKey("manager", DownloadManager)
 EVENTS = web.AppKey("events", EventHub)
 ROOT = web.AppKey("root", Path)  # destinations must resolve inside this folder
 TOKEN = web.AppKey("token", str)  # "" when no token is required
+SITE = web.AppKey("site", SitePolicy)  # which hosts and origins may call

@@ -56,7 +56,9 @@ async def serve(
 ) -> None:
     """Serve until cancelled; running downloads are paused (resumable) on the way out."""
     check_bind(host, token)
-    runner = web.AppRunner(create_app(settings, token=token), access_log=None)
+    # The address it listens on is a name it answers to (a LAN name, or any IP for 0.0.0.0).
+    app = create_app(settings, token=token, allowed_hosts={host})
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
