@@ -177,7 +177,9 @@ async def _send(
 
 
 def _last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    if raw is None or not (raw.strip().isascii() and raw.strip().isdigit()):
+    # Anything but a plausible id (garbage, thousands of digits) counts as none given: the
+    # client then gets the current state of everything, as after a long absence.
+    raw = (request.headers.get("Last-Event-ID") or request.query.get("lastEventId") or "").strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         return None
-    return int(raw.strip())
+    return int(raw)

@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from downloader.api import spec_for
-from downloader.errors import ModelhaulError
+from downloader.errors import ModelhaulError, UnsafePathError
+from downloader.paths import check_relpath
 from downloader.server.errors import RequestError, invalid
 from downloader.specs import Spec, check_url, parse_spec
 from storage import TaskState
 
 MAX_PRIORITY = 1000
 MAX_CONNECTIONS = 64
-_ID_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-OPTION_FIELDS = ("filename", "allow_patterns", "revision", "via", "insecure", "base_url")
+MAX_ID = 2**63 - 1  # SQLite's largest integer: no task id can be larger
+MAX_DEPTH = 32  # our bodies are two levels deep; anything much deeper is an attack
+MAX_DIGITS = 100  # integers longer than this are no field's value (and slow to convert)
+_ID_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TEXT_OPTIONS = ("revision", "via", "base_url")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,76 @@ class NewDownload:
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object (400 if it is not JSON, 422 if not an object)."""
+    """The body as a JSON object: UTF-8, no duplicate keys, no NaN, no lone surrogates, at
+    most ``MAX_DEPTH`` deep (400 if not, naming why; 422 if it is not an object)."""
     raw = await request.read()
     if not raw.strip():
         raise RequestError(400, "INVALID_JSON", "malformed JSON: the body is empty")
-    data = json.loads(raw)  # a JSONDecodeError becomes a 400 naming the parse error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(
+            400, "INVALID_JSON", f"the body is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from e
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_int=_int
+        )
+    except json.JSONDecodeError:
+        raise  # a 400 naming the parse error (errors.respond_to)
+    except RecursionError as e:
+        raise _too_deep() from e
+    except ValueError as e:
+        raise RequestError(400, "INVALID_JSON", f"JSON refused: {e}") from e
+    _check_tree(data)
     if not isinstance(data, dict):
         raise RequestError(422, "INVALID_BODY", "the body must be a JSON object")
     return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two values for one key are read differently by different parsers: refuse, don't guess.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"the key {key!r} appears more than once")
+        data[key] = value
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"a number has more than {MAX_DIGITS} digits")
+    return int(digits)
+
+
+def _too_deep() -> RequestError:
+    return RequestError(400, "INVALID_JSON", f"JSON nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_tree(data: Any) -> None:
+    """Depth and text of everything in ``data``, without recursion (it may be deep)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(value, dict):
+            stack += [(k, depth) for k in value] + [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                # "\ud800" parses, but no file name, URL or ledger row can hold it.
+                raise RequestError(
+                    400, "INVALID_JSON", f"a string has a lone surrogate ({e.object[e.start]!r})"
+                ) from e
 
 
 def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
@@ -57,23 +126,12 @@ def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
             "INVALID_BODY",
             "give exactly one of: spec, url, or provider with model",
         )
-    try:
-        if forms[0] == "spec":
-            spec = parse_spec(_text(data, "spec"))
-        elif forms[0] == "url":
-            spec = Spec("url", check_url(_text(data, "url"), what="url"))
-        else:
-            options = {k: data[k] for k in OPTION_FIELDS if data.get(k) is not None}
-            for key in ("filename", "revision", "via", "base_url"):
-                if key in options:
-                    options[key] = _text(data, key)
-            if "allow_patterns" in options:
-                options["allow_patterns"] = _patterns(data["allow_patterns"])
-            if "base_url" in options:
-                check_url(options["base_url"], what="base_url")
-            spec = spec_for(_text(data, "provider"), _text(data, "model"), **options)
-    except ModelhaulError as e:
-        raise invalid(forms[0] if forms[0] != "provider" else "model", str(e)) from e
+    if forms[0] == "spec":
+        spec = _checked("spec", parse_spec, _text(data, "spec"))
+    elif forms[0] == "url":
+        spec = Spec("url", _checked("url", check_url, _text(data, "url"), what="url"))
+    else:
+        spec = _provider_spec(data)
     return NewDownload(
         spec=spec,
         dest=destination(data.get("dest"), root),
@@ -84,30 +142,77 @@ def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
     )
 
 
+def _provider_spec(data: Mapping[str, Any]) -> Spec:
+    options: dict[str, Any] = {k: _text(data, k) for k in TEXT_OPTIONS if data.get(k) is not None}
+    if data.get("filename") is not None:
+        options["filename"] = repo_path(_text(data, "filename"), "filename")
+    if data.get("allow_patterns") is not None:
+        options["allow_patterns"] = _patterns(data["allow_patterns"])
+    if data.get("insecure") is not None:
+        if not isinstance(data["insecure"], bool):
+            raise invalid("insecure", "must be true or false")
+        options["insecure"] = data["insecure"]
+    if "base_url" in options:
+        _checked("base_url", check_url, options["base_url"], what="base_url")
+    # An unknown provider is reported on "model" too: the pair names what to fetch.
+    return _checked("model", spec_for, _text(data, "provider"), _text(data, "model"), **options)
+
+
+def _checked(field: str, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``parse(*args, **kwargs)``, its refusal (or a parser's ValueError, such as
+    ``urlsplit``'s on ``http://[::1``) a 422 naming ``field``."""
+    try:
+        return parse(*args, **kwargs)
+    except ModelhaulError as e:
+        raise invalid(field, str(e)) from e
+    except ValueError as e:
+        raise invalid(field, f"cannot be read: {e}") from e
+
+
+def repo_path(value: str, field: str) -> str:
+    """``value`` if it can be a file's path (or glob) inside a repository: relative, no
+    ``..``, no backslash, NUL or control character, not too long (422 naming ``field``)."""
+    try:
+        check_relpath(value, what=field)
+    except UnsafePathError as e:
+        raise RequestError(422, "INVALID_FIELD", str(e), field) from e
+    return value
+
+
 def destination(value: Any, root: Path) -> str | None:
-    """A destination inside ``root``: relative, no escape by ``..`` or by a symlink."""
+    """A destination inside ``root``: a relative path (see ``check_relpath``; a trailing
+    ``/`` means a folder), no escape by a symlink."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise invalid("dest", "must be a non-empty string (a path inside the download root)")
-    if "\x00" in value:
-        raise invalid("dest", "must not contain NUL bytes")
-    pure = PurePosixPath(value)
-    if pure.is_absolute() or Path(value).is_absolute():
-        raise invalid("dest", f"{value!r} is absolute; give a path inside the download root")
+    folder = value.endswith("/")
+    repo_path(value[:-1] if folder else value, "dest")
     base = root.resolve()
-    target = (base / value).resolve()  # follows symlinks: one pointing out is caught below
+    try:
+        target = (base / value).resolve()  # follows symlinks: one pointing out is caught below
+    except (OSError, RuntimeError) as e:  # a symlink loop is a RuntimeError before 3.13
+        raise invalid("dest", f"{value!r} cannot be resolved: {e}") from e
     if target != base and base not in target.parents:
         raise invalid("dest", f"{value!r} leads outside the download root")
-    return f"{target}/" if value.endswith("/") else str(target)
+    return f"{target}/" if folder else str(target)
+
+
+def parse_id(raw: str) -> int | None:
+    """``raw`` as a possible task id: ASCII digits up to ``MAX_ID``; else None."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(MAX_ID)):
+        return None
+    value = int(raw)
+    return value if value <= MAX_ID else None
 
 
 def task_id(request: web.Request) -> int:
     """The ``{id}`` of the path as a task id (422 if it is not one)."""
     raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise RequestError(422, "INVALID_ID", f"{raw!r} is not a download id", "id")
-    return int(raw)
+    value = parse_id(raw)
+    if value is None:
+        raise RequestError(422, "INVALID_ID", f"{raw[:100]!r} is not a download id", "id")
+    return value
 
 
 def states(request: web.Request) -> list[TaskState] | None:
@@ -145,15 +250,19 @@ def _text(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         raise invalid(key, "must be a non-empty string")
+    if _CONTROL.search(value):
+        raise invalid(key, "must not contain NUL or other control characters")
     return value.strip()
 
 
 def _patterns(value: Any) -> list[str]:
     if isinstance(value, str) and value.strip():
-        return [value.strip()]
-    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
-        return [v.strip() for v in value]
-    raise invalid("allow_patterns", "must be a pattern or a list of patterns")
+        values = [value]
+    elif isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        values = value
+    else:
+        raise invalid("allow_patterns", "must be a pattern or a list of patterns")
+    return [repo_path(v.strip(), "allow_patterns") for v in values]
 
 
 def _integer(data: Mapping[str, Any], key: str, default: Any, low: int, high: int) -> Any:
@@ -169,7 +278,12 @@ def _query_int(request: web.Request, key: str, default: int, low: int, high: int
     raw = request.query.get(key)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    # Length first: int() of thousands of digits is slow, and refused past 4,300.
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw.lstrip("0")) > len(str(high))
+        or not low <= int(raw) <= high
+    ):
         raise invalid(key, f"must be an integer from {low} to {high}")
     return int(raw)
 
@@ -177,11 +291,11 @@ def _query_int(request: web.Request, key: str, default: int, low: int, high: int
 def _label(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _ID_LABEL.match(value):
+    if not isinstance(value, str) or not _ID_LABEL.fullmatch(value):
         raise invalid("model_id", "letters, digits, '.', '_', ':' and '-', up to 128")
     return value
 
 
 def valid_label(value: str) -> bool:
     """Whether ``value`` is a possible model id (seed 004: else 400)."""
-    return bool(_ID_LABEL.match(value))
+    return bool(_ID_LABEL.fullmatch(value))

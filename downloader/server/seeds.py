@@ -46,8 +46,10 @@ async def local_download(request: web.Request) -> web.Response:
     for field, value in (("repo_id", repo_id), ("filename", filename)):
         if not isinstance(value, str) or not value.strip():
             raise rq.invalid(field, "must be a non-empty string")
+    # A file's path in the repo (or a glob): never "..", absolute, a backslash or NUL.
+    pattern = rq.repo_path(filename.strip(), "filename")
     try:
-        spec = repo_spec("huggingface", repo_id, patterns=(filename.strip(),))
+        spec = repo_spec("huggingface", repo_id, patterns=(pattern,))
     except SpecError as e:
         raise rq.invalid("repo_id", str(e)) from e
     task = await request.app[MANAGER].add(spec)
@@ -119,11 +121,11 @@ async def local_status(request: web.Request) -> web.StreamResponse:
 @routes.delete("/local/download/{download_id}")
 async def local_cancel(request: web.Request) -> web.Response:
     """Seed 002: cancel (404 ``DOWNLOAD_NOT_FOUND`` for an unknown id)."""
-    raw = request.match_info["download_id"]
-    if not (raw.isascii() and raw.isdigit()):
+    task_id = rq.parse_id(request.match_info["download_id"])
+    if task_id is None:
         return error_response(404, "DOWNLOAD_NOT_FOUND", "Download not found")
     try:
-        await request.app[MANAGER].cancel(int(raw))
+        await request.app[MANAGER].cancel(task_id)
     except TaskNotFoundError:
         return error_response(404, "DOWNLOAD_NOT_FOUND", "Download not found")
     return web.json_response({"message": "Download cancelled successfully"})
@@ -172,8 +174,9 @@ async def seed004_item(manager: DownloadManager, task: TaskRecord) -> dict[str, 
 
 
 async def _by_model_id(manager: DownloadManager, raw: str) -> TaskRecord:
-    if raw.isascii() and raw.isdigit():
-        return await manager.get(int(raw))
+    task_id = rq.parse_id(raw)
+    if task_id is not None:
+        return await manager.get(task_id)
     for task in await manager.list(limit=1000):
         if task.options.get("model_id") == raw:
             return task
@@ -186,7 +189,7 @@ async def download_progress(request: web.Request) -> web.Response:
     """Seed 004: one download's progress by id (or the ``model_id`` given at creation)."""
     raw = request.match_info["id"]
     if not rq.valid_label(raw):
-        raise RequestError(400, "INVALID_ID", f"invalid model ID format: {raw!r}")
+        raise RequestError(400, "INVALID_ID", f"invalid model ID format: {raw[:100]!r}")
     try:
         task = await _by_model_id(request.app[MANAGER], raw)
     except TaskNotFoundError:
