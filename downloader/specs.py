@@ -11,9 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from downloader.errors import SpecError
+from yarl import URL
+
+from downloader.errors import SpecError, UnsafePathError
+from downloader.paths import check_relpath
 from downloader.registry import catalog, find
 
 # Providers seed 000/001 name that have nothing to download, and why.
@@ -47,31 +49,109 @@ class Spec:
         return self.source
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A host as it goes on the wire (after IDNA): a DNS name, an IPv4 address or the inside of
+# an IPv6 literal (with a zone). Anything else (spaces, "@", NUL) is not a host at all.
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
+
+
+def _text(value: object, what: str) -> str:
+    """``value`` stripped, if it is a string that can be written as UTF-8 (a command line in
+    a non-UTF-8 locale gives lone surrogates, which no ledger, URL or path can hold)."""
+    if not isinstance(value, str):
+        raise SpecError(f"{what} must be a string, not {type(value).__name__}")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise SpecError(f"{what} {value!r} is not valid Unicode") from None
+    return value.strip()
+
+
 def check_url(url: str, *, what: str = "URL") -> str:
-    """``url`` if it is an absolute http(s) URL with a host; else a ``SpecError`` saying why."""
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https"):
+    """``url`` if it is an absolute http(s) URL with a host; else a ``SpecError`` saying why.
+
+    Parsed as the HTTP client (yarl) will parse it, so a URL accepted here can be fetched:
+    a bad IPv6 literal, a port outside 1-65535 or a host with spaces fails now, not after
+    retries."""
+    text = _text(url, what)
+    if _CONTROL.search(text):
+        raise SpecError(f"{what} {text!r} contains a control character")
+    scheme = text.partition(":")[0] if ":" in text else ""
+    if scheme.lower() not in ("http", "https"):
         raise SpecError(
-            f"{what} {url!r} is not supported: only http:// and https:// URLs can be downloaded"
+            f"{what} {text!r} is not supported: only http:// and https:// URLs can be downloaded"
         )
-    if not parts.hostname:
-        raise SpecError(f"{what} {url!r} has no host")
-    return url.strip()
+    try:
+        parsed = URL(text)
+        host, port = parsed.raw_host, parsed.port
+    except (ValueError, UnicodeError) as e:  # yarl: bad IPv6 literal, port, IDNA label
+        raise SpecError(f"{what} {text!r} is not a valid URL: {e}") from None
+    except IndexError:  # yarl 1.25 on brackets with an empty host after "@": "http://[]@/"
+        raise SpecError(f"{what} {text!r} is not a valid URL: it has no host") from None
+    if not host:
+        raise SpecError(f"{what} {text!r} has no host")
+    if not _HOST.fullmatch(host):
+        raise SpecError(f"{what} {text!r} has an invalid host {host!r}")
+    if port is not None and not 1 <= port <= 65535:
+        raise SpecError(f"{what} {text!r} has port {port}, outside 1-65535")
+    return text
 
 
-_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The Hub's own rules (huggingface_hub's validate_repo_id), in ASCII: letters, digits, "_",
+# "-" and "."; no part starts or ends with "-" or "."; at most 96 characters; no "--" or
+# ".." anywhere (the cache folder models--owner--name must name one repo) and no ".git"
+# ending.
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
 REPO_PROVIDERS = {"hf": "huggingface", "huggingface": "huggingface", "mlx": "mlx"}
+# What git (check-ref-format) never allows in a branch or tag name, beyond what
+# check_relpath refuses: "..", whitespace, and the characters ~ ^ : ? * [
+_BAD_REF = re.compile(r"\.\.|[\s~^:?*\[]|@\{|\.lock(?:/|$)")
 
 
 def check_repo_id(repo_id: str) -> str:
     """``owner/name`` with Hub-legal characters, else a ``SpecError``."""
-    parts = repo_id.strip().strip("/").split("/")
-    if len(parts) != 2 or not all(_REPO_PART.match(p) for p in parts):
+    text = _text(repo_id, "repo id").strip("/")
+    parts = text.split("/")
+    if (
+        len(parts) != 2
+        or not all(_REPO_PART.fullmatch(p) for p in parts)
+        or "--" in text
+        or ".." in text
+        or text.endswith(".git")
+    ):
         raise SpecError(
             f"{repo_id!r} is not a Hugging Face repo id: expected owner/name (letters, digits, "
-            "'.', '_' and '-')"
+            "'.', '_' and '-'; not starting or ending with '.' or '-'; no '--' or '..')"
         )
-    return "/".join(parts)
+    return text
+
+
+def check_revision(revision: str) -> str:
+    """A branch, tag, commit or ``refs/pr/N``: something git could name, which is also a
+    relative path (the Hugging Face cache keeps ``refs/<revision>``); else ``SpecError``."""
+    text = _text(revision, "revision")
+    if not text:
+        raise SpecError("empty revision")
+    try:
+        check_relpath(text, what="revision")
+    except UnsafePathError as e:
+        raise SpecError(str(e)) from None
+    if _BAD_REF.search(text) or text.endswith("."):
+        raise SpecError(f"revision {text!r} is not a branch, tag or commit name git allows")
+    return text
+
+
+def check_pattern(pattern: str) -> str:
+    """A file name or glob inside a repo (``*?[]`` are fine): always a relative path below
+    the repo, else ``SpecError``."""
+    text = _text(pattern, "file name or pattern")
+    if not text:
+        raise SpecError("empty file name or pattern")
+    try:
+        check_relpath(text, what="file name or pattern")
+    except UnsafePathError as e:
+        raise SpecError(str(e)) from None
+    return text
 
 
 def repo_spec(
@@ -82,11 +162,12 @@ def repo_spec(
     patterns: tuple[str, ...] | None = None,
 ) -> Spec:
     """A Hugging Face (or MLX) repo spec, checked."""
-    if revision is not None and not revision.strip():
-        raise SpecError("empty revision")
-    if patterns is not None and not all(p.strip() for p in patterns):
-        raise SpecError("empty file name or pattern")
-    return Spec(provider, check_repo_id(repo_id), revision, patterns)
+    return Spec(
+        provider,
+        check_repo_id(repo_id),
+        None if revision is None else check_revision(revision),
+        None if patterns is None else tuple(check_pattern(p) for p in patterns),
+    )
 
 
 def _parse_repo(provider: str, rest: str) -> Spec:
@@ -100,31 +181,64 @@ def _parse_repo(provider: str, rest: str) -> Spec:
     )
 
 
-_OLLAMA_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Ollama's own name rules (ollama's types/model/name.go): a part starts with a letter, digit
+# or "_" and goes on with those, "-" and "."; a namespace has no "."; only the host has a
+# ":" (before its port). Lengths: the host up to 350 characters, the others up to 80. So no
+# part is ever "." or "..", and each is one folder of manifests/HOST/NAMESPACE/MODEL/TAG.
+_FIRST = "starting with a letter, digit or '_'"
+_OLLAMA_RULES = {
+    "host": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,339}(?::[0-9]{1,5})?"),
+        f"letters, digits, '_', '-' and '.' ({_FIRST}), then an optional :port",
+    ),
+    "namespace": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,79}"),
+        f"1-80 letters, digits, '_' and '-' ({_FIRST})",
+    ),
+    "model": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
+        f"1-80 letters, digits, '_', '-' and '.' ({_FIRST})",
+    ),
+    "tag": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
+        f"1-80 letters, digits, '_', '-' and '.' ({_FIRST})",
+    ),
+}
 
 
 def ollama_spec(name: str, **options: Any) -> Spec:
-    """An Ollama model ``[host[:port]/][namespace/]model[:tag]``, checked."""
-    text = name.strip()
+    """An Ollama model ``[host[:port]/][namespace/]model[:tag]``, checked part by part as
+    ollama itself checks names."""
+    text = _text(name, "Ollama model name")
     tag = None
     if text.rfind(":") > text.rfind("/"):
         text, tag = text.rsplit(":", 1)
     parts = text.split("/")
-    if (
-        not 1 <= len(parts) <= 3
-        or not all(_OLLAMA_PART.match(p) for p in parts[-2:])
-        or (tag is not None and not _OLLAMA_PART.match(tag))
-    ):
+    if not 1 <= len(parts) <= 3:
         raise SpecError(
             f"{name!r} is not an Ollama model name: expected [host/][namespace/]model[:tag], "
             "e.g. gemma3:1b"
         )
+    kinds = ("host", "namespace", "model")[-len(parts) :]
+    named = list(zip(kinds, parts, strict=True)) + ([("tag", tag)] if tag is not None else [])
+    for kind, part in named:
+        pattern, allowed = _OLLAMA_RULES[kind]
+        if not pattern.fullmatch(part):
+            raise SpecError(
+                f"{name!r} is not an Ollama model name: its {kind} {part!r} must be {allowed}"
+            )
+    if len(parts) == 3 and ":" in parts[0] and not 1 <= int(parts[0].rsplit(":", 1)[1]) <= 65535:
+        raise SpecError(f"{name!r} is not an Ollama model name: its host's port is not 1-65535")
+    try:  # the parts are folders of the manifest path: the one check every stored name passes
+        check_relpath("/".join(part for _, part in named), what="Ollama model name")
+    except UnsafePathError as e:
+        raise SpecError(str(e)) from None
     return Spec("ollama", name.strip(), options={k: v for k, v in options.items() if v})
 
 
 def parse_spec(text: str) -> Spec:
     """Parse a spec string; raises ``SpecError`` naming what was wrong."""
-    value = (text or "").strip()
+    value = _text(text or "", "download spec")
     if not value:
         raise SpecError("empty download spec")
     scheme, _, rest = value.partition("://")
