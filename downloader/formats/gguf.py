@@ -19,6 +19,16 @@ MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 8  # ggml's GGML_MAX_DIMS is 4; anything beyond a few is garbage
 KEPT_ARRAY = 16  # arrays longer than this are summarized, not kept
+# Bounds that every real file is far inside, so a hostile header costs an error in well
+# under a second, never a walk over a count it claims or memory for a length it claims.
+# Real files: tens of metadata entries, up to ~20,000 tensors (unmerged MoE experts),
+# ~1,000,000 strings in arrays (a 262k vocabulary and its merges), names under 100 bytes.
+MAX_METADATA = 1 << 16
+MAX_TENSORS = 1 << 18
+MAX_ARRAY_STRINGS = 1 << 23  # in all the header's string arrays together (time)
+MAX_NAME = 1 << 16  # bytes of a key or a tensor name (ggml's own limit for names is 64)
+KEPT_STRING = 1 << 20  # longer string values (tokenizer.huggingface.json) are skipped
+MAX_KEPT = 64 << 20  # bytes of keys, names and values kept from one header in all
 
 # value type → struct format of a scalar
 _SCALARS = {
@@ -163,10 +173,12 @@ class GGUFInfo:
 
 def read_gguf(path: Path) -> GGUFInfo:
     """Parse and check ``path``'s header; ``FormatError`` ("not a valid GGUF: …") if it is
-    truncated, garbled or inconsistent."""
+    truncated, garbled or inconsistent. Reads only the header, in bounded time and memory.
+    What it accepts, the official ``gguf`` reader (and llama.cpp) read the same way: no
+    key or tensor name twice, ``general.alignment`` a u32 power of two."""
     with path.open("rb") as f:
         size = path.stat().st_size
-        r = HeaderReader(f, size, "GGUF")
+        r = HeaderReader(f, size, "GGUF", budget=MAX_KEPT, items=MAX_ARRAY_STRINGS)
         magic = r.read(4, "the magic") if size >= 4 else b""
         if magic != MAGIC:
             raise r.fail(f"it starts with {(magic or b'')[:4]!r}, not b'GGUF'")
@@ -181,34 +193,79 @@ def read_gguf(path: Path) -> GGUFInfo:
                 f"it claims {kv_count} metadata entries and {tensor_count} tensors, more than "
                 f"{size} bytes can hold"
             )
-        metadata: dict[str, Any] = {}
-        for i in range(kv_count):
-            key = _string(r, f"metadata key {i}")
-            value_type = r.u32(f"the type of {key!r}")
-            metadata[key] = _value(r, value_type, key)
-        alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-            raise r.fail(f"general.alignment {alignment!r} is not a power of two")
-        tensors = [_tensor_info(r, i) for i in range(tensor_count)]
+        if kv_count > MAX_METADATA or tensor_count > MAX_TENSORS:
+            raise r.fail(
+                f"it claims {kv_count} metadata entries and {tensor_count} tensors (the limits "
+                f"are {MAX_METADATA} and {MAX_TENSORS})"
+            )
+        metadata, alignment = _metadata(r, kv_count)
+        tensors = _tensor_infos(r, tensor_count)
         data_offset = r.pos + (-r.pos % alignment)
         _check_data(r, tensors, data_offset, alignment)
         return GGUFInfo(version, tensor_count, metadata, tuple(tensors), data_offset, size)
 
 
-def _string(r: HeaderReader, what: str) -> str:
+def _metadata(r: HeaderReader, count: int) -> tuple[dict[str, Any], int]:
+    """``count`` key/value pairs, and the data alignment they set."""
+    metadata: dict[str, Any] = {}
+    alignment = DEFAULT_ALIGNMENT
+    for i in range(count):
+        key = _name(r, f"metadata key {i}")
+        if key in metadata:  # ggml and the gguf package refuse it too: which one is meant?
+            raise r.fail(f"metadata key {key!r} appears twice")
+        value_type = r.u32(f"the type of {key!r}")
+        metadata[key] = value = _value(r, value_type, key)
+        if key == "general.alignment":
+            # A u32, as ggml reads it (gguf_get_val_u32) and the gguf package demands.
+            if value_type != 4 or value <= 0 or value & (value - 1):
+                raise r.fail(f"general.alignment {value!r} is not a u32 power of two")
+            alignment = value
+    return metadata, alignment
+
+
+def _tensor_infos(r: HeaderReader, count: int) -> list[Tensor]:
+    tensors: list[Tensor] = []
+    names: set[str] = set()
+    for i in range(count):
+        tensor = _tensor_info(r, i)
+        if tensor.name in names:
+            raise r.fail(f"tensor {tensor.name!r} is named twice")
+        names.add(tensor.name)
+        tensors.append(tensor)
+    return tensors
+
+
+def _name(r: HeaderReader, what: str) -> str:
+    """A key or a tensor name: a string that is kept, so bounded."""
     n = r.u64(f"the length of {what}")
-    raw = r.read(n, what)
+    if n > MAX_NAME:
+        r.need(n, what)  # a length past the end says "truncated", the likelier story
+        raise r.fail(f"{what} is {n} bytes long (the limit is {MAX_NAME})")
+    return _utf8(r, r.read(n, what), what)
+
+
+def _utf8(r: HeaderReader, raw: bytes, what: str, errors: str = "strict") -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8", errors)
     except UnicodeDecodeError:
         raise r.fail(f"{what} is not UTF-8") from None
+
+
+def _string_value(r: HeaderReader, what: str, errors: str = "strict") -> str | _Skipped:
+    """A string value: kept up to ``KEPT_STRING`` bytes, else walked past and summarized.
+    Items of arrays (tokens) may be any bytes: ggml keeps them as bytes."""
+    n = r.u64(f"the length of {what}")
+    if n > KEPT_STRING:
+        r.skip(n, what)
+        return _Skipped(f"a string of {n} bytes")
+    return _utf8(r, r.read(n, what), what, errors)
 
 
 def _value(r: HeaderReader, value_type: int, key: str) -> Any:
     if value_type in _SCALARS:
         return r.unpack(_SCALARS[value_type], f"the value of {key!r}")[0]
     if value_type == STRING:
-        return _string(r, f"the value of {key!r}")
+        return _string_value(r, f"the value of {key!r}")
     if value_type == ARRAY:
         item_type = r.u32(f"the item type of {key!r}")
         count = r.u64(f"the length of {key!r}")
@@ -221,13 +278,12 @@ def _value(r: HeaderReader, value_type: int, key: str) -> Any:
             return [r.unpack(_SCALARS[item_type], f"an item of {key!r}")[0] for _ in range(count)]
         if item_type == STRING:
             r.need(count * 8, f"the {count} strings of {key!r}")
-            kept = []
-            for i in range(count):
-                n = r.u64(f"the length of item {i} of {key!r}")
-                if i < KEPT_ARRAY:
-                    kept.append(r.read(n, f"item {i} of {key!r}").decode("utf-8", "replace"))
-                else:
-                    r.skip(n, f"item {i} of {key!r}")
+            r.walk(count, f"the strings of {key!r}")
+            kept = [
+                _string_value(r, f"item {i} of {key!r}", errors="replace")
+                for i in range(min(count, KEPT_ARRAY))
+            ]
+            r.skip_strings(count - len(kept), f"the strings of {key!r}")
             return kept if count <= KEPT_ARRAY else _Summary(item_type, count)
         raise r.fail(f"{key!r} is an array of type {item_type}, which GGUF does not define")
     raise r.fail(f"{key!r} has value type {value_type}, which GGUF does not define")
@@ -248,8 +304,18 @@ class _Summary:
         return f"[{self.count} items]"
 
 
+@dataclass(frozen=True)
+class _Skipped:
+    """A string value too long to keep (a whole tokenizer.json), kept as what it was."""
+
+    what: str
+
+    def __repr__(self) -> str:
+        return f"<{self.what}>"
+
+
 def _tensor_info(r: HeaderReader, i: int) -> Tensor:
-    name = _string(r, f"the name of tensor {i}")
+    name = _name(r, f"the name of tensor {i}")
     n_dims = r.u32(f"the dimension count of {name!r}")
     if not 1 <= n_dims <= MAX_DIMS:
         raise r.fail(f"tensor {name!r} has {n_dims} dimensions")

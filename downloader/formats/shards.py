@@ -5,13 +5,15 @@ which part it is."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from downloader.errors import FormatError
 from downloader.formats.gguf import GGUFInfo
-from downloader.formats.safetensors import SafetensorsInfo
+from downloader.formats.safetensors import MAX_INDEX, SafetensorsInfo
 
 SPLIT_GGUF = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
@@ -23,12 +25,7 @@ def check_index(
 ) -> None:
     """``index_path`` (relative, in the model) against the shards' parsed headers (keyed by
     relative path)."""
-    try:
-        index = json.loads(local.read_text(encoding="utf-8"))
-        weight_map = index["weight_map"]
-        assert isinstance(weight_map, dict)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
-        raise FormatError(f"not a valid safetensors index: {index_path}: {e}") from None
+    weight_map = _weight_map(index_path, local)
     folder = PurePosixPath(index_path).parent
     for tensor, shard in weight_map.items():
         relpath = str(folder / str(shard)) if str(folder) != "." else str(shard)
@@ -43,6 +40,32 @@ def check_index(
                 f"not a valid safetensors model: {index_path} maps {tensor!r} to {shard}, "
                 "which does not hold it"
             )
+
+
+def _weight_map(index_path: str, local: Path) -> dict[str, Any]:
+    """The ``weight_map`` object of an index file, read in bounded memory."""
+
+    def fail(why: str) -> FormatError:
+        return FormatError(f"not a valid safetensors index: {index_path}: {why}")
+
+    try:
+        with local.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_INDEX:
+                raise fail(f"it is {size} bytes, larger than {MAX_INDEX}")
+            raw = f.read(size)  # read(n) sets n bytes aside first: n is the real size
+    except OSError as e:
+        raise fail(e.strerror or str(e)) from None
+    try:
+        index = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise fail("it is not JSON (nested too deep)") from None
+    except ValueError as e:  # not UTF-8, not JSON, a number of 5000 digits
+        raise fail(f"it is not JSON ({e})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise fail("it has no weight_map object")
+    return weight_map
 
 
 def check_split_gguf(parts: Mapping[str, GGUFInfo], *, complete: bool) -> None:
