@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +18,22 @@ MiB = 1 << 20
 # Bounds of what a user (CLI, manifest, request) may ask for a task.
 MAX_CONNECTIONS = 64  # per file: more only burdens the server
 MAX_PRIORITY = 1000  # priorities run from -MAX_PRIORITY to MAX_PRIORITY
+MAX_TASKS = 64  # tasks at once in one process
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
+# ASCII digits only (\d takes "²" too), and a bounded count of them: 400 digits made
+# float() infinite and int() of it an OverflowError.
+_SIZE = re.compile(r"\s*([0-9]{1,19}(?:\.[0-9]{1,9})?)\s*([kmgt]?)(i?b?)?\s*", re.IGNORECASE)
+_WHOLE = re.compile(r"[+-]?[0-9]{1,19}")
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_size(text: str) -> int:
     """``10M``, ``1.5GiB``, ``800k``, ``123`` → bytes (binary multiples). Raises ValueError."""
-    match = _SIZE.match(str(text))
+    match = _SIZE.fullmatch(str(text))
     if not match:
         raise ValueError(f"not a size: {text!r} (use e.g. 800K, 10M, 1.5G)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit])
+    number, unit = Fraction(match.group(1)), match.group(2).lower()
+    return int(number * _UNITS[unit])
 
 
 def ollama_host_url(value: str) -> str:
@@ -39,6 +46,44 @@ def ollama_host_url(value: str) -> str:
     host, _, port = rest.rstrip("/").partition(":")
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1"}.get(host, host)
     return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 11434)}"
+
+
+# The range of every number in Settings. Past these a value is a typo or an attack, and
+# some would break the engine: a rate of 0 divides by zero, a chunk of 0 bytes or a
+# million connections plans without end. None as the upper end: no upper bound.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "connections": (1, MAX_CONNECTIONS),
+    "max_connections": (1, 4096),
+    "max_per_host": (1, 4096),
+    "max_tasks": (1, MAX_TASKS),
+    "max_files": (1, 256),
+    "rate_limit": (1, None),
+    "block_size": (1, None),
+    "min_chunk": (1, None),
+    "max_chunk": (1, None),
+    "min_steal": (1, None),
+    "checkpoint_seconds": (0.001, 3600),
+    "checkpoint_bytes": (1, None),
+    "read_buffer": (1, 64 << 20),
+    "write_size": (1, 1 << 30),
+    "stall_timeout": (0.001, 86400),
+    "connect_timeout": (0.001, 86400),
+    "max_restarts": (0, 1000),
+    "max_file_size": (1, None),
+    "heartbeat_seconds": (0.001, 3600),
+    "watch_seconds": (0.001, 3600),
+    "stale_after": (0.001, 86400),
+}
+# Where a setting comes from in the environment, for the messages.
+ENV_NAMES = {
+    "connections": "MODELHAUL_CONNECTIONS",
+    "max_connections": "MODELHAUL_MAX_CONNECTIONS",
+    "max_tasks": "MODELHAUL_MAX_TASKS",
+    "max_files": "MODELHAUL_MAX_FILES",
+    "stall_timeout": "MODELHAUL_STALL_TIMEOUT",
+    "max_file_size": "MODELHAUL_MAX_FILE_SIZE",
+    "rate_limit": "MODELHAUL_RATE_LIMIT",
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +137,17 @@ class Settings:
     watch_seconds: float = 0.25  # how often a runner looks for pause/cancel requests
     stale_after: float = 30.0  # a lease from another host expires after this
 
+    def __post_init__(self) -> None:
+        """Refuse a number out of its range (``BOUNDS``) with a ``ValueError`` naming the
+        setting, its environment variable and the range."""
+        for f in fields(self):
+            if f.name in BOUNDS:
+                _check_number(f.name, getattr(self, f.name), f.type == "float")
+        if self.min_chunk > self.max_chunk:
+            raise ValueError(
+                f"min_chunk ({self.min_chunk}) must not be larger than max_chunk ({self.max_chunk})"
+            )
+
     @property
     def ledger_target(self) -> str:
         """Where the ledger is."""
@@ -126,21 +182,22 @@ class Settings:
         if env.get("MODELHAUL_DOWNLOADS"):
             values["downloads"] = Path(env["MODELHAUL_DOWNLOADS"]).expanduser()
         for name, kind in (
-            ("connections", int),
-            ("max_connections", int),
-            ("max_tasks", int),
-            ("max_files", int),
-            ("stall_timeout", float),
+            ("connections", _whole),
+            ("max_connections", _whole),
+            ("max_tasks", _whole),
+            ("max_files", _whole),
+            ("stall_timeout", _seconds),
+            ("max_file_size", parse_size),
+            ("rate_limit", parse_size),
         ):
-            raw = env.get(f"MODELHAUL_{name.upper()}")
+            raw = env.get(ENV_NAMES[name])
             if raw:
-                values[name] = kind(raw)
+                try:
+                    values[name] = kind(raw)
+                except ValueError as e:
+                    raise ValueError(f"{ENV_NAMES[name]}: {e}") from None
         if env.get("MODELHAUL_ALWAYS_SHA256"):
             values["always_sha256"] = env["MODELHAUL_ALWAYS_SHA256"].lower() in ("1", "true", "yes")
-        if env.get("MODELHAUL_MAX_FILE_SIZE"):
-            values["max_file_size"] = parse_size(env["MODELHAUL_MAX_FILE_SIZE"])
-        if env.get("MODELHAUL_RATE_LIMIT"):
-            values["rate_limit"] = parse_size(env["MODELHAUL_RATE_LIMIT"])
         if env.get("OLLAMA_HOST"):
             values["ollama_host"] = ollama_host_url(env["OLLAMA_HOST"])
         if env.get("OLLAMA_MODELS"):
@@ -154,3 +211,40 @@ class Settings:
         elif env.get("HF_HOME"):
             values["hf_cache"] = Path(env["HF_HOME"]).expanduser() / "hub"
         return cls(**values).with_(**overrides)
+
+
+def _whole(text: str) -> int:
+    if not _WHOLE.fullmatch(text.strip()):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a number of seconds")
+    return value
+
+
+def _check_number(name: str, value: object, real: bool) -> None:
+    """``ValueError`` unless ``value`` is a number within ``BOUNDS[name]`` (or None for the
+    rate limit: unlimited)."""
+    if value is None and name == "rate_limit":
+        return
+    low, high = BOUNDS[name]
+    where = f" ({ENV_NAMES[name]})" if name in ENV_NAMES else ""
+    kind = "a number" if real else "a whole number"
+    allowed = (int, float) if real else (int,)
+    ok = (
+        isinstance(value, allowed)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= low
+        and (high is None or value <= high)
+    )
+    if not ok:
+        span = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
+        raise ValueError(f"{name}{where} must be {kind} {span}, not {value!r}")
