@@ -7,8 +7,9 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import NoReturn
@@ -16,7 +17,7 @@ from typing import NoReturn
 from downloader.cli import exitcodes
 from downloader.cli.output import Output
 from downloader.errors import ModelhaulError
-from downloader.settings import parse_size
+from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY, MAX_TASKS, parse_size
 from storage import LedgerError, TaskState
 
 
@@ -27,6 +28,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(exitcodes.USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
+MAX_TASK_ID = 2**63 - 1  # SQLite's largest rowid: a larger id is no task
+MIN_RATE = 1024  # --limit-rate: below 1 KiB/s one read of 64 KiB waits over a minute
+MAX_PORT = 65535
+DEMO_SIZES = (1 << 20, 16 << 30)  # demo --size: what makes a demo, and what fits a disk
+# ASCII digits only: int() also takes other scripts' digits and "1_000"
+_WHOLE = re.compile(r"[+-]?[0-9]{1,20}")
+_ID = re.compile(r"[0-9]{1,19}")
+
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -34,14 +44,38 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from e
 
 
-def _positive(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        if not _WHOLE.fullmatch(text.strip()) or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number of at least {low} and at most {high}"
+            )
+        return int(text)
+
+    return parse
+
+
+def _rate(text: str) -> int:
+    rate = _size(text)
+    if rate < MIN_RATE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too slow to download at: a rate must be at least 1K (1024 bytes/s)"
+        )
+    return rate
+
+
+def _demo_size(text: str) -> int:
+    size = _size(text)
+    low, high = DEMO_SIZES
+    if not low <= size <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size from 1M to 16G")
+    return size
 
 
 def _task_id(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
+    if not _ID.fullmatch(text) or not 1 <= int(text) <= MAX_TASK_ID:
         raise argparse.ArgumentTypeError(f"{text!r} is not a task id (see 'modelhaul ls')")
     return int(text)
 
@@ -97,11 +131,23 @@ def build_parser() -> Parser:
     )
     get.add_argument("specs", nargs="+", metavar="SPEC")
     get.add_argument("--dest", help="a file or folder (a folder for several specs)")
-    get.add_argument("--connections", type=_positive, help="connections per file (default 16)")
     get.add_argument(
-        "--limit-rate", type=_size, metavar="RATE", help="e.g. 10M: bytes/s for everything"
+        "--connections",
+        type=_whole(1, MAX_CONNECTIONS),
+        help=f"connections per file, 1-{MAX_CONNECTIONS} (default 16)",
     )
-    get.add_argument("--priority", type=int, default=0)
+    get.add_argument(
+        "--limit-rate",
+        type=_rate,
+        metavar="RATE",
+        help="e.g. 10M: bytes/s for everything (at least 1K)",
+    )
+    get.add_argument(
+        "--priority",
+        type=_whole(-MAX_PRIORITY, MAX_PRIORITY),
+        default=0,
+        help=f"higher runs first, {-MAX_PRIORITY} to {MAX_PRIORITY} (default 0)",
+    )
     get.add_argument("--token", help="an access token (used in memory only)")
     get.add_argument("--detach", action="store_true", help="only queue it for a worker or server")
     get.add_argument(
@@ -132,11 +178,13 @@ def build_parser() -> Parser:
 
     worker = command("worker", "run queued tasks headless (for systemd or a container)")
     worker.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    worker.add_argument("--max-tasks", type=_positive, help="tasks at once (default 4)")
+    worker.add_argument(
+        "--max-tasks", type=_whole(1, MAX_TASKS), help=f"tasks at once, 1-{MAX_TASKS} (default 4)"
+    )
 
     serve = command("serve", "the REST + SSE server and its web page")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_whole(1, MAX_PORT), default=8000, help="1-65535")
     serve.add_argument(
         "--token",
         default=os.environ.get("MODELHAUL_TOKEN"),
@@ -148,7 +196,9 @@ def build_parser() -> Parser:
 
     mirror = command("mirror", "download every entry of a manifest (crash-safe: run it again)")
     mirror.add_argument("manifest", type=Path)
-    mirror.add_argument("--max-tasks", type=_positive, help="tasks at once (default 4)")
+    mirror.add_argument(
+        "--max-tasks", type=_whole(1, MAX_TASKS), help=f"tasks at once, 1-{MAX_TASKS} (default 4)"
+    )
 
     models = command("models", "the model registry: aliases that work as specs")
     models.add_argument("alias", nargs="?", help="show one model")
@@ -165,11 +215,13 @@ def build_parser() -> Parser:
     rm = cache_sub.add_parser("rm", help="delete cached models", parents=[common])
     rm.add_argument("specs", nargs="+", metavar="SPEC")
     evict = cache_sub.add_parser("evict", help="delete LRU models to fit a size", parents=[common])
-    evict.add_argument("--max-size", type=_size, required=True, metavar="SIZE")
+    evict.add_argument("--max-size", type=_size, required=True, metavar="SIZE", help="e.g. 50G")
     cache_sub.add_parser("clear", help="delete every model no task holds", parents=[common])
 
     demo = command("demo", "an offline demonstration: local servers, faults, a crash, resume")
-    demo.add_argument("--size", type=_size, default=96 << 20, help="the GGUF's size (default 96M)")
+    demo.add_argument(
+        "--size", type=_demo_size, default=96 << 20, help="the GGUF's size, 1M-16G (default 96M)"
+    )
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
     return parser
 
