@@ -1,0 +1,132 @@
+"""Hostile command lines and environments: every number is bounded and every spec checked
+before anything runs. The real ``modelhaul`` script in a child process: usage errors exit 2
+with one line naming the option or variable, no traceback, and no task in the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from clikit import Result, ledger_tasks, run
+
+URL = "http://127.0.0.1:9/model.gguf"  # never reached: every case fails before a request
+HUGE = str(10**30)
+ABOVE_ROWID = str(2**63)
+
+BAD_NUMBERS = [
+    # (argv, what the one line must name, why it is refused)
+    (["get", URL, "--limit-rate", "0"], "--limit-rate", "at least 1K"),  # was ZeroDivisionError
+    (["get", URL, "--limit-rate", "1000"], "--limit-rate", "at least 1K"),
+    (["get", URL, "--limit-rate", "1" * 400], "--limit-rate", "not a size"),  # was OverflowError
+    (["get", URL, "--priority", HUGE], "--priority", "at most 1000"),  # was OverflowError
+    (["get", URL, "--priority", "-1001"], "--priority", "at least -1000"),
+    (["get", URL, "--priority", "1_000"], "--priority", "not a whole number"),
+    (["get", URL, "--connections", "65"], "--connections", "at most 64"),
+    (["get", URL, "--connections", "0"], "--connections", "at least 1"),
+    (["get", URL, "--connections", "\uff11\uff12"], "--connections", "not a whole number"),
+    (["show", ABOVE_ROWID], "id", "not a task id"),
+    (["show", HUGE], "id", "not a task id"),
+    (["show", "0"], "id", "not a task id"),
+    (["pause", "1", ABOVE_ROWID], "ID", "not a task id"),
+    (["resume", ABOVE_ROWID], "ID", "not a task id"),
+    (["retry", ABOVE_ROWID], "ID", "not a task id"),
+    (["cancel", ABOVE_ROWID], "ID", "not a task id"),
+    (["rm", ABOVE_ROWID], "ID", "not a task id"),
+    (["verify", ABOVE_ROWID], "ID", "not a task id"),
+    (["worker", "--max-tasks", "0"], "--max-tasks", "at least 1"),
+    (["worker", "--max-tasks", HUGE], "--max-tasks", "at most 64"),
+    (["mirror", "list.txt", "--max-tasks", "65"], "--max-tasks", "at most 64"),
+    (["serve", "--port", "0"], "--port", "at least 1"),
+    (["serve", "--port", "65536"], "--port", "at most 65535"),
+    (["demo", "--size", "0"], "--size", "from 1M to 16G"),
+    (["demo", "--size", "1T"], "--size", "from 1M to 16G"),
+    (["cache", "evict", "--max-size", "-5"], "--max-size", "not a size"),
+    (["cache", "evict", "--max-size", "1e400"], "--max-size", "not a size"),
+]
+
+
+def assert_usage_error(got: Result, *says: str) -> None:
+    """Exit 2, one line on stderr saying all of ``says``, no traceback."""
+    assert got.code == 2, (got.code, got.stderr)
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1, got.stderr
+    assert all(s in lines[0] for s in says), lines[0]
+    assert "Traceback" not in got.stderr and "internal error" not in got.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "says"), BAD_NUMBERS, ids=[" ".join(a)[:60] for a, _, _ in BAD_NUMBERS]
+)
+async def test_an_out_of_range_number_is_a_usage_error_naming_its_option(
+    tmp_path: Path, argv: list[str], option: str, says: str
+) -> None:
+    home = tmp_path / "home"
+    got = await run(home, *argv, timeout=60)
+    assert_usage_error(got, f"argument {option}:", says)
+    assert not (home / "ledger.db").exists()  # refused before anything was opened
+
+
+BAD_ENVIRONMENT = [
+    ("MODELHAUL_CONNECTIONS", "abc", "not a whole number"),
+    ("MODELHAUL_CONNECTIONS", "0", "from 1 to 64"),
+    ("MODELHAUL_CONNECTIONS", "-3", "from 1 to 64"),
+    ("MODELHAUL_CONNECTIONS", "100000", "from 1 to 64"),
+    ("MODELHAUL_MAX_CONNECTIONS", "0", "from 1 to"),
+    ("MODELHAUL_MAX_TASKS", "0", "from 1 to 64"),
+    ("MODELHAUL_MAX_FILES", HUGE, "not a whole number"),
+    ("MODELHAUL_RATE_LIMIT", "0", "at least 1"),
+    ("MODELHAUL_RATE_LIMIT", "fast", "not a size"),
+    ("MODELHAUL_STALL_TIMEOUT", "nan", "not a number of seconds"),
+    ("MODELHAUL_STALL_TIMEOUT", "-1", "from 0.001"),
+    ("MODELHAUL_MAX_FILE_SIZE", "0", "at least 1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    BAD_ENVIRONMENT,
+    ids=[f"{v}={x}"[:40] for v, x, _ in BAD_ENVIRONMENT],
+)
+async def test_a_bad_setting_in_the_environment_is_a_usage_error_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    home = tmp_path / "home"
+    got = await run(home, "get", "--no-check", URL, timeout=60, **{variable: value})
+    assert_usage_error(got, variable, says)
+    assert not (home / "ledger.db").exists()
+
+
+HOSTILE_SPECS = [
+    ("ollama://../x/y", "host '..'"),
+    ("ollama://evil.example@127.0.0.1/library/m", "host"),
+    ("ollama://a b/library/m", "host 'a b'"),
+    ("hf://owner/repo/../../../etc/passwd", "'..'"),
+    ("hf://owner/repo//abs/x", "absolute path"),
+    ("hf://owner/repo@main\x01/x", "control character"),
+    ("hf://own--er/repo", "not a Hugging Face repo id"),
+    ("http://[::1/model.gguf", "not a valid URL"),
+    ("http://127.0.0.1:99999/model.gguf", "not a valid URL"),
+    ("file:///etc/passwd", "only http:// and https://"),
+]
+
+
+@pytest.mark.parametrize(("spec", "says"), HOSTILE_SPECS, ids=[s for s, _ in HOSTILE_SPECS])
+async def test_a_hostile_spec_is_refused_and_queues_nothing(
+    tmp_path: Path, spec: str, says: str
+) -> None:
+    home = tmp_path / "home"
+    got = await run(home, "get", "--no-check", "--detach", spec, timeout=60)
+    assert_usage_error(got, says)
+    assert await ledger_tasks(home) == []
+
+
+async def test_after_a_refused_command_ls_shows_no_task(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for argv in (
+        ["get", URL, "--limit-rate", "0"],
+        ["get", URL, "--priority", HUGE, "--detach"],
+        ["get", "--no-check", "--detach", "ollama://../../x/y"],
+    ):
+        assert_usage_error(await run(home, *argv, timeout=60))
+    listed = await run(home, "ls", "--json", timeout=60)
+    assert listed.code == 0 and listed.json() == []
