@@ -74,8 +74,11 @@ def respond_to(error: BaseException) -> web.Response:
         case web.HTTPRequestEntityTooLarge():
             return error_response(413, "BODY_TOO_LARGE", f"request body too large: {error.text}")
         case web.HTTPException():
-            return error_response(
+            response = error_response(
                 error.status, error.reason.upper().replace(" ", "_"), error.reason
             )
+            if "Allow" in error.headers:  # a 405 says which methods the route takes
+                response.headers["Allow"] = error.headers["Allow"]
+            return response
     log.exception("unexpected error in a request", exc_info=error)
     return error_response(500, "INTERNAL", f"internal error: {type(error).__name__}")
