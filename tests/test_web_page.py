@@ -9,11 +9,13 @@ import random
 import shutil
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 from conftest import REPO
 from hubkit import build_hub
 from managerkit import manager_settings
-from serverkit import running_server
+from serverkit import free_port, running_server
 
 from downloader.settings import MiB
 from downloader.testing.origin import Origin
@@ -29,6 +31,26 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# evil.example answers 127.0.0.1 in this browser: another site, and a rebinding name.
+EVIL_ARGS = [*ARGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"]
+
+# What a page on another site tries: simple requests need no preflight (text/plain bodies,
+# body-less POSTs), the rest must ask first; their answers are opaque to it either way.
+EVIL_PAGE = """<!doctype html><title>evil</title><script>
+window.attack = async ([target, id]) => {
+  const tries = [
+    fetch(`${target}/api/v1/downloads`, {method: "POST", mode: "no-cors",
+      headers: {"Content-Type": "text/plain"}, body: JSON.stringify({url: `${target}/x`})}),
+    fetch(`${target}/local/download`, {method: "POST", mode: "no-cors",
+      headers: {"Content-Type": "text/plain"},
+      body: JSON.stringify({repo_id: "org/tiny", filename: "model-Q4_K_M.gguf"})}),
+    fetch(`${target}/api/v1/downloads/${id}/pause`, {method: "POST", mode: "no-cors"}),
+    fetch(`${target}/api/v1/downloads/${id}`, {method: "DELETE"}),
+    fetch(`${target}/api/v1/downloads`),
+  ];
+  return (await Promise.allSettled(tries)).map((r) => r.status);
+};
+</script>"""
 
 # Seed 002's SSE helper, as its documentation gives it (types removed: this runs as JS).
 SEED_002_CLIENT = """
@@ -85,6 +107,35 @@ async def browser():
         )
         yield browser
         await browser.close()
+
+
+@pytest.fixture
+async def evil_browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, chromium_sandbox=False, args=EVIL_ARGS, headless=True
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def evil_site():
+    """Another site's page (served on another port, as http://evil.example:PORT/)."""
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=EVIL_PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://evil.example:{port}/"
+    await runner.cleanup()
 
 
 @pytest.fixture
@@ -168,3 +219,75 @@ async def test_seed_002_client_code_receives_its_events_in_the_browser(browser, 
     assert done.endswith("/model-Q4_K_M.gguf") and "snapshots" in done
     assert lines[-1] == f"Download {download_id}: 100.0%"
     assert any(s["status"] == "downloading" for s in seen)
+
+
+async def _downloading(url: str, source: str) -> int:
+    async with aiohttp.ClientSession(url) as http:
+        async with http.post("/api/v1/downloads", json={"url": source}) as r:
+            task_id = (await r.json())["id"]
+        async with asyncio.timeout(20):
+            while True:
+                async with http.get(f"/api/v1/downloads/{task_id}") as r:
+                    if (await r.json())["state"] == "downloading":
+                        return task_id
+                await asyncio.sleep(0.05)
+
+
+async def _downloads(url: str) -> list[tuple[int, str]]:
+    async with aiohttp.ClientSession(url) as http, http.get("/api/v1/downloads") as r:
+        return [(d["id"], d["state"]) for d in (await r.json())["downloads"]]
+
+
+async def test_a_page_on_another_site_cannot_drive_the_server(
+    evil_browser, evil_site, site
+) -> None:
+    url, origin, *_ = site
+    task_id = await _downloading(url, origin.url("model.bin"))
+    page = await evil_browser.new_page()
+    answers = []
+    page.on(
+        "response",
+        lambda r: (
+            answers.append((r.request.method, r.url, r.status)) if r.url.startswith(url) else None
+        ),
+    )
+    await page.goto(evil_site)
+    await page.evaluate("(args) => window.attack(args)", [url, task_id])
+    assert await _downloads(url) == [(task_id, "downloading")]  # nothing queued, paused, cut
+    # The browser did send the simple ones, and the server refused each for the page's
+    # origin (the DELETE waits on a preflight, and the page may not read the GET's answer).
+    seen = {(method, path.removeprefix(url)) for method, path, _ in answers}
+    assert {
+        ("POST", "/api/v1/downloads"),
+        ("POST", "/local/download"),
+        ("POST", f"/api/v1/downloads/{task_id}/pause"),
+    } <= seen, answers
+    assert {status for *_, status in answers} == {403}, answers
+
+
+async def test_a_rebinding_name_gets_nothing_from_the_server(evil_browser, site) -> None:
+    url, origin, *_ = site
+    task_id = await _downloading(url, origin.url("model.bin"))
+    port = url.rsplit(":", 1)[1]
+    page = await evil_browser.new_page()
+    # The attacker's name now answers 127.0.0.1: to the browser, the API is same-origin.
+    response = await page.goto(f"http://evil.example:{port}/")
+    assert response.status == 403 and "HOST_NOT_ALLOWED" in await response.text()
+    statuses = await page.evaluate(
+        """async (id) => [
+          (await fetch("/api/v1/downloads")).status,
+          (await fetch("/api/v1/events")).status,
+          (await fetch(`/api/v1/downloads/${id}/pause`, {method: "POST"})).status,
+          (await fetch("/api/v1/downloads", {method: "POST",
+            headers: {"Content-Type": "application/json"},
+            body: JSON.stringify({url: "http://127.0.0.1:9/x"})})).status,
+        ]""",
+        task_id,
+    )
+    assert statuses == [403, 403, 403, 403]
+    assert await _downloads(url) == [(task_id, "downloading")]
+    # the same server under a loopback name is the user's own page, and works
+    response = await page.goto(f"http://localhost:{port}/")
+    assert response.status == 200
+    await page.wait_for_selector("#connection:has-text('live')")
+    await page.locator(f"li.download[data-id='{task_id}']").wait_for()
