@@ -501,9 +501,7 @@ def test_a_900_mb_string_value_is_skipped_not_read(tmp_path: Path) -> None:
     head += struct.pack("<IQ", STRING, n)
     path = _sparse(tmp_path / "m.gguf", head, len(head) + n)
     info = bounded(lambda: read_gguf(path), input_bytes=len(head))
-    assert "900" in repr(info.metadata["tokenizer.huggingface.json"]) or str(n) in repr(
-        info.metadata["tokenizer.huggingface.json"]
-    )
+    assert repr(info.metadata["tokenizer.huggingface.json"]) == f"<a string of {n} bytes>"
 
 
 # --- safetensors ---------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def _demo_size(text: str) -> int:
 
 def _task_id(text: str) -> int:
     if not _ID.fullmatch(text) or not 1 <= int(text) <= MAX_TASK_ID:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a task id (see 'modelhaul ls')")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a task id: 'modelhaul ls' lists them")
     return int(text)
 
 
