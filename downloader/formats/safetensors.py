@@ -12,10 +12,11 @@ from typing import Any
 
 from downloader.formats.reader import HeaderReader
 
-# The header is JSON, which Python holds at 20 times its size when it is hostile (100 MB
-# of "[{},{},..." takes 2.4 GB and 8 s). The safetensors library allows 100 MB; the Hub's
-# client (huggingface_hub's SAFETENSORS_MAX_HEADER_LENGTH) reads 25 MB at most, and real
-# headers, a few thousand tensors, are a few MB.
+# The header is JSON, which Python holds at up to 30 times its size when it is hostile
+# (100 MB of "[{},{},..." took 2.4 GB and 8 s; 25 MB takes 0.7 GB and 2-5 s). The
+# safetensors library allows 100 MB; the Hub's client (huggingface_hub's
+# SAFETENSORS_MAX_HEADER_LENGTH) reads 25 MB at most, and real headers, a few thousand
+# tensors, are a few MB.
 MAX_HEADER = 25_000_000
 MAX_DIMS = 64  # numpy's and PyTorch's limit: no tensor anyone can load has more
 MAX_INDEX = 25_000_000  # bytes of a model.safetensors.index.json (real ones: under 10 MB)
