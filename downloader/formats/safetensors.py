@@ -19,7 +19,9 @@ from downloader.formats.reader import HeaderReader
 # tensors, are a few MB.
 MAX_HEADER = 25_000_000
 MAX_DIMS = 64  # numpy's and PyTorch's limit: no tensor anyone can load has more
-MAX_INDEX = 25_000_000  # bytes of a model.safetensors.index.json (real ones: under 10 MB)
+# Bytes of a model.safetensors.index.json (real ones: under 10 MB); the same ceiling as
+# the sources' INDEX_LIMIT, so an index a source fetched never fails verification for size.
+MAX_INDEX = 32 << 20
 DTYPE_BITS = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
