@@ -247,3 +247,21 @@ async def test_overwrite_replaces_a_users_file_only_with_bytes_that_passed_every
     assert again is not None and again.state is TaskState.COMPLETED, error
     assert again.id == task.id
     assert mine.read_bytes() == model
+
+
+async def test_get_keeps_a_users_file_and_names_overwrite_then_replaces_it_when_told(
+    tmp_path: Path,
+) -> None:
+    roots = make_roots(tmp_path)
+    mine = roots.dest / "model.gguf"
+    mine.write_bytes(b"the user's own notes, not a model\n")
+    model = gguf_bytes(size=2 * MiB, seed=6)
+    async with HostileOrigin(OriginAttack.HONEST, {"model.gguf": model}) as origin:
+        args = ("get", origin.url("model.gguf"), "--dest", f"{roots.dest}/")
+        code, _, err, _ = await asyncio.to_thread(cli, roots.home, *args)
+        assert code == 1, err
+        assert f"{mine} already exists and is not this download" in err and "--overwrite" in err
+        assert mine.read_bytes() == b"the user's own notes, not a model\n"
+        code, _, err, _ = await asyncio.to_thread(cli, roots.home, *args, "--overwrite")
+    assert code == 0, err
+    assert mine.read_bytes() == model

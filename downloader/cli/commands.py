@@ -53,6 +53,7 @@ async def get(args: argparse.Namespace, out: Output) -> int:
                 priority=args.priority,
                 connections=args.connections,
                 token=args.token,
+                **({"overwrite": True} if args.overwrite else {}),
             )
             for spec in specs
         ]

@@ -151,6 +151,12 @@ def build_parser() -> Parser:
     get.add_argument("--token", help="an access token (used in memory only)")
     get.add_argument("--detach", action="store_true", help="only queue it for a worker or server")
     get.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different file already at the destination (once the new bytes "
+        "pass every check)",
+    )
+    get.add_argument(
         "--no-check", action="store_true", help="skip the disk-space check before starting"
     )
 

@@ -10,6 +10,8 @@ class TokenBucket:
     """Bytes per second with a small burst; ``rate=None`` means unlimited."""
 
     def __init__(self, rate: float | None, burst_seconds: float = 0.25) -> None:
+        if rate is not None and not rate > 0:
+            raise ValueError(f"a rate limit must be more than 0 bytes per second, not {rate}")
         self.rate = rate
         self._capacity = (rate or 0) * burst_seconds
         self._tokens = self._capacity
