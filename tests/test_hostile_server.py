@@ -457,6 +457,20 @@ async def test_health_shows_no_paths(server, tmp_path) -> None:
             "Invalid IPv6 URL",
         ),
         (
+            _body({"url": "http://e/m", "via": "ssh"}),
+            422,
+            "INVALID_FIELD",
+            "via",
+            "only with provider",
+        ),
+        (
+            _body({"provider": "ollama", "model": "llama3", "via": "ssh"}),
+            422,
+            "INVALID_FIELD",
+            "via",
+            "daemon, registry",
+        ),
+        (
             _body({"provider": "ollama", "model": "llama3", "insecure": "yes"}),
             422,
             "INVALID_FIELD",
@@ -490,6 +504,16 @@ async def test_hostile_bodies_get_a_4xx_naming_the_field_and_queue_nothing(
     got, error = await server.call("POST", "/api/v1/downloads", body=body, headers=JSON)
     assert (got, error["code"], error.get("field")) == (status, code, field), error
     assert says in error["message"]
+    assert await server.ledger() == {}
+
+
+async def test_a_symlink_loop_in_the_root_is_422_naming_dest(server, tmp_path) -> None:
+    (tmp_path / "root").mkdir(exist_ok=True)
+    (tmp_path / "root" / "loop").symlink_to("loop")
+    body = _body({"url": "http://127.0.0.1:9/m", "dest": "loop/m.bin"})
+    status, error = await server.call("POST", "/api/v1/downloads", body=body, headers=JSON)
+    assert (status, error["code"], error["field"]) == (422, "INVALID_FIELD", "dest")
+    assert "cannot be resolved" in error["message"]
     assert await server.ledger() == {}
 
 

@@ -27,6 +27,8 @@ MAX_DIGITS = 100  # integers longer than this are no field's value (and slow to 
 _ID_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TEXT_OPTIONS = ("revision", "via", "base_url")
+PROVIDER_OPTIONS = ("filename", "allow_patterns", "insecure", *TEXT_OPTIONS)
+VIAS = ("daemon", "registry")  # how an Ollama model is fetched
 
 T = TypeVar("T")
 
@@ -126,6 +128,11 @@ def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
             "INVALID_BODY",
             "give exactly one of: spec, url, or provider with model",
         )
+    if forms[0] != "provider":
+        # Said but unused is a mistake the client should hear about, not a silent default.
+        for key in PROVIDER_OPTIONS:
+            if data.get(key) is not None:
+                raise invalid(key, "applies only with provider and model")
     if forms[0] == "spec":
         spec = _checked("spec", parse_spec, _text(data, "spec"))
     elif forms[0] == "url":
@@ -152,6 +159,8 @@ def _provider_spec(data: Mapping[str, Any]) -> Spec:
         if not isinstance(data["insecure"], bool):
             raise invalid("insecure", "must be true or false")
         options["insecure"] = data["insecure"]
+    if options.get("via", "daemon") not in VIAS:
+        raise invalid("via", f"must be one of: {', '.join(VIAS)}")
     if "base_url" in options:
         _checked("base_url", check_url, options["base_url"], what="base_url")
     # An unknown provider is reported on "model" too: the pair names what to fetch.
