@@ -400,6 +400,7 @@ async def test_health_shows_no_paths(server, tmp_path) -> None:
         (b"[" * 5000, 400, "INVALID_JSON", None, "nested more than 32 levels"),
         (b'{"a":' * 40 + b"1" + b"}" * 40, 400, "INVALID_JSON", None, "nested more than 32"),
         (b'{"url": "http://[::1"}', 422, "INVALID_FIELD", "url", "Invalid IPv6 URL"),
+        (b'{"url": "http://e:99999/m"}', 422, "INVALID_FIELD", "url", "not a valid URL"),
         (
             _body({"url": "http://e/m", "dest": "a" * 300}),
             422,

@@ -136,7 +136,7 @@ def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
     if forms[0] == "spec":
         spec = _checked("spec", parse_spec, _text(data, "spec"))
     elif forms[0] == "url":
-        spec = Spec("url", _checked("url", check_url, _text(data, "url"), what="url"))
+        spec = Spec("url", _checked("url", check_url, _text(data, "url")))
     else:
         spec = _provider_spec(data)
     return NewDownload(
@@ -162,7 +162,7 @@ def _provider_spec(data: Mapping[str, Any]) -> Spec:
     if options.get("via", "daemon") not in VIAS:
         raise invalid("via", f"must be one of: {', '.join(VIAS)}")
     if "base_url" in options:
-        _checked("base_url", check_url, options["base_url"], what="base_url")
+        _checked("base_url", check_url, options["base_url"])
     # An unknown provider is reported on "model" too: the pair names what to fetch.
     return _checked("model", spec_for, _text(data, "provider"), _text(data, "model"), **options)
 
