@@ -44,7 +44,7 @@ class TaskStore:
 
     async def get(self, task_id: int) -> TaskRecord:
         """The task, or ``TaskNotFoundError``."""
-        return await self._db.read(_get, task_id)
+        return await self._db.read(_get, _id(task_id))
 
     async def list(
         self,
@@ -84,7 +84,7 @@ class TaskStore:
 
     async def events(self, task_id: int) -> list[EventRecord]:
         """The task's history, oldest first."""
-        return await self._db.read(_events, task_id)
+        return await self._db.read(_events, _id(task_id))
 
     async def states(self, task_ids: Iterable[int]) -> dict[int, tuple[TaskState, str | None]]:
         """Each task's state and lease owner: the cheap read a runner polls for requests."""
@@ -122,6 +122,7 @@ class TaskStore:
         in the same transaction. A lost race raises ``TransitionConflictError``; a move the
         table forbids, ``IllegalTransitionError``; either way nothing changes.
         """
+        task_id = _id(task_id)
         return await self._db.write(
             _transition, task_id, to, reason, expect, if_owner, lease, actor, options, time.time()
         )
@@ -153,17 +154,17 @@ class TaskStore:
     async def note(self, task_id: int, reason: str, *, actor: str | None = None) -> None:
         """Record something that happened to a task without changing its state (the remote
         file changed, blocks were re-fetched, …): an event whose from and to are equal."""
-        await self._db.write(_note, task_id, reason, actor, time.time())
+        await self._db.write(_note, _id(task_id), reason, actor, time.time())
 
     # --- other fields ---------------------------------------------------------------------
 
     async def set_options(self, task_id: int, options: dict[str, Any]) -> None:
         """Replace the task's options (callers never put secrets there)."""
-        await self._db.write(_set, task_id, {"options": options, "updated_at": time.time()})
+        await self._db.write(_set, _id(task_id), {"options": options, "updated_at": time.time()})
 
     async def remove(self, task_id: int) -> None:
         """Delete a task and (by cascade) its files, chunks and events from the ledger."""
-        await self._db.write(_remove, task_id)
+        await self._db.write(_remove, _id(task_id))
 
 
 # --- units of work (run in one transaction each) ----------------------------------------------
@@ -354,6 +355,17 @@ def _note(conn: Connection, task_id: int, reason: str, actor: str | None, now: f
             "actor": actor,
         },
     )
+
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer: no task can have a larger id
+
+
+def _id(task_id: int) -> int:
+    """``task_id`` if a task could have it; else ``TaskNotFoundError`` at once (a larger
+    number would overflow the database's integer instead of finding nothing)."""
+    if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id <= MAX_ID:
+        raise TaskNotFoundError(task_id)
+    return task_id
 
 
 def _set(conn: Connection, task_id: int, values: dict[str, Any]) -> None:

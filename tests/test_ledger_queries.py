@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from storage import ChunkRecord, FileCheckpoint, FileState, Lease, Ledger, NewFile, NewTask
+from storage import (
+    ChunkRecord,
+    FileCheckpoint,
+    FileState,
+    Lease,
+    Ledger,
+    NewFile,
+    NewTask,
+    TaskNotFoundError,
+)
 from storage import TaskState as S
 
 
@@ -150,3 +159,17 @@ async def test_after_a_pause_the_last_runner_may_still_checkpoint_but_not_once_r
     assert await ledger.files.chunks(f.id) == [ChunkRecord(f.id, 0, 8, 4, b"a" * 8)]
     assert (await ledger.files.get(f.id)).state is FileState.PENDING
     await ledger.files.checkpoint([late], owner=other.owner)  # the new holder writes freely
+
+
+@pytest.mark.parametrize("task_id", [0, -1, 2**63, 10**30])
+async def test_an_id_no_task_can_have_is_not_found_rather_than_an_overflow(
+    ledger, task_id: int
+) -> None:
+    for call in (
+        ledger.tasks.get(task_id),
+        ledger.tasks.events(task_id),
+        ledger.tasks.transition(task_id, S.PAUSED, reason="x"),
+        ledger.tasks.remove(task_id),
+    ):
+        with pytest.raises(TaskNotFoundError, match=f"task {task_id} does not exist"):
+            await call
