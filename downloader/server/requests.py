@@ -16,11 +16,10 @@ from downloader.api import spec_for
 from downloader.errors import ModelhaulError, UnsafePathError
 from downloader.paths import check_relpath
 from downloader.server.errors import RequestError, invalid
+from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
 from downloader.specs import Spec, check_url, parse_spec
 from storage import TaskState
 
-MAX_PRIORITY = 1000
-MAX_CONNECTIONS = 64
 MAX_ID = 2**63 - 1  # SQLite's largest integer: no task id can be larger
 MAX_DEPTH = 32  # our bodies are two levels deep; anything much deeper is an attack
 MAX_DIGITS = 100  # integers longer than this are no field's value (and slow to convert)
