@@ -675,8 +675,8 @@ async def run_soak(root: Path, plan: SoakPlan) -> SoakRun:
             for problem in worker_log_problems(soak.logs):
                 finding(verdict, "no internal error", problem)
             for error in soak.figures.control.get("errors", []):
-                verdict.check("control calls fail only by racing", False, error)
-            verdict.check("control calls fail only by racing", True, "")
+                verdict.check("control calls fail only as typed refusals", False, error)
+            verdict.check("control calls fail only as typed refusals", True, "")
             verdict.check("the chaos happened", soak.figures.kills > 0, "no worker was killed")
             verdict.check("the chaos happened", bool(origin.injected), "no fault was injected")
     finally:
@@ -759,8 +759,8 @@ def test_the_ledger_passes_sqlite_s_integrity_and_foreign_key_checks(soak: SoakR
     assert not soak.problems("the ledger is intact")
 
 
-def test_control_calls_from_another_process_fail_only_by_racing(soak: SoakRun) -> None:
-    assert not soak.problems("control calls fail only by racing")
+def test_control_calls_from_another_process_fail_only_as_typed_refusals(soak: SoakRun) -> None:
+    assert not soak.problems("control calls fail only as typed refusals")
 
 
 def test_the_chaos_happened(soak: SoakRun) -> None:
