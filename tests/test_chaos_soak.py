@@ -15,7 +15,7 @@ worker drains the queue. What must hold at the end:
   racing another process, and the ledger passes SQLite's integrity checks.
 
 The soak runs once per module (a module-scoped fixture); each test below checks one of these.
-Bugs it found are pinned down by focused tests at the end, marked xfail until fixed.
+Bugs it found are pinned down by focused tests at the end.
 
 ``MODELHAUL_SOAK_SECONDS`` sets the chaos phase's length (default 80 s; the whole test takes
 about two minutes). The run is planned from one seed, printed at the start; set
@@ -506,7 +506,7 @@ def worker_log_problems(logs: Path) -> list[str]:
 # asyncio's "Task exception was never retrieved".
 LOG_RECORD = re.compile(r"\n(?=[A-Z]+ [\w.]+: |Task exception was never retrieved)")
 
-# The signature of the probe bug (see the xfail tests at the end): the probe's one-byte body
+# The signature of the probe bug (see the focused tests at the end): the probe's one-byte body
 # cut by a reset, or stalled past the stall timeout.
 PROBE_BUG = re.compile(
     r"received 0 of 1 bytes|^Timeout on reading data from socket$|downloader/engine/probe\.py"
@@ -746,11 +746,6 @@ def test_nothing_is_written_outside_the_test_s_folders(soak: SoakRun) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: resume and retry of a running task send it back to the queue "
-    "(see test_resume_or_retry_of_a_running_task_is_refused_and_changes_nothing)",
-)
 def test_a_running_task_is_queued_again_only_when_its_runner_stops_or_dies(soak: SoakRun) -> None:
     assert not soak.problems("a running task is queued again only when its runner stops or dies")
 
@@ -775,11 +770,6 @@ def test_a_task_fails_only_when_its_retries_run_out_or_the_remote_changed(soak: 
     assert not soak.problems("a task fails only when its retries run out or the remote changed")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: a reset or stall inside the probe's one-byte body fails the task at once "
-    "(see test_a_reset_or_stall_inside_the_probe_s_one_byte_is_retried_like_any_other)",
-)
 def test_a_fault_inside_the_probe_never_fails_a_task(soak: SoakRun) -> None:
     assert not soak.problems("a fault inside the probe never fails a task")
 
@@ -787,13 +777,6 @@ def test_a_fault_inside_the_probe_never_fails_a_task(soak: SoakRun) -> None:
 # --- bugs the soak found, each pinned down on its own -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: the probe reads its one-byte body unguarded (downloader/engine/probe.py:45) "
-    "and FileDownload._probe retries only TransientError, so a reset there fails the task "
-    "with 'internal error: ClientPayloadError' and a stall with 'Timeout on reading data "
-    "from socket', at once and without a retry",
-)
 @pytest.mark.parametrize(
     "fault",
     [
@@ -818,11 +801,6 @@ async def test_a_reset_or_stall_inside_the_probe_s_one_byte_is_retried_like_any_
     assert (tmp_path / "m.bin").read_bytes() == data
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: a purge is left to the process running the task (runner._stopped); if that "
-    "process dies before it notices the cancel, nobody ever deletes the .part",
-)
 async def test_a_purge_is_done_even_when_the_worker_dies_before_it_notices_the_cancel(
     tmp_path: Path,
 ) -> None:
@@ -862,13 +840,6 @@ async def test_a_purge_is_done_even_when_the_worker_dies_before_it_notices_the_c
     assert not part_of(dest).exists(), "the cancelled and purged task's .part is still there"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: one 200 to the probe (a server ignoring Range once, though it sends "
-    "Accept-Ranges: bytes and the same strong ETag) records accept_ranges=False "
-    "(downloader/engine/probe.py:49), so the file is fetched in one stream, restarted from "
-    "zero after every stop, for the rest of its life",
-)
 async def test_a_probe_answered_once_in_full_does_not_make_the_file_unresumable(
     tmp_path: Path,
 ) -> None:
@@ -889,13 +860,6 @@ async def test_a_probe_answered_once_in_full_does_not_make_the_file_unresumable(
     assert record.accept_ranges, "one ignored Range made the file a single, unresumable stream"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: DownloadManager.resume and .retry move the task from whatever state it is in "
-    "(_transition passes no expect, downloader/manager/manager.py:329 and :338), so on a "
-    "running task they make downloading -> pending, the move kept for a requeue after a "
-    "crash: the download is interrupted (resume after blocking up to 5 s in _settle)",
-)
 @pytest.mark.parametrize("action", ["resume", "retry"])
 async def test_resume_or_retry_of_a_running_task_is_refused_and_changes_nothing(
     tmp_path: Path, action: str

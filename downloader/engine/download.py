@@ -244,7 +244,9 @@ class FileDownload:
     # --- fetching -----------------------------------------------------------------------------
 
     async def _attempt(self) -> FileRecord:
-        if self.file.accept_ranges is None:
+        # Without ranges every run starts from zero anyway: ask again whether there are some
+        # now (the "no" may have been one proxy's, one time).
+        if not self.file.accept_ranges:
             known_size = self.file.size
             await self._probe()
             if (

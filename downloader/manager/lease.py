@@ -73,12 +73,20 @@ def owner_gone(task: TaskRecord, *, stale_after: float, now: float | None = None
         # Another manager of this very process: alive as long as it keeps its heartbeat.
         return task.heartbeat_at is None or now - task.heartbeat_at > stale_after
     if lease.host == this_process().host:
-        if not pid_alive(lease.pid):
+        if process_gone(lease):
             return True
-        started = process_start_time(lease.pid)
-        if started is not None and abs(started - lease.started) > 0.05:
-            return True  # the pid now belongs to another process
         if sys.platform != "linux" and task.heartbeat_at is not None:
             return now - task.heartbeat_at > stale_after  # pid alone cannot prove it
         return False
     return task.heartbeat_at is None or now - task.heartbeat_at > stale_after
+
+
+def process_gone(lease: Lease) -> bool:
+    """Whether the process ``lease`` names, on this host, has certainly ended (its pid is
+    free, or now belongs to a process started at another time)."""
+    if lease.host != this_process().host:
+        return False  # another machine's: no way to know from here
+    if not pid_alive(lease.pid):
+        return True
+    started = process_start_time(lease.pid)
+    return started is not None and abs(started - lease.started) > 0.05

@@ -25,7 +25,7 @@ from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.timing import wait_a_while
 from downloader.errors import SpecError
 from downloader.manager.bus import ProgressBus
-from downloader.manager.lease import owner_gone, pid_alive, this_process
+from downloader.manager.lease import owner_gone, pid_alive, process_gone, this_process
 from downloader.manager.runner import FileView, TaskRunner, purge_parts, status_of
 from downloader.paths import check_writable
 from downloader.progress import (
@@ -41,6 +41,7 @@ from downloader.specs import Spec, parse_spec
 from storage import (
     EventRecord,
     FileRecord,
+    IllegalTransitionError,
     Lease,
     Ledger,
     LedgerUnavailableError,
@@ -284,7 +285,7 @@ class DownloadManager:
             task = await self.ledger.tasks.get(task.id)
         if task.state in (TaskState.PAUSED, TaskState.FAILED) and not paused:
             await self._settle(task)
-            return await self._transition(task.id, TaskState.PENDING, "asked for again")
+            return await self._transition(task.id, TaskState.PENDING, "asked for again", task.state)
         return task
 
     # --- control ----------------------------------------------------------------------------
@@ -324,18 +325,22 @@ class DownloadManager:
         return task
 
     async def resume(self, task_id: int) -> Task:
-        """Queue a paused task again; it continues from its recorded chunks."""
-        await self._settle(await self.ledger.tasks.get(task_id))
-        task = await self._transition(task_id, TaskState.PENDING, "resumed")
-        self._adopt(task_id)
-        return task
+        """Queue a paused (or failed) task again; it continues from its recorded chunks. A
+        task in any other state, a running one above all, is left as it is
+        (``IllegalTransitionError``)."""
+        return await self._requeue_stopped(task_id, "resumed")
 
     async def retry(self, task_id: int) -> Task:
-        """Queue a failed task again."""
+        """Queue a failed (or paused) task again, like ``resume``."""
+        return await self._requeue_stopped(task_id, "retried")
+
+    async def _requeue_stopped(self, task_id: int, reason: str) -> Task:
         current = await self.ledger.tasks.get(task_id)
-        if current.state is TaskState.PAUSED:
-            return await self.resume(task_id)
-        task = await self._transition(task_id, TaskState.PENDING, "retried")
+        if current.state not in (TaskState.PAUSED, TaskState.FAILED):
+            raise IllegalTransitionError(task_id, current.state, TaskState.PENDING)
+        await self._settle(current)
+        # Only from the state just read: a task that started meanwhile is not interrupted.
+        task = await self._transition(task_id, TaskState.PENDING, reason, current.state)
         self._adopt(task_id)
         return task
 
@@ -370,9 +375,13 @@ class DownloadManager:
         await self.ledger.tasks.remove(task_id)
         self._mine.discard(task_id)
 
-    async def _transition(self, task_id: int, to: TaskState, reason: str) -> Task:
+    async def _transition(
+        self, task_id: int, to: TaskState, reason: str, expect: TaskState | None = None
+    ) -> Task:
+        """A move by this manager; with ``expect``, only from that state (a compare-and-set:
+        a task that moved meanwhile raises ``TransitionConflictError``)."""
         return await self.ledger.tasks.transition(
-            task_id, to, reason=reason, actor=self.lease.owner
+            task_id, to, reason=reason, expect=expect, actor=self.lease.owner
         )
 
     # --- waiting and watching ---------------------------------------------------------------
@@ -483,6 +492,7 @@ class DownloadManager:
         # Before the first look at the queue: what a killed process left behind is queued
         # again, so ``once`` does not find an empty queue and leave it stranded.
         await self._requeue_orphans()
+        await self._purge_abandoned()
         self._start_loops()
         self._wake.set()
         if not once:
@@ -676,6 +686,16 @@ class DownloadManager:
         for task in await self.ledger.tasks.leased():
             if self._orphaned(task):
                 await self._requeue(task, "its process is gone")
+
+    async def _purge_abandoned(self) -> None:
+        """Tasks cancelled with ``purge`` while running are purged by their runner once it
+        stops writing; a runner that died first (``kill -9``) never did: purge them now."""
+        for task in await self.ledger.tasks.list([TaskState.CANCELLED]):
+            if not task.options.get("purge") or not task.last_owner:
+                continue
+            last = Lease.parse(task.last_owner)
+            if last is not None and process_gone(last):
+                await asyncio.to_thread(purge_parts, await self.ledger.files.of_task(task.id))
 
     async def _requeue(self, task: Task, why: str) -> bool:
         lease = task.lease
