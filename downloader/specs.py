@@ -126,16 +126,22 @@ def check_repo_id(repo_id: str) -> str:
     return text
 
 
+def _relative(text: str, what: str) -> str:
+    """``text`` if it can only be a relative path below a folder, else ``SpecError``."""
+    try:
+        check_relpath(text, what=what)
+    except UnsafePathError as e:
+        raise SpecError(str(e)) from None
+    return text
+
+
 def check_revision(revision: str) -> str:
     """A branch, tag, commit or ``refs/pr/N``: something git could name, which is also a
     relative path (the Hugging Face cache keeps ``refs/<revision>``); else ``SpecError``."""
     text = _text(revision, "revision")
     if not text:
         raise SpecError("empty revision")
-    try:
-        check_relpath(text, what="revision")
-    except UnsafePathError as e:
-        raise SpecError(str(e)) from None
+    _relative(text, "revision")
     if _BAD_REF.search(text) or text.endswith("."):
         raise SpecError(f"revision {text!r} is not a branch, tag or commit name git allows")
     return text
@@ -147,11 +153,7 @@ def check_pattern(pattern: str) -> str:
     text = _text(pattern, "file name or pattern")
     if not text:
         raise SpecError("empty file name or pattern")
-    try:
-        check_relpath(text, what="file name or pattern")
-    except UnsafePathError as e:
-        raise SpecError(str(e)) from None
-    return text
+    return _relative(text, "file name or pattern")
 
 
 def repo_spec(
@@ -229,10 +231,8 @@ def ollama_spec(name: str, **options: Any) -> Spec:
             )
     if len(parts) == 3 and ":" in parts[0] and not 1 <= int(parts[0].rsplit(":", 1)[1]) <= 65535:
         raise SpecError(f"{name!r} is not an Ollama model name: its host's port is not 1-65535")
-    try:  # the parts are folders of the manifest path: the one check every stored name passes
-        check_relpath("/".join(part for _, part in named), what="Ollama model name")
-    except UnsafePathError as e:
-        raise SpecError(str(e)) from None
+    # The parts are folders of the manifest path: the one check every stored name passes.
+    _relative("/".join(part for _, part in named), "Ollama model name")
     return Spec("ollama", name.strip(), options={k: v for k, v in options.items() if v})
 
 
