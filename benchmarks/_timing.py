@@ -6,7 +6,9 @@ a small process, so the peak RSS it reports is the command's own, not a copy of 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -23,23 +25,38 @@ class Run:
     wall: float
     cpu: float
     rss_mib: float
+    code: int = 0
 
 
-def timed(command: list[str], *, env: dict[str, str] | None = None) -> Run:
-    """Run ``command`` to its end (its output discarded); raises if it fails."""
+def timed(
+    command: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> Run:
+    """Run ``command`` to its end (its output discarded); raises if it fails (unless
+    ``check`` is off) or outlives ``timeout`` (``subprocess.TimeoutExpired``)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        result = subprocess.run(
+        # Its own process group, so that a run past ``timeout`` ends with all it started.
+        proc = subprocess.Popen(
             [GNU_TIME, "-o", report.name, "-f", "%e %U %S %M", *command],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
-            check=False,
+            start_new_session=True,
         )
-        if result.returncode != 0:
-            tail = result.stderr.decode(errors="replace")[-2000:]
-            raise RuntimeError(f"{command[0]} failed ({result.returncode}): {tail}")
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        if check and proc.returncode != 0:
+            tail = stderr.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{command[0]} failed ({proc.returncode}): {tail}")
         wall, user, system, rss_kib = Path(report.name).read_text().split()[-4:]
-    return Run(float(wall), float(user) + float(system), int(rss_kib) / 1024)
+    return Run(float(wall), float(user) + float(system), int(rss_kib) / 1024, proc.returncode)
 
 
 def median(runs: list[Run]) -> Run:
