@@ -22,7 +22,7 @@ from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
 from downloader.sources import source_for
 from downloader.specs import Spec, check_url, ollama_spec, repo_spec
-from storage import LedgerError, TaskRecord
+from storage import TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ async def download_model(
             finally:
                 if not finished:  # the caller stopped listening: keep the work, paused
                     await manager.release(task.id)
-    except (ModelhaulError, LedgerError, OSError) as e:
+    except (ModelhaulError, OSError) as e:
         yield _error(str(e))
     except Exception as e:  # never an exception from the iterator: seed 001's contract
         log.exception("download_model(%r, %r) failed", provider, model)

@@ -1,4 +1,5 @@
-"""Typed errors of the downloader. Each carries a message a user can act on.
+"""Typed errors of the downloader. Each carries a message a user can act on. They all
+stand under ``ModelhaulError``, and so do the ledger's (``LedgerError``): catch that one.
 
 Frontends map them in one place each: ``downloader.cli.exitcodes`` (exit codes),
 ``downloader.server.errors`` (HTTP statuses) and ``downloader.progress`` (ERROR progress).
@@ -6,11 +7,7 @@ Frontends map them in one place each: ``downloader.cli.exitcodes`` (exit codes),
 
 from __future__ import annotations
 
-from storage.errors import LedgerError
-
-
-class ModelhaulError(Exception):
-    """Base class of every error the downloader raises on purpose."""
+from storage.errors import LedgerError, ModelhaulError
 
 
 class SpecError(ModelhaulError, ValueError):

@@ -27,12 +27,24 @@ from storage.records import (
     NewTask,
     TaskRecord,
 )
-from storage.states import FINAL_STATES, TRANSITIONS, TaskState
+from storage.states import (
+    AT_REST,
+    FINAL_STATES,
+    RESUMABLE,
+    STANDING,
+    TRANSITIONS,
+    UNDERWAY,
+    TaskState,
+)
 from storage.tasks import TaskStore
 
 __all__ = [
+    "AT_REST",
     "FINAL_STATES",
+    "RESUMABLE",
+    "STANDING",
     "TRANSITIONS",
+    "UNDERWAY",
     "ChunkRecord",
     "EventRecord",
     "FileCheckpoint",

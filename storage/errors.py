@@ -7,7 +7,13 @@ from pathlib import Path
 from storage.states import FINAL_STATES, TaskState
 
 
-class LedgerError(Exception):
+class ModelhaulError(Exception):
+    """The root of every error modelhaul raises on purpose, the ledger's included: the one
+    class a user catches. It lives on the ground floor so that the ledger's errors can stand
+    under it; ``downloader.errors`` hands it on."""
+
+
+class LedgerError(ModelhaulError):
     """Base class of every error raised by ``storage``."""
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.states import TaskState
+from storage.states import NEW_STATES, TaskState
 
 # Option keys that could carry a credential. The ledger refuses them outright, so a token can
 # never reach the database file by accident (DESIGN: "secrets are never written").
@@ -84,7 +84,7 @@ class NewTask:
                 f"task options must not carry secrets ({', '.join(sorted(leaked))}); "
                 "pass tokens to the downloader at run time instead"
             )
-        if self.state not in (TaskState.PENDING, TaskState.PAUSED):
+        if self.state not in NEW_STATES:
             raise ValueError(f"a new task starts pending or paused, not {self.state.value}")
 
     @property

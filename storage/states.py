@@ -40,8 +40,24 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.CANCELLED: frozenset(),
 }
 
+# The sets of states the code asks about, each named for what it means. Nowhere else
+# lists states by hand.
+
+# Nothing can follow: completed or cancelled.
 FINAL_STATES: frozenset[TaskState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
-ACTIVE_STATES: frozenset[TaskState] = frozenset({TaskState.PENDING, TaskState.DOWNLOADING})
+# Queued, running or paused: it will write its files again, so they are held (never evicted
+# or deleted), and it counts as a download under way.
+UNDERWAY: frozenset[TaskState] = frozenset(
+    {TaskState.PENDING, TaskState.DOWNLOADING, TaskState.PAUSED}
+)
+# Stopped and able to go on: resume and retry queue these again.
+RESUMABLE: frozenset[TaskState] = frozenset({TaskState.PAUSED, TaskState.FAILED})
+# Nothing runs it, and nothing will until someone acts: a progress stream ends here.
+AT_REST: frozenset[TaskState] = FINAL_STATES | RESUMABLE
+# Still stands for its spec and destination: asking for the same download again finds it.
+STANDING: frozenset[TaskState] = frozenset(TaskState) - {TaskState.CANCELLED}
+# What a new task may start as.
+NEW_STATES: frozenset[TaskState] = frozenset({TaskState.PENDING, TaskState.PAUSED})
 
 
 def is_legal(current: TaskState, requested: TaskState) -> bool:

@@ -18,7 +18,7 @@ from downloader.cli import exitcodes
 from downloader.cli.output import Output
 from downloader.errors import ModelhaulError
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY, MAX_TASKS, parse_size
-from storage import LedgerError, TaskState
+from storage import TaskState
 
 
 class Parser(argparse.ArgumentParser):
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         out.error("interrupted")
         return exitcodes.INTERRUPTED
-    except (ModelhaulError, LedgerError, ValueError, OSError) as e:
+    except (ModelhaulError, ValueError, OSError) as e:
         if debug:
             raise
         out.error(str(e))

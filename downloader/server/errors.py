@@ -19,7 +19,6 @@ from downloader.errors import (
 )
 from storage import (
     IllegalTransitionError,
-    LedgerError,
     TaskNotFoundError,
     TransitionConflictError,
 )
@@ -69,7 +68,7 @@ def respond_to(error: BaseException) -> web.Response:
             return error_response(404, "NOT_FOUND", str(error))
         case AuthRequiredError():
             return error_response(401, "AUTH_REQUIRED", str(error))
-        case ModelhaulError() | LedgerError():
+        case ModelhaulError():
             return error_response(400, "REQUEST_FAILED", str(error))
         case web.HTTPRequestEntityTooLarge():
             return error_response(413, "BODY_TOO_LARGE", f"request body too large: {error.text}")
