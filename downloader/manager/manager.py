@@ -39,6 +39,7 @@ from downloader.settings import Settings
 from downloader.sources import source_for
 from downloader.specs import Spec, parse_spec
 from storage import (
+    ChunkRecord,
     EventRecord,
     FileRecord,
     IllegalTransitionError,
@@ -302,11 +303,17 @@ class DownloadManager:
         offset: int = 0,
     ) -> list[Task]:
         """Tasks, newest first, optionally in some states."""
-        states = None
-        if state is not None:
-            items = [state] if isinstance(state, TaskState | str) else list(state)
-            states = [TaskState(s) for s in items]
-        return await self.ledger.tasks.list(states, limit=limit, offset=offset)
+        return await self.ledger.tasks.list(_states(state), limit=limit, offset=offset)
+
+    async def count(
+        self, state: TaskState | str | Iterable[TaskState | str] | None = None
+    ) -> int:
+        """How many tasks there are (in some states)."""
+        return await self.ledger.tasks.count(_states(state))
+
+    async def chunks(self, task_id: int) -> dict[int, list[ChunkRecord]]:
+        """Each file's chunks (by file id) as the last checkpoint recorded them."""
+        return {f.id: await self.ledger.files.chunks(f.id) for f in await self.files(task_id)}
 
     async def files(self, task_id: int) -> list[FileRecord]:
         """The task's files."""
@@ -713,6 +720,15 @@ class DownloadManager:
             return False
         self._wake.set()
         return True
+
+
+def _states(
+    state: TaskState | str | Iterable[TaskState | str] | None,
+) -> list[TaskState] | None:
+    if state is None:
+        return None
+    items = [state] if isinstance(state, TaskState | str) else list(state)
+    return [TaskState(s) for s in items]
 
 
 class _LedgerProgress:
