@@ -9,7 +9,6 @@ The whole public surface::
 runs, pauses, resumes and cancels downloads over the shared ledger.
 """
 
-from downloader.api import download_model
 from downloader.cache import CacheError, ModelCache
 from downloader.errors import (
     DestinationError,
@@ -23,6 +22,7 @@ from downloader.errors import (
     TransferError,
 )
 from downloader.manager import DownloadManager, Task
+from downloader.oneshot import download_model
 from downloader.preflight import estimate_download_size, validate
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings

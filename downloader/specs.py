@@ -24,6 +24,20 @@ UNSUPPORTED = {
     "openai": "OpenAI models are cloud-only: there is nothing to download",
     "anthropic": "Anthropic models are cloud-only: there is nothing to download",
 }
+PROVIDERS = ("huggingface", "mlx", "ollama", "url")  # what can be downloaded
+_PROVIDER_ALIASES = {"hf": "huggingface"}
+
+
+def provider_name(provider: str) -> str:
+    """The canonical name of ``provider`` (``hf`` is ``huggingface``); a ``SpecError``
+    saying why for a provider with nothing to download or an unknown one."""
+    key = provider.strip().lower()
+    key = _PROVIDER_ALIASES.get(key, key)
+    if key in PROVIDERS:
+        return key
+    if key in UNSUPPORTED:
+        raise SpecError(f"provider {provider!r} is not supported: {UNSUPPORTED[key]}")
+    raise SpecError(f"unknown provider {provider!r}; supported providers: {', '.join(PROVIDERS)}")
 
 
 @dataclass(frozen=True)
@@ -262,3 +276,30 @@ def parse_spec(text: str) -> Spec:
 def _close_alias(text: str) -> str:
     close = difflib.get_close_matches(text.lower(), [m.alias for m in catalog()], n=3)
     return f" (did you mean {', '.join(close)}?)" if close else " (see 'modelhaul models')"
+
+
+def spec_for(
+    provider: str,
+    model: str,
+    *,
+    filename: str | None = None,
+    allow_patterns: str | list[str] | None = None,
+    revision: str | None = None,
+    base_url: str | None = None,
+    **options: Any,
+) -> Spec:
+    """The spec ``download_model(provider, model, ...)`` (and the REST API's provider form)
+    asks for; ``SpecError`` if none."""
+    name = provider_name(provider)
+    if name == "url":
+        return Spec("url", check_url(model))
+    if name in ("huggingface", "mlx"):
+        patterns: list[str] = []
+        if filename:
+            patterns.append(filename)
+        if allow_patterns:
+            patterns += [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
+        return repo_spec(name, model, revision=revision, patterns=tuple(patterns) or None)
+    return ollama_spec(
+        model, base_url=base_url, via=options.get("via"), insecure=options.get("insecure")
+    )

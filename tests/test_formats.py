@@ -17,10 +17,10 @@ from managerkit import manager_settings
 from downloader.errors import FormatError
 from downloader.formats import inspect_files, read_gguf, read_safetensors
 from downloader.formats.gguf import GGML_TYPES
+from downloader.json_shapes import file_json
 from downloader.manager import DownloadManager
 from downloader.testing.modelfiles import gguf_bytes, safetensors_bytes, split_gguf
 from downloader.testing.origin import Origin
-from downloader.views import file_json
 from storage import TaskState
 
 SMALL_GGUF = gguf_bytes(size=3000, architecture="qwen2", name="tiny", context_length=32768)

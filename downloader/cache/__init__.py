@@ -17,9 +17,7 @@ from downloader.errors import ModelhaulError
 from downloader.settings import Settings
 from downloader.sources import source_for
 from downloader.specs import Spec, parse_spec
-from storage import Ledger, TaskState, open_ledger
-
-HOLDING = (TaskState.PENDING, TaskState.DOWNLOADING, TaskState.PAUSED)
+from storage import UNDERWAY, Ledger, open_ledger
 
 
 class CacheError(ModelhaulError):
@@ -87,7 +85,7 @@ class ModelCache:
     async def _holders(self) -> list[tuple[int, Path]]:
         """(task id, path) of everything a pending, running or paused task writes to."""
         held = []
-        for task in await self.ledger.tasks.list(HOLDING):
+        for task in await self.ledger.tasks.list(UNDERWAY):
             held.append((task.id, Path(task.destination)))
             for f in await self.ledger.files.of_task(task.id):
                 held += [(task.id, Path(f.local_path)), (task.id, part_path(Path(f.local_path)))]

@@ -17,12 +17,12 @@ from downloader.cli import exitcodes
 from downloader.cli.follow import follow
 from downloader.cli.options import settings_for
 from downloader.cli.output import Output
+from downloader.json_shapes import task_json
 from downloader.manager import DownloadManager
 from downloader.preflight import validate
 from downloader.progress import format_bytes
 from downloader.specs import parse_spec
 from downloader.verify import verify_task
-from downloader.views import task_json
 from storage import IllegalTransitionError, LedgerError, TaskState, TransitionConflictError
 
 Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
@@ -95,7 +95,8 @@ async def show(args: argparse.Namespace, out: Output) -> int:
     async with DownloadManager(settings_for(args), autostart=False) as manager:
         task = await manager.get(args.id)
         files = await manager.files(task.id)
-        chunks = {f.relpath: await manager.ledger.files.chunks(f.id) for f in files}
+        by_file = await manager.chunks(task.id)
+        chunks = {f.relpath: by_file[f.id] for f in files}
         summary = {
             path: {
                 "chunks": len(cs),

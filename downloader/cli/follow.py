@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from downloader.cli import exitcodes
 from downloader.cli.display import Display
 from downloader.cli.output import Output
+from downloader.json_shapes import task_json
 from downloader.manager import DownloadManager, Task
 from downloader.progress import format_bytes
-from downloader.views import task_json
 from storage import TaskState
 
 

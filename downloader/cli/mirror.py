@@ -31,12 +31,12 @@ from downloader.cli.follow import settle
 from downloader.cli.options import settings_for
 from downloader.cli.output import Output
 from downloader.errors import SpecError, UnsafePathError
+from downloader.json_shapes import task_json
 from downloader.manager import DownloadManager
 from downloader.paths import safe_path
 from downloader.progress import format_bytes
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
 from downloader.specs import parse_spec
-from downloader.views import task_json
 from storage import TaskState
 
 ENTRY_KEYS = {"spec", "dest", "priority", "connections"}

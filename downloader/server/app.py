@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from downloader.manager import DownloadManager
-from downloader.server import api, seeds
+from downloader.server import compat, v1
 from downloader.server.context import EVENTS, MANAGER, ROOT, SITE, TOKEN
 from downloader.server.errors import error_response, respond_to
 from downloader.server.events import EventHub
@@ -60,8 +60,8 @@ def create_app(
     app[SITE] = SitePolicy(frozenset(allowed_hosts), frozenset(allowed_origins))
     app[TOKEN] = token or ""
     app[ROOT] = (root or settings.download_dir).absolute()
-    app.add_routes(api.routes)
-    app.add_routes(seeds.routes)
+    app.add_routes(v1.routes)
+    app.add_routes(compat.routes)
     app.router.add_get("/api/v1/openapi.json", _openapi)
     app.router.add_get("/", _page)
     app.router.add_get("/static/{name}", _static)

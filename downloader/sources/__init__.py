@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from downloader.errors import SpecError
 from downloader.sources.base import Resolution, Source, SourceContext
 from downloader.sources.hf import HuggingFaceSource
 from downloader.sources.ollama import OllamaSource
 from downloader.sources.url import UrlSource
-from downloader.specs import UNSUPPORTED
+from downloader.specs import provider_name
 
 SOURCES = MappingProxyType(
     {
@@ -23,14 +22,7 @@ SOURCES = MappingProxyType(
 
 def source_for(provider: str) -> Source:
     """The source of ``provider``; a ``SpecError`` saying why for any other name."""
-    key = {"hf": "huggingface"}.get(provider.strip().lower(), provider.strip().lower())
-    if key in SOURCES:
-        return SOURCES[key]
-    if key in UNSUPPORTED:
-        raise SpecError(f"provider {provider!r} is not supported: {UNSUPPORTED[key]}")
-    raise SpecError(
-        f"unknown provider {provider!r}; supported providers: {', '.join(sorted(SOURCES))}"
-    )
+    return SOURCES[provider_name(provider)]
 
 
 __all__ = ["SOURCES", "Resolution", "Source", "SourceContext", "source_for"]

@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
+from downloader.json_shapes import task_json
 from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress
-from downloader.server import requests as rq
+from downloader.server import validation
 from downloader.server.context import EVENTS, MANAGER, ROOT
-from downloader.views import task_json
+from storage import TaskState
 
 routes = web.RouteTableDef()
 PREFIX = "/api/v1"
@@ -30,7 +31,7 @@ async def _task(manager: DownloadManager, task_id: int, *, detail: bool = False)
 async def create(request: web.Request) -> web.Response:
     """Queue a download: 202 with where to follow it."""
     manager = request.app[MANAGER]
-    wanted = rq.new_download(await rq.json_object(request), request.app[ROOT])
+    wanted = validation.new_download(await validation.json_object(request), request.app[ROOT])
     options = {"model_id": wanted.label} if wanted.label else {}
     task = await manager.add(
         wanted.spec,
@@ -55,10 +56,10 @@ async def create(request: web.Request) -> web.Response:
 async def listing(request: web.Request) -> web.Response:
     """Downloads, newest first: ``?state=a,b&limit=&offset=``."""
     manager = request.app[MANAGER]
-    states = rq.states(request)
-    limit, offset = rq.paging(request)
+    states = validation.states(request)
+    limit, offset = validation.paging(request)
     tasks = await manager.list(states, limit=limit, offset=offset)
-    total = await manager.ledger.tasks.count(states)
+    total = await manager.count(states)
     items = [task_json(t, await manager.progress(t.id)) for t in tasks]
     return web.json_response({"downloads": items, "total": total, "limit": limit, "offset": offset})
 
@@ -66,14 +67,15 @@ async def listing(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/downloads/{{id}}")
 async def show(request: web.Request) -> web.Response:
     """One download with its files and its history."""
-    return web.json_response(await _task(request.app[MANAGER], rq.task_id(request), detail=True))
+    task_id = validation.task_id(request)
+    return web.json_response(await _task(request.app[MANAGER], task_id, detail=True))
 
 
 @routes.post(f"{PREFIX}/downloads/{{id}}/{{action:pause|resume|retry}}")
 async def control(request: web.Request) -> web.Response:
     """Pause, resume or retry (409 when the state machine forbids it)."""
     manager = request.app[MANAGER]
-    task_id = rq.task_id(request)
+    task_id = validation.task_id(request)
     await getattr(manager, request.match_info["action"])(task_id)
     return web.json_response(await _task(manager, task_id))
 
@@ -82,8 +84,8 @@ async def control(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     """Cancel for good; ``?purge=true`` deletes its partial files too."""
     manager = request.app[MANAGER]
-    task_id = rq.task_id(request)
-    await manager.cancel(task_id, purge=rq.flag(request, "purge"))
+    task_id = validation.task_id(request)
+    await manager.cancel(task_id, purge=validation.flag(request, "purge"))
     return web.json_response(await _task(manager, task_id))
 
 
@@ -100,7 +102,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 @routes.get(f"{PREFIX}/downloads/{{id}}/events")
 async def download_events(request: web.Request) -> web.StreamResponse:
     """SSE of one download's progress."""
-    task_id = rq.task_id(request)
+    task_id = validation.task_id(request)
     return await request.app[EVENTS].stream(request, _progress_json, task_id=task_id)
 
 
@@ -115,9 +117,7 @@ async def health(request: web.Request) -> web.Response:
         release = version("modelhaul")
     except PackageNotFoundError:
         release = "unknown"
-    counts = {}
-    for state in ("pending", "downloading", "paused", "completed", "failed", "cancelled"):
-        counts[state] = await manager.ledger.tasks.count([rq.TaskState(state)])
+    counts = {state.value: await manager.count(state) for state in TaskState}
     return web.json_response(
         {
             "status": "ok",

@@ -12,12 +12,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from downloader.api import spec_for
 from downloader.errors import ModelhaulError, UnsafePathError
 from downloader.paths import check_relpath
 from downloader.server.errors import RequestError, invalid
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
-from downloader.specs import Spec, check_url, parse_spec
+from downloader.specs import Spec, check_url, parse_spec, spec_for
 from storage import TaskState
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: no task id can be larger

@@ -15,14 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from downloader.errors import SpecError
+from downloader.json_shapes import iso, local_path
 from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress
-from downloader.server import requests as rq
+from downloader.server import validation
 from downloader.server.context import EVENTS, MANAGER
 from downloader.server.errors import RequestError, error_response
 from downloader.specs import repo_spec
-from downloader.views import iso, local_path
-from storage import TaskNotFoundError, TaskRecord, TaskState
+from storage import UNDERWAY, TaskNotFoundError, TaskRecord, TaskState
 
 routes = web.RouteTableDef()
 
@@ -40,18 +40,18 @@ SEED002_STATUS = {
 @routes.post("/local/download")
 async def local_download(request: web.Request) -> web.Response:
     """Seed 002: start downloading ``filename`` of the Hugging Face repo ``repo_id``."""
-    data = await rq.json_object(request)
+    data = await validation.json_object(request)
     repo_id = data.get("repo_id")
     filename = data.get("filename")
     for field, value in (("repo_id", repo_id), ("filename", filename)):
         if not isinstance(value, str) or not value.strip():
-            raise rq.invalid(field, "must be a non-empty string")
+            raise validation.invalid(field, "must be a non-empty string")
     # A file's path in the repo (or a glob): never "..", absolute, a backslash or NUL.
-    pattern = rq.repo_path(filename.strip(), "filename")
+    pattern = validation.repo_path(filename.strip(), "filename")
     try:
         spec = repo_spec("huggingface", repo_id, patterns=(pattern,))
     except SpecError as e:
-        raise rq.invalid("repo_id", str(e)) from e
+        raise validation.invalid("repo_id", str(e)) from e
     task = await request.app[MANAGER].add(spec)
     return web.json_response(
         {"download_id": str(task.id), "message": f"Download started for {repo_id}/{filename}"},
@@ -121,7 +121,7 @@ async def local_status(request: web.Request) -> web.StreamResponse:
 @routes.delete("/local/download/{download_id}")
 async def local_cancel(request: web.Request) -> web.Response:
     """Seed 002: cancel (404 ``DOWNLOAD_NOT_FOUND`` for an unknown id)."""
-    task_id = rq.parse_id(request.match_info["download_id"])
+    task_id = validation.parse_id(request.match_info["download_id"])
     if task_id is None:
         return error_response(404, "DOWNLOAD_NOT_FOUND", "Download not found")
     try:
@@ -174,7 +174,7 @@ async def seed004_item(manager: DownloadManager, task: TaskRecord) -> dict[str, 
 
 
 async def _by_model_id(manager: DownloadManager, raw: str) -> TaskRecord:
-    task_id = rq.parse_id(raw)
+    task_id = validation.parse_id(raw)
     if task_id is not None:
         return await manager.get(task_id)
     for task in await manager.list(limit=1000):
@@ -188,7 +188,7 @@ async def _by_model_id(manager: DownloadManager, raw: str) -> TaskRecord:
 async def download_progress(request: web.Request) -> web.Response:
     """Seed 004: one download's progress by id (or the ``model_id`` given at creation)."""
     raw = request.match_info["id"]
-    if not rq.valid_label(raw):
+    if not validation.valid_label(raw):
         raise RequestError(400, "INVALID_ID", f"invalid model ID format: {raw[:100]!r}")
     try:
         task = await _by_model_id(request.app[MANAGER], raw)
@@ -202,7 +202,7 @@ async def download_progress(request: web.Request) -> web.Response:
 async def active_downloads(request: web.Request) -> web.Response:
     """Seed 004: every download still under way."""
     manager = request.app[MANAGER]
-    active = await manager.list([TaskState.PENDING, TaskState.DOWNLOADING, TaskState.PAUSED])
+    active = await manager.list(UNDERWAY)
     items = [await seed004_item(manager, t) for t in active]
     return web.json_response(
         {

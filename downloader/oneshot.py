@@ -16,45 +16,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from downloader.errors import ModelhaulError, SpecError
+from downloader.errors import ModelhaulError
 from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
-from downloader.sources import source_for
-from downloader.specs import Spec, check_url, ollama_spec, repo_spec
+from downloader.specs import spec_for
 from storage import TaskRecord
 
 log = logging.getLogger(__name__)
-
-
-def spec_for(
-    provider: str,
-    model: str,
-    *,
-    filename: str | None = None,
-    allow_patterns: str | list[str] | None = None,
-    revision: str | None = None,
-    base_url: str | None = None,
-    **options: Any,
-) -> Spec:
-    """The spec ``download_model(provider, model, ...)`` asks for; ``SpecError`` if none."""
-    source = source_for(provider)
-    if source.provider == "url":
-        return Spec("url", check_url(model))
-    if source.provider in ("huggingface", "mlx"):
-        patterns: list[str] = []
-        if filename:
-            patterns.append(filename)
-        if allow_patterns:
-            patterns += [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
-        return repo_spec(
-            source.provider, model, revision=revision, patterns=tuple(patterns) or None
-        )
-    if source.provider == "ollama":
-        return ollama_spec(
-            model, base_url=base_url, via=options.get("via"), insecure=options.get("insecure")
-        )
-    raise SpecError(f"provider {provider!r} has no download_model form")
 
 
 async def download_model(
