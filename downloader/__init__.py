@@ -1,12 +1,14 @@
 """modelhaul: a downloader for large model files that never loses work.
 
-The whole public surface::
+The whole public surface is ``__all__`` below:
 
-    from downloader import download_model, DownloadStatus, DownloadProgress
-    from downloader import DownloadManager, Settings
-
-``download_model`` is seed 001's async generator of progress; ``DownloadManager`` queues,
-runs, pauses, resumes and cancels downloads over the shared ledger.
+- ``download_model(provider, model, ...)``: AbstractCore's provider-agnostic call, an async
+  generator of ``DownloadProgress`` (``DownloadStatus``);
+- ``DownloadManager`` (and its ``Settings``): queue, run, pause, resume and cancel downloads
+  over the shared ledger, from any process; its tasks are ``Task`` in a ``TaskState``;
+- ``ModelCache``: what is cached where, eviction; ``estimate_download_size`` and
+  ``validate``: checks before a download; ``parse_spec``/``Spec``: what a spec means;
+- the errors, all under ``ModelhaulError``: catch that one, or a specific kind.
 """
 
 from downloader.cache import CacheError, ModelCache

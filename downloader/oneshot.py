@@ -1,4 +1,4 @@
-"""``download_model``: seed 000/001's provider-agnostic call, as an async generator.
+"""``download_model``: AbstractCore's provider-agnostic call, as an async generator.
 
     async for progress in download_model("url", "https://host/model.gguf"):
         print(progress.status.value, progress.message, progress.percent)
@@ -59,7 +59,7 @@ async def download_model(
             task = await manager.add(
                 spec, dest=dest, token=token, priority=priority, connections=connections
             )
-            # Seed 001's stream always opens with STARTING, even when the runner has already
+            # AbstractCore's stream always opens with STARTING, even when the runner has already
             # moved on by the time we subscribe (a fast start) or the task finished earlier.
             yield _starting(task)
             finished = False
@@ -74,7 +74,7 @@ async def download_model(
                     await manager.release(task.id)
     except (ModelhaulError, OSError) as e:
         yield _error(str(e))
-    except Exception as e:  # never an exception from the iterator: seed 001's contract
+    except Exception as e:  # never an exception from the iterator: download_model's contract
         log.exception("download_model(%r, %r) failed", provider, model)
         yield _error(f"internal error: {type(e).__name__}: {e}")
 

@@ -1,5 +1,5 @@
-"""Progress as users see it: seed 001's ``DownloadProgress``/``DownloadStatus`` with seed
-003's speed, ETA and file counts, plus the task id and its ledger state."""
+"""Progress as users see it: AbstractCore's ``DownloadProgress``/``DownloadStatus`` with the
+speed, ETA and file counts model managers show, plus the task id and its ledger state."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from storage import TaskState
 
 
 class DownloadStatus(enum.StrEnum):
-    """Seed 001's statuses (the first five), and the two a paused or cancelled task ends on."""
+    """AbstractCore's statuses (the first five), and the two a paused or cancelled task ends on."""
 
     STARTING = "starting"
     DOWNLOADING = "downloading"
@@ -52,12 +52,12 @@ class DownloadProgress:
 
     @property
     def fraction_completed(self) -> float:
-        """0.0 … 1.0 (seed 003)."""
+        """0.0 … 1.0 (as model managers report it)."""
         return (self.percent or 0.0) / 100.0
 
     @property
     def percent_complete(self) -> int:
-        """0 … 100 as an integer (seed 003)."""
+        """0 … 100 as an integer (as model managers report it)."""
         return int(self.percent or 0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,7 +69,7 @@ class DownloadProgress:
 
 
 def format_bytes(n: float) -> str:
-    """``1536000`` → ``"1.5 MB"`` (decimal units, like the seeds)."""
+    """``1536000`` → ``"1.5 MB"`` (decimal units, as the compatible APIs show them)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -18,7 +18,7 @@ from downloader.errors import SpecError, UnsafePathError
 from downloader.paths import check_relpath
 from downloader.registry import catalog, find
 
-# Providers seed 000/001 name that have nothing to download, and why.
+# Providers download_model callers name that have nothing to download, and why.
 UNSUPPORTED = {
     "lmstudio": "LM Studio has no download API (models are fetched with its CLI or GUI)",
     "openai": "OpenAI models are cloud-only: there is nothing to download",

@@ -1,7 +1,7 @@
-"""Cache management (seed 003): what is cached, where, how big; evict least recently used
-to fit; delete; clear. Over the Hugging Face cache, the Ollama store and the download folder,
-with last use kept in the ledger. Nothing a pending, running or paused task writes to is
-ever evicted or deleted (a paused task's partial files are work we keep)."""
+"""Cache management, as model managers offer it: what is cached, where, how big; evict least
+recently used to fit; delete; clear. Over the Hugging Face cache, the Ollama store and the
+download folder, with last use kept in the ledger. Nothing a pending, running or paused task
+writes to is ever evicted or deleted (a paused task's partial files are work we keep)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The routes other projects already call, with their exact shapes.
 
-- seed 002 (a local server's Downloads API): ``POST /local/download`` (``repo_id`` +
+- the Downloads API of a local model server: ``POST /local/download`` (``repo_id`` +
   ``filename``), ``GET /local/download/status`` (SSE of its ``DownloadStatus``),
   ``DELETE /local/download/{download_id}``;
-- seed 004 (an inference server's progress API): ``GET /download-progress/{id}`` and
+- the Download Progress API of an inference server (Kolosal): ``GET /download-progress/{id}`` and
   ``/v1/download-progress/{id}``, ``GET /downloads`` and ``/v1/downloads``.
 """
 
@@ -26,8 +26,9 @@ from storage import UNDERWAY, TaskNotFoundError, TaskRecord, TaskState
 
 routes = web.RouteTableDef()
 
-# seed 002 knows five statuses; a paused download is waiting again, as its "pending" is.
-SEED002_STATUS = {
+# The Downloads API knows five statuses; a paused download is waiting again, as its
+# "pending" is.
+DOWNLOADS_API_STATUS = {
     TaskState.PENDING: "pending",
     TaskState.PAUSED: "pending",
     TaskState.DOWNLOADING: "downloading",
@@ -39,7 +40,7 @@ SEED002_STATUS = {
 
 @routes.post("/local/download")
 async def local_download(request: web.Request) -> web.Response:
-    """Seed 002: start downloading ``filename`` of the Hugging Face repo ``repo_id``."""
+    """Downloads API: start downloading ``filename`` of the Hugging Face repo ``repo_id``."""
     data = await validation.json_object(request)
     repo_id = data.get("repo_id")
     filename = data.get("filename")
@@ -59,10 +60,10 @@ async def local_download(request: web.Request) -> web.Response:
     )
 
 
-async def seed002_status(
+async def downloads_api_status(
     manager: DownloadManager, progress: DownloadProgress
 ) -> dict[str, Any] | None:
-    """Seed 002's ``DownloadStatus`` of one download."""
+    """The Downloads API's ``DownloadStatus`` of one download."""
     if progress.task_id is None:
         return None
     try:
@@ -77,7 +78,7 @@ async def seed002_status(
         "download_id": str(task.id),
         "repo_id": task.source,
         "filename": filename,
-        "status": SEED002_STATUS[task.state],
+        "status": DOWNLOADS_API_STATUS[task.state],
         "progress_percent": progress.percent
         or (100.0 if task.state is TaskState.COMPLETED else 0.0),
         "bytes_downloaded": done,
@@ -87,12 +88,12 @@ async def seed002_status(
         "error_message": task.error,
         "started_at": iso(task.started_at),
         "completed_at": iso(task.finished_at) if task.state is TaskState.COMPLETED else None,
-        "local_file_path": _seed_local_path(task, files),
-        "state": task.state.value,  # ours, beside the seed's fields: says "paused" plainly
+        "local_file_path": _downloads_api_local_path(task, files),
+        "state": task.state.value,  # ours, beside its fields: says "paused" plainly
     }
 
 
-def _seed_local_path(task: TaskRecord, files: list) -> str | None:  # type: ignore[type-arg]
+def _downloads_api_local_path(task: TaskRecord, files: list) -> str | None:  # type: ignore[type-arg]
     if task.state is not TaskState.COMPLETED:
         return None
     if task.provider in ("huggingface", "mlx") and len(files) == 1:
@@ -109,18 +110,18 @@ def _seed_local_path(task: TaskRecord, files: list) -> str | None:  # type: igno
 
 @routes.get("/local/download/status")
 async def local_status(request: web.Request) -> web.StreamResponse:
-    """Seed 002: SSE of every download's ``DownloadStatus``."""
+    """Downloads API: SSE of every download's ``DownloadStatus``."""
     manager = request.app[MANAGER]
 
     async def fmt(progress: DownloadProgress) -> dict[str, Any] | None:
-        return await seed002_status(manager, progress)
+        return await downloads_api_status(manager, progress)
 
     return await request.app[EVENTS].stream(request, fmt)
 
 
 @routes.delete("/local/download/{download_id}")
 async def local_cancel(request: web.Request) -> web.Response:
-    """Seed 002: cancel (404 ``DOWNLOAD_NOT_FOUND`` for an unknown id)."""
+    """Downloads API: cancel (404 ``DOWNLOAD_NOT_FOUND`` for an unknown id)."""
     task_id = validation.parse_id(request.match_info["download_id"])
     if task_id is None:
         return error_response(404, "DOWNLOAD_NOT_FOUND", "Download not found")
@@ -131,9 +132,9 @@ async def local_cancel(request: web.Request) -> web.Response:
     return web.json_response({"message": "Download cancelled successfully"})
 
 
-# --- seed 004 -------------------------------------------------------------------------------
+# --- the Download Progress API ---------------------------------------------------------------
 
-SEED004_STATUS = {
+PROGRESS_API_STATUS = {
     TaskState.PENDING: "downloading",  # queued downloads count as in progress there
     TaskState.DOWNLOADING: "downloading",
     TaskState.PAUSED: "downloading",
@@ -143,8 +144,8 @@ SEED004_STATUS = {
 }
 
 
-async def seed004_item(manager: DownloadManager, task: TaskRecord) -> dict[str, Any]:
-    """Seed 004's progress object of one download."""
+async def progress_api_item(manager: DownloadManager, task: TaskRecord) -> dict[str, Any]:
+    """The Download Progress API's object for one download."""
     progress = await manager.progress(task.id)
     files = await manager.files(task.id)
     total = progress.total_bytes if progress.total_bytes is not None else task.total_bytes
@@ -153,7 +154,7 @@ async def seed004_item(manager: DownloadManager, task: TaskRecord) -> dict[str, 
     end = task.finished_at or time.time()
     return {
         "model_id": task.options.get("model_id") or str(task.id),
-        "status": SEED004_STATUS[task.state],
+        "status": PROGRESS_API_STATUS[task.state],
         "state": task.state.value,
         "url": files[0].url if len(files) == 1 else task.source,
         "local_path": local_path(task, files),
@@ -186,7 +187,8 @@ async def _by_model_id(manager: DownloadManager, raw: str) -> TaskRecord:
 @routes.get("/download-progress/{id}")
 @routes.get("/v1/download-progress/{id}")
 async def download_progress(request: web.Request) -> web.Response:
-    """Seed 004: one download's progress by id (or the ``model_id`` given at creation)."""
+    """Download Progress API: one download's progress by id (or the ``model_id`` given at
+    creation)."""
     raw = request.match_info["id"]
     if not validation.valid_label(raw):
         raise RequestError(400, "INVALID_ID", f"invalid model ID format: {raw[:100]!r}")
@@ -194,16 +196,16 @@ async def download_progress(request: web.Request) -> web.Response:
         task = await _by_model_id(request.app[MANAGER], raw)
     except TaskNotFoundError:
         return error_response(404, "DOWNLOAD_NOT_FOUND", f"no download found for {raw!r}")
-    return web.json_response(await seed004_item(request.app[MANAGER], task))
+    return web.json_response(await progress_api_item(request.app[MANAGER], task))
 
 
 @routes.get("/downloads")
 @routes.get("/v1/downloads")
 async def active_downloads(request: web.Request) -> web.Response:
-    """Seed 004: every download still under way."""
+    """Download Progress API: every download still under way."""
     manager = request.app[MANAGER]
     active = await manager.list(UNDERWAY)
-    items = [await seed004_item(manager, t) for t in active]
+    items = [await progress_api_item(manager, t) for t in active]
     return web.json_response(
         {
             "active_downloads": items,

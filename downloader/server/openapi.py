@@ -139,7 +139,7 @@ def _schemas() -> dict[str, Any]:
                 "model_id": {
                     "type": "string",
                     "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
-                    "description": "your own name for it (seed 004's model id)",
+                    "description": "your own name for it (the Download Progress API's model id)",
                 },
             },
         },
@@ -280,21 +280,21 @@ def _schemas() -> dict[str, Any]:
                 "local_file_path": _nullable("string"),
                 "state": {"type": "string", "enum": STATES},
             },
-            description="Seed 002's DownloadStatus (its SSE events), with our state beside it",
+            description="The Downloads API's DownloadStatus (its SSE events), with our state",
         ),
-        "Seed002Request": _object(
+        "DownloadsApiRequest": _object(
             ["repo_id", "filename"],
             {
                 "repo_id": {"type": "string", "description": "owner/name"},
                 "filename": {"type": "string", "description": "a path (or glob) in the repo"},
             },
         ),
-        "Seed002Accepted": _object(
+        "DownloadsApiAccepted": _object(
             ["download_id", "message"],
             {"download_id": {"type": "string"}, "message": {"type": "string"}},
         ),
         "Message": _object(["message"], {"message": {"type": "string"}}),
-        "Seed004Progress": _object(
+        "ProgressApiItem": _object(
             ["model_id", "status", "state", "url", "local_path", "progress", "timing"],
             {
                 "model_id": {"type": "string"},
@@ -324,10 +324,10 @@ def _schemas() -> dict[str, Any]:
                 ),
             },
         ),
-        "Seed004Active": _object(
+        "ProgressApiActive": _object(
             ["active_downloads", "total_active", "timestamp"],
             {
-                "active_downloads": {"type": "array", "items": _ref("Seed004Progress")},
+                "active_downloads": {"type": "array", "items": _ref("ProgressApiItem")},
                 "total_active": {"type": "integer"},
                 "timestamp": {"type": "integer"},
             },
@@ -348,7 +348,7 @@ def _control(action: str) -> dict[str, Any]:
     }
 
 
-def _seed004_progress() -> dict[str, Any]:
+def _progress_api_item() -> dict[str, Any]:
     model_id = {
         "name": "id",
         "in": "path",
@@ -358,21 +358,21 @@ def _seed004_progress() -> dict[str, Any]:
     }
     return {
         "get": {
-            "summary": "Seed 004: progress of one download",
+            "summary": "Download Progress API: progress of one download",
             "parameters": [model_id],
             "responses": {
-                "200": _json(_ref("Seed004Progress"), "Progress"),
+                "200": _json(_ref("ProgressApiItem"), "Progress"),
                 **_errors(404),
             },
         }
     }
 
 
-def _seed004_active() -> dict[str, Any]:
+def _progress_api_active() -> dict[str, Any]:
     return {
         "get": {
-            "summary": "Seed 004: downloads still under way",
-            "responses": {"200": _json(_ref("Seed004Active"), "Active downloads"), **_errors()},
+            "summary": "Download Progress API: downloads still under way",
+            "responses": {"200": _json(_ref("ProgressApiActive"), "Active downloads"), **_errors()},
         }
     }
 
@@ -463,24 +463,24 @@ def _paths() -> dict[str, Any]:
         },
         "/local/download": {
             "post": {
-                "summary": "Seed 002: download a file of a Hugging Face repo",
-                "requestBody": _body(_ref("Seed002Request")),
+                "summary": "Downloads API: download a file of a Hugging Face repo",
+                "requestBody": _body(_ref("DownloadsApiRequest")),
                 "responses": {
-                    "202": _json(_ref("Seed002Accepted"), "Started"),
+                    "202": _json(_ref("DownloadsApiAccepted"), "Started"),
                     **_errors(413, 415, 422),
                 },
             }
         },
         "/local/download/status": {
             "get": {
-                "summary": "Seed 002: SSE of every download's DownloadStatus",
+                "summary": "Downloads API: SSE of every download's DownloadStatus",
                 "parameters": RECONNECT,
                 "responses": {"200": _sse("DownloadStatus"), **_errors()},
             }
         },
         "/local/download/{download_id}": {
             "delete": {
-                "summary": "Seed 002: cancel (404 DOWNLOAD_NOT_FOUND for an unknown id)",
+                "summary": "Downloads API: cancel (404 DOWNLOAD_NOT_FOUND for an unknown id)",
                 "parameters": [
                     {
                         "name": "download_id",
@@ -495,10 +495,10 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
-        "/download-progress/{id}": _seed004_progress(),
-        "/v1/download-progress/{id}": _seed004_progress(),
-        "/downloads": _seed004_active(),
-        "/v1/downloads": _seed004_active(),
+        "/download-progress/{id}": _progress_api_item(),
+        "/v1/download-progress/{id}": _progress_api_item(),
+        "/downloads": _progress_api_active(),
+        "/v1/downloads": _progress_api_active(),
         "/": {
             "get": {
                 "summary": "The web page",

@@ -40,7 +40,7 @@ class NewDownload:
     priority: int
     connections: int | None
     token: str | None
-    label: str | None  # a client's own name for it (seed 004's model id)
+    label: str | None  # a client's own name for it (the progress API's model id)
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
@@ -304,5 +304,5 @@ def _label(value: Any) -> str | None:
 
 
 def valid_label(value: str) -> bool:
-    """Whether ``value`` is a possible model id (seed 004: else 400)."""
+    """Whether ``value`` is a possible model id (the Download Progress API: else 400)."""
     return bool(_ID_LABEL.fullmatch(value))
