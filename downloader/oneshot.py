@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from downloader.errors import ModelhaulError
 from downloader.manager import DownloadManager
-from downloader.progress import DownloadProgress, DownloadStatus
+from downloader.progress import DownloadProgress, DownloadStatus, report
 from downloader.settings import Settings
 from downloader.specs import spec_for
 from storage import TaskRecord
@@ -80,19 +79,15 @@ async def download_model(
 
 
 def _starting(task: TaskRecord) -> DownloadProgress:
-    total = task.total_bytes
-    done = task.downloaded_bytes
-    return DownloadProgress(
+    return report(
         DownloadStatus.STARTING,
         f"Starting {task.label}",
-        percent=round(100.0 * done / total, 2) if total else None,
-        downloaded_bytes=done,
-        total_bytes=total,
+        done=task.downloaded_bytes,
+        total=task.total_bytes,
         files_completed=task.files_done,
         total_files=task.files_total,
         task_id=task.id,
         state=task.state,
-        at=time.time(),
     )
 
 

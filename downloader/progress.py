@@ -68,6 +68,50 @@ class DownloadProgress:
         return data
 
 
+def report(
+    status: DownloadStatus,
+    message: str,
+    *,
+    done: int | None = None,
+    total: int | None = None,
+    speed: float = 0.0,
+    current_file: str | None = None,
+    files_completed: int = 0,
+    total_files: int = 0,
+    task_id: int | None = None,
+    state: TaskState | None = None,
+    note: str | None = None,
+) -> DownloadProgress:
+    """The one place a ``DownloadProgress`` is made: percent, ETA and their text forms all
+    follow from the counts given, the same way for a runner, the ledger or a first report.
+    A completed download reports all of its bytes."""
+    if status is DownloadStatus.COMPLETE and total is not None:
+        done = total
+    if total:
+        percent = round(100.0 * (done or 0) / total, 2)
+    else:
+        percent = 100.0 if status is DownloadStatus.COMPLETE else None
+    eta = (total - (done or 0)) / speed if total is not None and speed > 0 else None
+    return DownloadProgress(
+        status=status,
+        message=message,
+        percent=percent,
+        downloaded_bytes=done,
+        total_bytes=total,
+        bytes_per_second=round(speed, 1),
+        formatted_speed=format_speed(speed),
+        eta_seconds=round(eta, 1) if eta is not None else None,
+        formatted_eta=format_eta(eta),
+        current_file=current_file,
+        files_completed=files_completed,
+        total_files=total_files,
+        task_id=task_id,
+        state=state,
+        at=time.time(),
+        note=note,
+    )
+
+
 def format_bytes(n: float) -> str:
     """``1536000`` → ``"1.5 MB"`` (decimal units, as the compatible APIs show them)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):

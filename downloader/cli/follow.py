@@ -22,13 +22,15 @@ from storage import TaskState
 async def follow(manager: DownloadManager, tasks: Sequence[Task], out: Output) -> int:
     """Wait for ``tasks`` with progress and report how they ended; on Ctrl-C pause them.
     Returns the exit code."""
-    finals = await settle(manager, tasks, out)
+    finals = await wait_with_progress(manager, tasks, out)
     if finals is None:
         return exitcodes.INTERRUPTED
     return await report(manager, finals, out)
 
 
-async def settle(manager: DownloadManager, tasks: Sequence[Task], out: Output) -> list[Task] | None:
+async def wait_with_progress(
+    manager: DownloadManager, tasks: Sequence[Task], out: Output
+) -> list[Task] | None:
     """Wait for ``tasks`` (this manager runs them, or another process does) while showing
     their progress. Returns them as they ended, or None after Ctrl-C paused them."""
     ids = [t.id for t in tasks]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from downloader.cli import exitcodes
-from downloader.cli.follow import settle
+from downloader.cli.follow import wait_with_progress
 from downloader.cli.options import settings_for
 from downloader.cli.output import Output
 from downloader.errors import SpecError, UnsafePathError
@@ -161,7 +161,7 @@ async def run_mirror(args: argparse.Namespace, out: Output) -> int:
             f"mirror {args.manifest.name}: {len(entries)} entries, {len(distinct)} tasks"
             f"{f', {already} already done' if already else ''}"
         )
-        finals = await settle(manager, list(distinct.values()), out)
+        finals = await wait_with_progress(manager, list(distinct.values()), out)
         if finals is None:
             return exitcodes.INTERRUPTED
         completed = [t for t in finals if t.state is TaskState.COMPLETED]
