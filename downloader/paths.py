@@ -4,7 +4,6 @@ into a local path."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import tempfile
@@ -122,30 +121,3 @@ def _check_folder(path: Path, folder: Path) -> None:
         ) from e
     os.close(fd)
     os.unlink(probe)
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a
-    part: a temporary file beside it, fsync, rename over it, fsync of the folder. Blocking."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    sync_folder(path.parent)
-
-
-def sync_folder(folder: Path) -> None:
-    """fsync a folder, so that a rename or a new name in it survives a power cut. Blocking."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -4,11 +4,11 @@ file's SHA-256 (the published one, or the one computed when it was downloaded)."
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from downloader.durable import sha256_of
 from downloader.engine.partfile import bad_block_offsets, part_path
 from downloader.errors import FormatError
 from downloader.formats import inspect_files
@@ -84,18 +84,16 @@ def _check(f: FileRecord, chunks: list) -> FileCheck:  # type: ignore[type-arg]
             )
         want = f.expected_sha256 or f.sha256
         if target == final and want:
-            sha = hashlib.sha256()
-            while chunk := os.read(fd, 8 << 20):
-                sha.update(chunk)
+            sha = sha256_of(target)
             checked = size
-            if sha.hexdigest() != want:
+            if sha != want:
                 return FileCheck(
                     f.task_id,
                     f.relpath,
                     str(target),
                     False,
                     checked,
-                    f"SHA-256 is {sha.hexdigest()}, expected {want}",
+                    f"SHA-256 is {sha}, expected {want}",
                 )
         return FileCheck(f.task_id, f.relpath, str(target), True, checked)
     finally:

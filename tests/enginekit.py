@@ -6,6 +6,7 @@ import hashlib
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from downloader.durable import sha256_of
 from downloader.engine.download import EngineContext, FileDownload, FileProgress
 from downloader.engine.http import make_session
 from downloader.engine.ratelimit import TokenBucket
@@ -68,8 +69,4 @@ def sha256(data: bytes) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_of(path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import shutil
 import signal
@@ -23,6 +22,7 @@ from pathlib import Path
 from downloader.cli import exitcodes
 from downloader.cli.display import Display
 from downloader.cli.output import Output
+from downloader.durable import sha256_of
 from downloader.manager import DownloadManager, Task
 from downloader.progress import format_bytes
 from downloader.settings import MiB, Settings
@@ -227,7 +227,7 @@ class _Demo:
         files = await self._files(manager, finals)
         checks = [c for t in finals for c in await verify_task(manager.ledger, t.id)]
         pairs = [(Path(f.local_path), sources[name]) for name, f in files]
-        same = await asyncio.to_thread(lambda: all(_sha256(a) == _sha256(b) for a, b in pairs))
+        same = await asyncio.to_thread(lambda: all(sha256_of(a) == sha256_of(b) for a, b in pairs))
         cached = await asyncio.to_thread(self._hf_sees_repo)
         total = sum(t.total_bytes or 0 for t in finals)
         fired = sum(before - max(fault.times, 0) for fault, before in self.faults)
@@ -273,10 +273,3 @@ class _Demo:
                 )
         return f"huggingface_hub does NOT find {REPO} in {self.settings.hf_cache_dir}"
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(8 * MiB):
-            digest.update(block)
-    return digest.hexdigest()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import logging
 import os
 import random
@@ -17,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from downloader.durable import sha256_of
 from downloader.engine.checkpoint import Checkpointer
 from downloader.engine.fetch import Expected, RangeJob, fetch_whole, work
 from downloader.engine.hashing import TrailingSha256, bad_blocks
@@ -169,7 +169,7 @@ class FileDownload:
         sha = None
         if self.file.expected_sha256 or self._settings.always_sha256:
             self.progress.enter(Phase.VERIFYING)
-            sha = await asyncio.to_thread(_sha256_of, self.dest)
+            sha = await asyncio.to_thread(sha256_of, self.dest)
             if self.file.expected_sha256 and sha != self.file.expected_sha256:
                 self.progress.enter(Phase.PENDING)
                 return self._may_replace(f"its SHA-256 is {sha}, not {self.file.expected_sha256}")
@@ -589,10 +589,3 @@ def _stat(path: Path) -> os.stat_result | None:
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
-
-def _sha256_of(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()

@@ -20,8 +20,8 @@ from typing import Any
 
 import xxhash
 
+from downloader.durable import rename_durably
 from downloader.errors import DiskError, DiskFullError
-from downloader.paths import sync_folder
 
 _libc = (
     ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -186,7 +186,7 @@ class PartFile:
         """fsync, close, rename over ``dest`` atomically, fsync the folder."""
         await self._run(os.fsync, self._fd)
         await self.close()
-        await asyncio.to_thread(_rename_durably, self.path, dest)
+        await asyncio.to_thread(rename_durably, self.path, dest)
 
     def _settled(self, future: asyncio.Future[object]) -> None:
         self._pending.discard(future)
@@ -223,11 +223,6 @@ def _allocate(fd: int, size: int, reserve: bool) -> None:
             raise OSError(code, os.strerror(code))
     # No fallocate here (macOS, some network filesystems): a sparse file of the right size.
     os.ftruncate(fd, size)
-
-
-def _rename_durably(src: Path, dest: Path) -> None:
-    os.replace(src, dest)
-    sync_folder(dest.parent)
 
 
 def _disk_error(path: Path, error: OSError, size: int | None = None) -> Exception:

@@ -16,8 +16,9 @@ import re
 import shutil
 from pathlib import Path
 
+from downloader.durable import write_atomically
 from downloader.errors import SourceError
-from downloader.paths import safe_path, write_durably
+from downloader.paths import safe_path
 
 # The shapes huggingface_hub itself insists on: a commit is git's 40-hex id; a blob is named
 # by its LFS sha256 (64 hex) or git's blob id (40 hex). Anything else a hub sends is refused
@@ -79,4 +80,4 @@ def write_ref(folder: Path, revision: str, commit: str) -> None:
     ref = safe_path(folder / "refs", revision, what="revision")
     if ref.is_file() and ref.read_text() == commit:
         return
-    write_durably(ref, commit.encode())
+    write_atomically(ref, commit.encode())

@@ -28,8 +28,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
+from downloader.durable import write_atomically
 from downloader.errors import NotFoundError, SourceError, SpecError
-from downloader.paths import safe_path, write_durably
+from downloader.paths import safe_path
 from downloader.progress import DownloadStatus
 from downloader.settings import Settings
 from downloader.sources.base import ExternalProgress, Resolution, SourceContext
@@ -164,7 +165,7 @@ class OllamaSource:
         target = await asyncio.to_thread(
             safe_path, store, task.options["manifest_path"], what="manifest path"
         )
-        await asyncio.to_thread(write_durably, target, task.options["manifest"].encode())
+        await asyncio.to_thread(write_atomically, target, task.options["manifest"].encode())
 
 
 @dataclass(frozen=True)

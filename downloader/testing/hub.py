@@ -37,6 +37,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from downloader.durable import sha256_of
 from downloader.testing.origin import Origin, RequestLog
 
 LFS_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".npz", ".h5", ".msgpack")
@@ -321,16 +322,12 @@ def _lookup(repo: HubRepo, revision: str) -> str | None:
 def _describe(path: str, source: Path) -> HubFile:
     """Hash a file the way git and git-lfs do."""
     size = source.stat().st_size
-    sha256 = hashlib.sha256()
-    with source.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            sha256.update(chunk)
     if size >= LFS_MIN_SIZE or path.endswith(LFS_SUFFIXES):
+        sha256 = sha256_of(source)
         pointer = (
-            "version https://git-lfs.github.com/spec/v1\n"
-            f"oid sha256:{sha256.hexdigest()}\nsize {size}\n"
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
         ).encode()
-        return HubFile(path, source, size, _git_blob_id(pointer), sha256.hexdigest(), len(pointer))
+        return HubFile(path, source, size, _git_blob_id(pointer), sha256, len(pointer))
     return HubFile(path, source, size, _git_blob_id(source.read_bytes()))
 
 
