@@ -7,7 +7,13 @@ from email.utils import formatdate
 
 import pytest
 
-from downloader.engine.retry import RetriesExhausted, RetryPolicy, parse_retry_after
+from downloader.engine.retry import (
+    RetriesExhausted,
+    RetryPolicy,
+    TransientError,
+    parse_retry_after,
+)
+from downloader.errors import RetriesExhaustedError
 
 
 def test_increment_returns_a_new_policy_and_keeps_history() -> None:
@@ -52,3 +58,26 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
     now = 1_700_000_000.0
     assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30)
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_retryable_statuses_live_in_the_policy() -> None:
+    policy = RetryPolicy()
+    assert all(policy.is_retry(s) for s in (408, 425, 429, 500, 503, 599))
+    assert not any(policy.is_retry(s) for s in (400, 401, 403, 404, 416))
+    assert RetryPolicy(statuses=frozenset({404})).is_retry(404)
+
+
+async def test_next_attempt_records_the_failure_and_announces_a_long_wait() -> None:
+    notes: list[str | None] = []
+    error = TransientError("HTTP 503 Service Unavailable", retry_after=2.0)
+    policy = await RetryPolicy(attempts=3).next_attempt(error, "http://e/m", on_wait=notes.append)
+    assert [a.error for a in policy.history] == ["HTTP 503 Service Unavailable"]
+    assert notes == ["server asked to wait 2 s (HTTP 503 Service Unavailable)", None]
+
+
+async def test_next_attempt_past_the_budget_gives_up_naming_the_url_and_the_last_error() -> None:
+    policy = RetryPolicy(attempts=1, backoff_factor=0.0).increment("reset")
+    with pytest.raises(RetriesExhaustedError) as raised:
+        await policy.next_attempt(TransientError("stalled"), "http://e/m")
+    assert raised.value.attempts == 2 and raised.value.last_error == "stalled"
+    assert str(raised.value).startswith("gave up on http://e/m after 2 attempts")

@@ -20,19 +20,18 @@ from downloader.durable import sha256_of
 from downloader.engine.checkpoint import Checkpointer
 from downloader.engine.fetch import Expected, RangeJob, fetch_whole, work
 from downloader.engine.hashing import TrailingSha256, bad_blocks
-from downloader.engine.http import Resource, TransientError
+from downloader.engine.http import Resource
 from downloader.engine.partfile import PartFile, part_path
 from downloader.engine.plan import Plan, Span, repair
 from downloader.engine.probe import if_range_value, probe
 from downloader.engine.ratelimit import TokenBucket
-from downloader.engine.retry import RetriesExhausted, sleep_before_retry
+from downloader.engine.retry import TransientError
 from downloader.errors import (
     DestinationExistsError,
     DigestMismatchError,
     DiskFullError,
     ModelhaulError,
     RemoteChangedError,
-    RetriesExhaustedError,
     TooLargeError,
 )
 from downloader.settings import Settings
@@ -109,7 +108,9 @@ class FileDownload:
         self.file = file
         self.dest = Path(file.local_path)
         self.part_path = part_path(self.dest)
-        self.resource = Resource(ctx.session, file.url, auth_headers=auth_headers)
+        self.resource = Resource(
+            ctx.session, file.url, auth_headers=auth_headers, retry=ctx.settings.retry
+        )
         self.progress = progress or FileProgress(file.id, file.relpath, file.size)
         self.actor = actor
         self._overwrite = overwrite
@@ -203,11 +204,9 @@ class FileDownload:
                 found = await probe(self.resource)
                 break
             except TransientError as e:
-                try:
-                    policy = policy.increment(str(e), e.retry_after)
-                except RetriesExhausted as ex:
-                    raise RetriesExhaustedError(self.file.url, len(policy.history), str(e)) from ex
-                await sleep_before_retry(policy, self.ctx.rng, self._note)
+                policy = await policy.next_attempt(
+                    e, self.file.url, rng=self.ctx.rng, on_wait=self._note
+                )
         self._check_size(found.size, "the server announces")
         self.file = await self._update(
             size=found.size,
@@ -417,13 +416,9 @@ class FileDownload:
                 except TransientError as e:
                     if hasher is not None:
                         await hasher.stop()
-                    try:
-                        policy = policy.increment(str(e), e.retry_after)
-                    except RetriesExhausted as ex:
-                        raise RetriesExhaustedError(
-                            self.file.url, len(policy.history), str(e)
-                        ) from ex
-                    await sleep_before_retry(policy, self.ctx.rng, self._note)
+                    policy = await policy.next_attempt(
+                        e, self.file.url, rng=self.ctx.rng, on_wait=self._note
+                    )
                     await part.truncate(self.file.size or 0)
                 except BaseException:
                     if hasher is not None:
@@ -588,4 +583,3 @@ def _stat(path: Path) -> os.stat_result | None:
 
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
-

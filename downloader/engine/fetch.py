@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from downloader.engine.http import Resource, TransientError, parse_content_range
+from downloader.engine.http import Resource, parse_content_range
 from downloader.engine.partfile import PartFile
 from downloader.engine.plan import Plan, Span
 from downloader.engine.ratelimit import TokenBucket
-from downloader.engine.retry import RetriesExhausted, RetryPolicy, sleep_before_retry
-from downloader.errors import RemoteChangedError, RetriesExhaustedError
+from downloader.engine.retry import RetryPolicy, TransientError
+from downloader.errors import RemoteChangedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +55,12 @@ async def work(job: RangeJob, plan: Plan, worker: int) -> None:
     while span is not None:
         try:
             await fetch_span(job, span)
-        except _Progressed as e:
-            policy = _next(job, policy.reset(), e)
-            await sleep_before_retry(policy, job.rng, job.on_wait)
-            continue
         except TransientError as e:
-            policy = _next(job, policy, e)
-            await sleep_before_retry(policy, job.rng, job.on_wait)
+            if isinstance(e, _Progressed):  # bytes flowed before it failed: a full budget
+                policy = policy.reset()
+            policy = await policy.next_attempt(
+                e, job.resource.url, rng=job.rng, on_wait=job.on_wait
+            )
             continue
         except BaseException:
             plan.release(span)
@@ -69,13 +68,6 @@ async def work(job: RangeJob, plan: Plan, worker: int) -> None:
         policy = policy.reset()
         plan.release(span)
         span = plan.acquire(worker)
-
-
-def _next(job: RangeJob, policy: RetryPolicy, error: TransientError) -> RetryPolicy:
-    try:
-        return policy.increment(str(error), error.retry_after)
-    except RetriesExhausted as e:
-        raise RetriesExhaustedError(job.resource.url, len(e.policy.history), str(error)) from e
 
 
 async def fetch_span(job: RangeJob, span: Span) -> None:

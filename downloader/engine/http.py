@@ -17,21 +17,12 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from downloader.engine.retry import parse_retry_after
+from downloader.engine.retry import RetryPolicy, TransientError, parse_retry_after
 from downloader.errors import HTTPStatusError, TransferError
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 10
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
-
-
-class TransientError(Exception):
-    """A failure that another attempt may fix (connection reset, 503, stall, …)."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
 
 
 class EncodedBodyError(TransferError):
@@ -124,10 +115,12 @@ class Resource:
         url: str,
         *,
         auth_headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.session = session
         self.url = url
         self._auth = dict(auth_headers or {})
+        self._retry = retry or RetryPolicy()  # which statuses are worth another attempt
         self._resolved: str | None = None
 
     @property
@@ -188,7 +181,7 @@ class Resource:
             response.close()
             if status in (403, 410) and _origin(url) != _origin(self.url):
                 raise ExpiredURLError(f"HTTP {status} from redirect target {_origin(url)[1]}")
-            if status in RETRYABLE or status >= 500:
+            if self._retry.is_retry(status):
                 raise TransientError(f"HTTP {status} {reason}".strip(), retry_after=retry_after)
             raise HTTPStatusError(self.url, status, reason, detail)
         raise TransferError(f"more than {MAX_REDIRECTS} redirects for {self.url}", url=self.url)

@@ -1,5 +1,6 @@
-"""The retry policy: one immutable object, a new one per attempt (in the spirit of urllib3's
-``Retry``), so it can be built in a test and reasoned about without a network."""
+"""The retry vocabulary: which failures another attempt may fix, and the policy that says how
+often and after how long. One immutable object, a new one per attempt (in the spirit of
+urllib3's ``Retry``), so it can be built in a test and reasoned about without a network."""
 
 from __future__ import annotations
 
@@ -10,6 +11,20 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+
+from downloader.errors import RetriesExhaustedError
+
+# Statuses another attempt may fix (any other 5xx too); every other 4xx is final.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+NOTE_AFTER = 2.0  # a wait at least this long is shown in the progress, not slept in silence
+
+
+class TransientError(Exception):
+    """A failure that another attempt may fix (connection reset, 503, stall, …)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +58,12 @@ class RetryPolicy:
     backoff_factor: float = 0.5
     backoff_max: float = 20.0
     retry_after_max: float = 600.0  # a server asking for longer is asked again after this
+    statuses: frozenset[int] = RETRYABLE_STATUSES
     history: tuple[Attempt, ...] = field(default=())
+
+    def is_retry(self, status: int) -> bool:
+        """Whether an HTTP ``status`` is worth another attempt (any 5xx is)."""
+        return status in self.statuses or status >= 500
 
     def increment(self, error: str, retry_after: float | None = None) -> RetryPolicy:
         """The policy after one more failure; raises ``RetriesExhausted`` past the budget."""
@@ -66,6 +86,42 @@ class RetryPolicy:
         ceiling = min(self.backoff_max, self.backoff_factor * 2 ** (len(self.history) - 1))
         return (rng or random).uniform(0.0, ceiling)
 
+    async def next_attempt(
+        self,
+        error: TransientError,
+        url: str,
+        *,
+        rng: random.Random | None = None,
+        on_wait: Callable[[str | None], None] | None = None,
+    ) -> RetryPolicy:
+        """Record ``error`` as one more failed attempt at ``url``, sleep the backoff (a long
+        wait announced through ``on_wait``), and return the policy for the next attempt.
+        Past the budget, ``RetriesExhaustedError`` instead, naming the URL and the last error.
+        """
+        try:
+            policy = self.increment(str(error), error.retry_after)
+        except RetriesExhausted as e:
+            raise RetriesExhaustedError(url, len(e.policy.history), str(error)) from e
+        await policy.sleep(rng, on_wait)
+        return policy
+
+    async def sleep(
+        self,
+        rng: random.Random | None = None,
+        on_wait: Callable[[str | None], None] | None = None,
+    ) -> None:
+        """Sleep the backoff; a long wait is announced through ``on_wait`` (and the
+        announcement withdrawn once it is over, or if the sleep is cancelled)."""
+        delay = self.backoff(rng)
+        note = wait_note(self, delay)
+        if note is not None and on_wait is not None:
+            on_wait(note)
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            if note is not None and on_wait is not None:
+                on_wait(None)
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None."""
@@ -79,9 +135,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return max(0.0, when.timestamp() - (time.time() if now is None else now))
     except (TypeError, ValueError, OverflowError, OSError):
         return None
-
-
-NOTE_AFTER = 2.0  # a wait at least this long is shown in the progress, not slept in silence
 
 
 def wait_note(policy: RetryPolicy, delay: float) -> str | None:
@@ -98,21 +151,3 @@ def wait_note(policy: RetryPolicy, delay: float) -> str | None:
             f"trying again in {delay:.0f} s"
         )
     return f"server asked to wait {delay:.0f} s ({last.error})"
-
-
-async def sleep_before_retry(
-    policy: RetryPolicy,
-    rng: random.Random | None = None,
-    on_wait: Callable[[str | None], None] | None = None,
-) -> None:
-    """Sleep the policy's backoff; a long wait is announced through ``on_wait`` (and the
-    announcement withdrawn once it is over, or if the sleep is cancelled)."""
-    delay = policy.backoff(rng)
-    note = wait_note(policy, delay)
-    if note is not None and on_wait is not None:
-        on_wait(note)
-    try:
-        await asyncio.sleep(delay)
-    finally:
-        if note is not None and on_wait is not None:
-            on_wait(None)
