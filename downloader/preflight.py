@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from downloader.engine.http import Resource, make_session
+from downloader.engine.http import Resource, open_session
 from downloader.engine.partfile import part_path
 from downloader.engine.probe import probe
 from downloader.errors import TooLargeError
@@ -67,14 +67,8 @@ async def estimate_download_size(
     source = source_for(parsed.provider)
     destination = source.destination(parsed, dest, settings)
     task = _draft(parsed, destination)
-    s = settings
-    async with make_session(
-        max_connections=8,
-        max_per_host=8,
-        connect_timeout=s.connect_timeout,
-        stall_timeout=s.stall_timeout,
-        read_buffer=s.read_buffer,
-    ) as session:
+    # A few metadata requests: a small pool of its own, not the downloads' one.
+    async with open_session(settings.engine(max_connections=8, max_per_host=8)) as session:
         resolution = await source.resolve(task, SourceContext(settings, session, token))
         files = []
         for f in resolution.files:

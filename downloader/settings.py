@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from downloader.engine.config import EngineConfig
 from downloader.engine.retry import RetryPolicy
 from storage.location import modelhaul_home
 
@@ -167,6 +168,16 @@ class Settings:
     def download_dir(self) -> Path:
         """Where files go when no destination is given."""
         return self.downloads or self.home / "downloads"
+
+    def engine(self, **overrides: Any) -> EngineConfig:
+        """The engine's tunables from these settings, with ``overrides`` (a task's own
+        connection count, say) checked against their bounds like any setting."""
+        names = [f.name for f in fields(EngineConfig)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"not an engine setting: {', '.join(unknown)}")
+        settings = replace(self, **overrides) if overrides else self
+        return EngineConfig(**{name: getattr(settings, name) for name in names})
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (``None`` values are ignored)."""

@@ -14,6 +14,7 @@ from storage.errors import (
     TransitionConflictError,
 )
 from storage.files import FileStore
+from storage.journal import LedgerJournal
 from storage.ledger import Ledger, open_ledger
 from storage.location import default_ledger_path, modelhaul_home
 from storage.records import (
@@ -56,6 +57,7 @@ __all__ = [
     "LeaseLostError",
     "Ledger",
     "LedgerError",
+    "LedgerJournal",
     "LedgerOpenError",
     "LedgerUnavailableError",
     "NewFile",

@@ -14,8 +14,10 @@ from sqlalchemy.engine import URL, Connection, make_url
 from storage.db import Database
 from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
 from storage.files import FileStore
+from storage.journal import LedgerJournal
 from storage.location import default_ledger_path
 from storage.migrate import HEAD_REVISION, current_revision, is_known, upgrade_to_head
+from storage.records import FileRecord
 from storage.tasks import TaskStore
 from storage.uses import UseStore
 
@@ -32,6 +34,11 @@ class Ledger:
     tasks: TaskStore
     files: FileStore
     uses: UseStore
+
+    def journal(self, file: FileRecord, owner: str | None = None) -> LedgerJournal:
+        """The journal of one file for the download engine: its rows only, every write
+        fenced on the lease ``owner`` (None: unfenced)."""
+        return LedgerJournal(self.files, self.tasks, file.id, file.task_id, owner)
 
     async def close(self) -> None:
         """Release every connection."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from downloader.durable import sha256_of
 from downloader.engine.download import EngineContext, FileDownload, FileProgress
-from downloader.engine.http import make_session
+from downloader.engine.http import open_session
 from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.retry import RetryPolicy
 from downloader.settings import MiB, Settings
@@ -31,16 +31,11 @@ def small_settings(tmp_path: Path, **overrides) -> Settings:
 
 @asynccontextmanager
 async def engine(ledger: Ledger, settings: Settings):
-    """An EngineContext with its own HTTP session."""
-    session = make_session(
-        max_connections=settings.max_connections,
-        max_per_host=settings.max_per_host,
-        connect_timeout=settings.connect_timeout,
-        stall_timeout=settings.stall_timeout,
-        read_buffer=settings.read_buffer,
-    )
-    async with session:
-        yield EngineContext(ledger, session, settings, TokenBucket(settings.rate_limit))
+    """An EngineContext with its own HTTP session; downloads write to ``ledger`` through
+    each file's journal."""
+    config = settings.engine()
+    async with open_session(config) as session:
+        yield EngineContext(session, config, TokenBucket(config.rate_limit))
 
 
 async def add_file(
@@ -56,11 +51,12 @@ async def add_file(
 
 
 async def fetch(
-    ctx: EngineContext, record: FileRecord, **kwargs
+    ctx: EngineContext, ledger: Ledger, record: FileRecord, **kwargs
 ) -> tuple[FileRecord, FileProgress]:
-    """Run the file download to its end."""
+    """Run the file download to its end, journaled in ``ledger``."""
     progress = FileProgress(record.id, record.relpath, record.size)
-    done = await FileDownload(ctx, record, progress=progress, **kwargs).run()
+    journal = ledger.journal(record)
+    done = await FileDownload(ctx, record, journal, progress=progress, **kwargs).run()
     return done, progress
 
 

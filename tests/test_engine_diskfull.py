@@ -48,7 +48,7 @@ async def test_disk_full_at_allocation_names_the_path_and_completes_after_freein
         record = await add_file(ledger, origin.url("m.bin"), small_disk / "m.bin")
         async with engine(ledger, small_settings(tmp_path)) as ctx:
             with pytest.raises(DiskFullError) as raised:
-                await FileDownload(ctx, record).run()
+                await FileDownload(ctx, record, ledger.journal(record)).run()
             # Refused before anything is allocated, naming the file and both numbers.
             assert f"the file needs {SIZE} bytes" in str(raised.value)
             assert f"has {raised.value.free} free" in str(raised.value)
@@ -56,7 +56,7 @@ async def test_disk_full_at_allocation_names_the_path_and_completes_after_freein
             assert not (small_disk / "m.bin.part").exists()
             assert origin.served <= 1  # refused before fetching anything but the probe
             filler.unlink()
-            done, _ = await fetch(ctx, await ledger.files.get(record.id))
+            done, _ = await fetch(ctx, ledger, await ledger.files.get(record.id))
     assert done.state is FileState.COMPLETED and (small_disk / "m.bin").read_bytes() == data
 
 
@@ -69,7 +69,9 @@ async def test_disk_full_mid_download_keeps_part_and_ledger_consistent_then_resu
         record = await add_file(ledger, origin.url("m.bin"), small_disk / "m.bin")
         async with engine(ledger, settings) as ctx:
             progress = FileProgress(record.id, record.relpath, record.size)
-            running = asyncio.create_task(FileDownload(ctx, record, progress=progress).run())
+            running = asyncio.create_task(
+                FileDownload(ctx, record, ledger.journal(record), progress=progress).run()
+            )
             while progress.written < 4 * MiB and not running.done():
                 await asyncio.sleep(0.05)
             filler = fill(small_disk, 0)
@@ -83,6 +85,6 @@ async def test_disk_full_mid_download_keeps_part_and_ledger_consistent_then_resu
             assert stopped.downloaded_bytes == sum(b - a for a, b in durable) > 0
             assert all(part[a:b] == data[a:b] for a, b in durable)  # the ledger never lies
             filler.unlink()
-            done, progress = await fetch(ctx, stopped)
+            done, progress = await fetch(ctx, ledger, stopped)
     assert done.state is FileState.COMPLETED and (small_disk / "m.bin").read_bytes() == data
     assert progress.fetched < SIZE  # it resumed: the durable part was not fetched again

@@ -36,7 +36,7 @@ async def download(ledger: Ledger, tmp_path: Path, origin: Origin, name: str = "
         ledger, origin.url(name, signed=kw.pop("signed", False)), tmp_path / "out" / name, **kw
     )
     async with engine(ledger, settings) as ctx:
-        return await fetch(ctx, record)
+        return await fetch(ctx, ledger, record)
 
 
 SINGLE_FAULTS = {
@@ -128,7 +128,9 @@ async def test_credentials_never_reach_the_redirect_host(
     async with Origin({"m.bin": data}) as origin:
         record = await add_file(ledger, origin.url("m.bin", signed=True), tmp_path / "m.bin")
         async with engine(ledger, small_settings(tmp_path)) as ctx:
-            await FileDownload(ctx, record, auth_headers={"Authorization": "Bearer s3cret"}).run()
+            await FileDownload(
+                ctx, record, ledger.journal(record), auth_headers={"Authorization": "Bearer s3cret"}
+            ).run()
         to_origin = [r for r in origin.log if r.path.startswith("/redirect/")]
         to_cdn = [r for r in origin.log if r.path.startswith("/signed/")]
     assert (tmp_path / "m.bin").read_bytes() == data
@@ -161,7 +163,7 @@ async def test_remote_change_against_a_published_digest_of_another_size_fails(
             size=len(data),
         )
         async with engine(ledger, small_settings(tmp_path)) as ctx:
-            task = asyncio.create_task(FileDownload(ctx, record).run())
+            task = asyncio.create_task(FileDownload(ctx, record, ledger.journal(record)).run())
             await asyncio.sleep(0.5)
             origin.put("m.bin", data[: len(data) // 2])
             with pytest.raises(RemoteChangedError, match="can never match"):
@@ -177,7 +179,7 @@ async def test_bytes_that_do_not_match_the_published_digest_fail_and_are_discard
         )
         async with engine(ledger, small_settings(tmp_path)) as ctx:
             with pytest.raises(DigestMismatchError, match="published 0000") as raised:
-                await FileDownload(ctx, record).run()
+                await FileDownload(ctx, record, ledger.journal(record)).run()
     assert sha256(data) in str(raised.value)
     assert not (tmp_path / "m.bin").exists() and not (tmp_path / "m.bin.part").exists()
 
@@ -204,7 +206,7 @@ async def test_a_missing_file_fails_at_once_naming_the_url_and_status(
         record = await add_file(ledger, origin.url("nope.gguf"), tmp_path / "nope.gguf")
         async with engine(ledger, small_settings(tmp_path)) as ctx:
             with pytest.raises(HTTPStatusError) as raised:
-                await FileDownload(ctx, record).run()
+                await FileDownload(ctx, record, ledger.journal(record)).run()
     assert raised.value.status == 404
     assert str(raised.value).startswith("HTTP 404 Not Found for http://127.0.0.1:")
     assert "nope.gguf" in str(raised.value)
@@ -232,7 +234,7 @@ async def test_a_file_already_at_the_destination_completes_with_zero_bytes_fetch
             ledger, origin.url("have.bin"), dest, expected_sha256=sha256(data), size=len(data)
         )
         async with engine(ledger, small_settings(tmp_path)) as ctx:
-            done, progress = await fetch(ctx, record)
+            done, progress = await fetch(ctx, ledger, record)
         assert origin.log == []  # size and digest were known: not even a probe
     assert done.state is FileState.COMPLETED and progress.fetched == 0
     assert os.stat(dest).st_size == len(data)

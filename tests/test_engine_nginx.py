@@ -22,7 +22,7 @@ async def test_multi_connection_download_of_256_mib_from_nginx_is_byte_identical
     url = nginx_server.url("big.bin")
     record = await add_file(ledger, url, tmp_path / "big.bin")
     async with engine(ledger, small_settings(tmp_path, connections=16, max_chunk=16 * MiB)) as ctx:
-        _, progress = await fetch(ctx, record)
+        _, progress = await fetch(ctx, ledger, record)
     assert file_sha256(tmp_path / "big.bin") == file_sha256(big_files / "big.bin")
     ranged = [r for r in nginx_server.log() if r[1] == "/big.bin" and r[3].startswith("bytes=")]
     assert len(ranged) > 16  # many range requests, handed out across the connections
@@ -38,7 +38,9 @@ async def test_resume_from_nginx_requests_only_ranges_that_were_not_durable(
     record = await add_file(ledger, url, tmp_path / "big.bin")
     async with engine(ledger, small_settings(tmp_path, connections=8)) as ctx:
         progress = FileProgress(record.id, record.relpath, None)
-        task = asyncio.create_task(FileDownload(ctx, record, progress=progress).run())
+        task = asyncio.create_task(
+            FileDownload(ctx, record, ledger.journal(record), progress=progress).run()
+        )
         while progress.written < 64 * MiB:
             await asyncio.sleep(0.02)
         task.cancel()
@@ -51,7 +53,7 @@ async def test_resume_from_nginx_requests_only_ranges_that_were_not_durable(
         while seen != len(nginx_server.log()):
             seen = len(nginx_server.log())
             await asyncio.sleep(0.3)
-        _, resumed = await fetch(ctx, await ledger.files.get(record.id))
+        _, resumed = await fetch(ctx, ledger, await ledger.files.get(record.id))
     assert file_sha256(tmp_path / "big.bin") == file_sha256(big_files / "big.bin")
     after = [r for r in nginx_server.log()[seen:] if r[1] == "/slow/big.bin"]
     assert after, "the resume sent no requests"

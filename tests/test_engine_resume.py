@@ -23,10 +23,12 @@ def data() -> bytes:
     return random.Random(5).randbytes(SIZE)
 
 
-async def run_until(ctx, record, written: int) -> FileProgress:
+async def run_until(ctx, ledger, record, written: int) -> FileProgress:
     """Start the download, cancel it (a pause) once ``written`` bytes are in the .part."""
     progress = FileProgress(record.id, record.relpath, record.size)
-    task = asyncio.create_task(FileDownload(ctx, record, progress=progress).run())
+    task = asyncio.create_task(
+        FileDownload(ctx, record, ledger.journal(record), progress=progress).run()
+    )
     while progress.written < written:
         assert not task.done(), "finished before the pause"
         await asyncio.sleep(0.01)
@@ -47,7 +49,7 @@ async def test_a_clean_pause_records_durable_progress_and_resume_fetches_only_th
     async with Origin({"m.bin": data}, throttle=4 * MiB) as origin:
         record = await add_file(ledger, origin.url("m.bin"), tmp_path / "m.bin")
         async with engine(ledger, small_settings(tmp_path)) as ctx:
-            written = (await run_until(ctx, record, 16 * MiB)).written
+            written = (await run_until(ctx, ledger, record, 16 * MiB)).written
             paused = await ledger.files.get(record.id)
             chunks = await ledger.files.chunks(record.id)
             durable = [(c.start, c.start + c.done) for c in chunks if c.done]
@@ -60,7 +62,7 @@ async def test_a_clean_pause_records_durable_progress_and_resume_fetches_only_th
             assert all(part[a:b] == data[a:b] for a, b in durable)
 
             before = len(origin.log)
-            _, progress = await fetch(ctx, await ledger.files.get(record.id))
+            _, progress = await fetch(ctx, ledger, await ledger.files.get(record.id))
         resumed = [
             parse(r.range) for r in origin.log[before:] if r.range and r.range != "bytes=0-0"
         ]
@@ -77,7 +79,7 @@ async def test_a_corrupted_block_written_before_a_pause_is_found_and_fetched_aga
     async with Origin({"m.bin": data}, throttle=4 * MiB) as origin:
         record = await add_file(ledger, origin.url("m.bin"), tmp_path / "m.bin")
         async with engine(ledger, small_settings(tmp_path)) as ctx:
-            await run_until(ctx, record, 12 * MiB)
+            await run_until(ctx, ledger, record, 12 * MiB)
             chunks = await ledger.files.chunks(record.id)
             victim = next(c for c in chunks if c.done >= MiB)
             spot = victim.start + 100  # inside a block the ledger calls durable
@@ -86,7 +88,7 @@ async def test_a_corrupted_block_written_before_a_pause_is_found_and_fetched_aga
                 f.write(b"\x00garbage\x00")
             paused = await ledger.files.get(record.id)
             served_before = origin.served
-            done, progress = await fetch(ctx, paused)
+            done, progress = await fetch(ctx, ledger, paused)
             refetched = origin.served - served_before
     assert done.state is FileState.COMPLETED
     assert (tmp_path / "m.bin").read_bytes() == data
@@ -103,9 +105,9 @@ async def test_a_deleted_part_file_voids_its_progress_and_the_file_is_fetched_ag
     async with Origin({"m.bin": data}, throttle=4 * MiB) as origin:
         record = await add_file(ledger, origin.url("m.bin"), tmp_path / "m.bin")
         async with engine(ledger, small_settings(tmp_path)) as ctx:
-            await run_until(ctx, record, 8 * MiB)
+            await run_until(ctx, ledger, record, 8 * MiB)
             (tmp_path / "m.bin.part").unlink()
-            done, _ = await fetch(ctx, await ledger.files.get(record.id))
+            done, _ = await fetch(ctx, ledger, await ledger.files.get(record.id))
     assert done.state is FileState.COMPLETED and (tmp_path / "m.bin").read_bytes() == data
     notes = [e.reason for e in await ledger.tasks.events(record.task_id)]
     assert any("m.bin.part is missing: its recorded progress is void" in n for n in notes)

@@ -272,4 +272,3 @@ class _Demo:
                     f"{format_bytes(repo.size_on_disk)}"
                 )
         return f"huggingface_hub does NOT find {REPO} in {self.settings.hf_cache_dir}"
-

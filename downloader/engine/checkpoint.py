@@ -1,18 +1,18 @@
-"""Checkpoints: sync the data, then record it, every few MiB or every second per file.
+"""Checkpoints: sync the data, then journal it, every few MiB or every second per file.
 
 Order matters: the chunk states are read before ``fdatasync`` starts, so every byte they
-describe was written before the sync and is on disk when the ledger says so. After any crash
-the ledger can only under-report.
+describe was written before the sync and is on disk when the journal says so. After any crash
+the journal (the ledger) can only under-report.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from downloader.engine.journal import FileJournal
 from downloader.engine.partfile import PartFile
 from downloader.engine.plan import Plan
 from downloader.engine.timing import wait_a_while
-from storage import FileCheckpoint, FileStore
 
 
 class Checkpointer:
@@ -20,22 +20,20 @@ class Checkpointer:
 
     def __init__(
         self,
-        files: FileStore,
+        journal: FileJournal,
         file_id: int,
         part: PartFile,
         plan: Plan,
         *,
         seconds: float,
         nbytes: int,
-        owner: str | None = None,
     ) -> None:
-        self._files = files
+        self._journal = journal  # refuses the writes once the task's lease is lost
         self._file_id = file_id
         self._part = part
         self._plan = plan
         self._seconds = seconds
         self._nbytes = nbytes
-        self._owner = owner  # the lease this runs under: writes are refused once it is lost
         self._since = 0
         self._due = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -70,10 +68,7 @@ class Checkpointer:
             self._since = 0
             self._due.clear()
             stat = await self._part.sync()
-            await self._files.checkpoint(
-                [FileCheckpoint(self._file_id, records, written, stat.mtime_ns, stat.size)],
-                owner=self._owner,
-            )
+            await self._journal.checkpoint(records, written, stat.mtime_ns, stat.size)
             self.durable = written
             self.count += 1
 

@@ -1,5 +1,5 @@
 """Download one file: probe, plan or resume, check, fetch with many connections, verify,
-rename into place. The ledger is told at every step that matters."""
+rename into place. The file's journal is told at every step that matters."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import aiohttp
 
 from downloader.durable import sha256_of
 from downloader.engine.checkpoint import Checkpointer
+from downloader.engine.config import EngineConfig
 from downloader.engine.fetch import Expected, RangeJob, fetch_whole, work
 from downloader.engine.hashing import TrailingSha256, bad_blocks
 from downloader.engine.http import Resource
+from downloader.engine.journal import FileJournal
 from downloader.engine.partfile import PartFile, part_path
 from downloader.engine.plan import Plan, Span, repair
 from downloader.engine.probe import if_range_value, probe
@@ -34,8 +36,7 @@ from downloader.errors import (
     RemoteChangedError,
     TooLargeError,
 )
-from downloader.settings import Settings
-from storage import ChunkRecord, FileRecord, FileState, Ledger, LedgerUnavailableError
+from storage import ChunkRecord, FileRecord, FileState, LedgerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -81,26 +82,28 @@ FileCheck = Callable[[Path, FileRecord], Awaitable[None]]
 
 @dataclass(frozen=True)
 class EngineContext:
-    """What every file download of a process shares."""
+    """What every file download of a process shares: one HTTP session (``open_session``),
+    the tunables, the global rate limit, and the randomness of backoff jitter."""
 
-    ledger: Ledger
     session: aiohttp.ClientSession
-    settings: Settings
+    config: EngineConfig
     limiter: TokenBucket
     rng: random.Random = field(default_factory=random.Random)
 
 
 class FileDownload:
-    """One file of one task, from wherever the ledger says it stands to done."""
+    """One file of one task, from wherever its journal says it stands to done. Everything
+    it learns and every byte it makes durable goes to ``journal``, the file's own record;
+    ``progress`` is for whoever reports it."""
 
     def __init__(
         self,
         ctx: EngineContext,
         file: FileRecord,
+        journal: FileJournal,
         *,
         auth_headers: dict[str, str] | None = None,
         progress: FileProgress | None = None,
-        actor: str | None = None,
         overwrite: bool = False,
         check: FileCheck | None = None,
     ) -> None:
@@ -109,22 +112,21 @@ class FileDownload:
         self.dest = Path(file.local_path)
         self.part_path = part_path(self.dest)
         self.resource = Resource(
-            ctx.session, file.url, auth_headers=auth_headers, retry=ctx.settings.retry
+            ctx.session, file.url, auth_headers=auth_headers, retry=ctx.config.retry
         )
         self.progress = progress or FileProgress(file.id, file.relpath, file.size)
-        self.actor = actor
+        self.journal = journal
         self._overwrite = overwrite
         self._check = check
-        self._files = ctx.ledger.files
-        self._settings = ctx.settings
+        self._config = ctx.config
 
     async def _update(self, **fields: Any) -> FileRecord:
-        """Write file columns, fenced on the task's lease when run under one."""
-        return await self._files.update(self.file.id, owner=self.actor, **fields)
+        """Write file columns through the journal."""
+        return await self.journal.update(**fields)
 
     async def _replace(self, chunks: list[ChunkRecord], **fields: Any) -> FileRecord:
-        """Write a new chunk plan, fenced like ``_update``."""
-        return await self._files.replace_chunks(self.file.id, chunks, owner=self.actor, **fields)
+        """Write a new chunk plan (and file columns) through the journal."""
+        return await self.journal.replace_chunks(chunks, **fields)
 
     async def run(self) -> FileRecord:
         """Download (or confirm) the file; returns its completed record.
@@ -140,7 +142,7 @@ class FileDownload:
                 return await self._attempt()
             except RemoteChangedError as e:
                 restarts += 1
-                if not e.can_restart or restarts > self._settings.max_restarts:
+                if not e.can_restart or restarts > self._config.max_restarts:
                     raise
                 await self._start_over(f"{e}; starting this file over")
 
@@ -168,7 +170,7 @@ class FileDownload:
             # their names: the right size there is the blob, no need to read it again.
             return await self._record_present(actual, self.file.expected_sha256)
         sha = None
-        if self.file.expected_sha256 or self._settings.always_sha256:
+        if self.file.expected_sha256 or self._config.always_sha256:
             self.progress.enter(Phase.VERIFYING)
             sha = await asyncio.to_thread(sha256_of, self.dest)
             if self.file.expected_sha256 and sha != self.file.expected_sha256:
@@ -198,7 +200,7 @@ class FileDownload:
 
     async def _probe(self) -> None:
         self.progress.enter(Phase.PROBING)
-        policy = self._settings.retry
+        policy = self._config.retry
         while True:
             try:
                 found = await probe(self.resource)
@@ -218,8 +220,8 @@ class FileDownload:
 
     def _check_size(self, size: int | None, who: str) -> None:
         """Refuse a size past the ceiling before anything is planned or allocated for it."""
-        if size is not None and size > self._settings.max_file_size:
-            raise TooLargeError(self.file.url, size, self._settings.max_file_size, who)
+        if size is not None and size > self._config.max_file_size:
+            raise TooLargeError(self.file.url, size, self._config.max_file_size, who)
 
     def _note(self, note: str | None) -> None:
         self.progress.note = note
@@ -228,7 +230,7 @@ class FileDownload:
 
     async def _start_over(self, why: str) -> None:
         log.warning("task %s: %s", self.file.task_id, why)
-        await self.ctx.ledger.tasks.note(self.file.task_id, why, actor=self.actor)
+        await self.journal.note(why)
         self.file = await self._replace(
             [],
             etag=None,
@@ -264,18 +266,16 @@ class FileDownload:
             await part.close()
 
     async def _load_plan(self) -> Plan:
-        size, s = self.file.size, self._settings
+        size, s = self.file.size, self._config
         assert size is not None
         self._check_size(size, "the source gives")
-        chunks = await self._files.chunks(self.file.id)
+        chunks = await self.journal.chunks()
         if chunks:
             try:
                 return Plan.from_chunks(size, self.file.block_size, chunks, s.min_steal)
             except ValueError as e:
-                await self.ctx.ledger.tasks.note(
-                    self.file.task_id,
+                await self.journal.note(
                     f"{self.file.relpath}: chunk records unusable ({e}); starting this file over",
-                    actor=self.actor,
                 )
         plan = Plan.fresh(
             size,
@@ -294,10 +294,8 @@ class FileDownload:
         stat = await asyncio.to_thread(_stat, self.part_path)
         if plan.written and (stat is None or stat.st_size != self.file.size):
             why = "missing" if stat is None else f"{stat.st_size} bytes, not {self.file.size}"
-            await self.ctx.ledger.tasks.note(
-                self.file.task_id,
+            await self.journal.note(
                 f"{self.part_path} is {why}: its recorded progress is void, fetching it again",
-                actor=self.actor,
             )
             await self._replace([])
             plan = await self._load_plan()
@@ -307,12 +305,12 @@ class FileDownload:
             self.part_path,
             self.file.size,
             truncate=not plan.written,
-            preallocate=self._settings.preallocate,
+            preallocate=self._config.preallocate,
         )
         return plan, part
 
     async def _check_blocks(self, plan: Plan, part: PartFile) -> Plan:
-        """After an unclean stop, or if the .part changed behind the ledger's back, re-hash
+        """After an unclean stop, or if the .part changed behind the journal's back, re-hash
         every written block and fetch the bad ones again. A clean stop skips this."""
         if not plan.written:
             return plan
@@ -332,16 +330,14 @@ class FileDownload:
             return plan
         fixed = repair(records, bad, self.file.block_size)
         await self._replace(fixed)
-        await self.ctx.ledger.tasks.note(
-            self.file.task_id,
+        await self.journal.note(
             f"{self.file.relpath}: {len(bad)} written block(s) did not match their XXH3 digests; "
             "fetching them again",
-            actor=self.actor,
         )
-        return Plan.from_chunks(plan.size, self.file.block_size, fixed, self._settings.min_steal)
+        return Plan.from_chunks(plan.size, self.file.block_size, fixed, self._config.min_steal)
 
     async def _fetch_ranges(self, plan: Plan, part: PartFile) -> FileRecord:
-        s = self._settings
+        s = self._config
         size = plan.size
         self.progress.written = plan.written
         self.progress.enter(Phase.DOWNLOADING)
@@ -349,13 +345,12 @@ class FileDownload:
             self.file = await self._update(dirty=True, state=FileState.DOWNLOADING, error=None)
         hasher = self._hasher(part, plan.prefix)
         checkpointer = Checkpointer(
-            self._files,
+            self.journal,
             self.file.id,
             part,
             plan,
             seconds=s.checkpoint_seconds,
             nbytes=s.checkpoint_bytes,
-            owner=self.actor,
         )
         job = self._job(part, hasher, checkpointer)
         guard = checkpointer.start()
@@ -384,20 +379,18 @@ class FileDownload:
 
     async def _stream_whole(self) -> FileRecord:
         """No range support (or no size): one stream, from zero after every failure."""
-        await self.ctx.ledger.tasks.note(
-            self.file.task_id,
+        await self.journal.note(
             f"{self.file.relpath}: the server "
             + ("gives no size" if self.file.size is None else "does not support ranges")
             + ": downloading in one stream, restarted from zero after any failure",
-            actor=self.actor,
         )
         await self._replace([], dirty=True, state=FileState.DOWNLOADING)
-        policy = self._settings.retry
-        ceiling = self._settings.max_file_size
+        policy = self._config.retry
+        ceiling = self._config.max_file_size
         if self.file.size is not None:
             await asyncio.to_thread(_check_space, self.part_path, self.file.size)
         part = await PartFile.open(
-            self.part_path, self.file.size, truncate=True, preallocate=self._settings.preallocate
+            self.part_path, self.file.size, truncate=True, preallocate=self._config.preallocate
         )
         try:
             while True:
@@ -453,7 +446,7 @@ class FileDownload:
             resource=self.resource,
             part=part,
             block=f.block_size,
-            write_size=self._settings.write_size,
+            write_size=self._config.write_size,
             expected=Expected(
                 size=f.size or 0,
                 etag=f.etag,
@@ -461,7 +454,7 @@ class FileDownload:
                 if_range=if_range_value(f.etag, f.last_modified),
             ),
             limiter=self.ctx.limiter,
-            policy=self._settings.retry,
+            policy=self._config.retry,
             on_received=received,
             on_written=written,
             rng=self.ctx.rng,
@@ -471,7 +464,7 @@ class FileDownload:
     def _hasher(self, part: PartFile, prefix: Callable[[], int]) -> TrailingSha256 | None:
         """A SHA-256 trailing the written prefix, where there is a digest to check it against
         (or every file is to get one)."""
-        if not (self.file.expected_sha256 or self._settings.always_sha256):
+        if not (self.file.expected_sha256 or self._config.always_sha256):
             return None
         hasher = TrailingSha256(part, prefix)
         hasher.start()

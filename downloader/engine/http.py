@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from downloader.engine.config import EngineConfig
 from downloader.engine.retry import RetryPolicy, TransientError, parse_retry_after
 from downloader.errors import HTTPStatusError, TransferError
 
@@ -51,28 +52,25 @@ def user_agent() -> str:
         return "modelhaul"
 
 
-def make_session(
-    *,
-    max_connections: int,
-    max_per_host: int,
-    connect_timeout: float,
-    stall_timeout: float,
-    read_buffer: int,
-) -> aiohttp.ClientSession:
-    """The one session all downloads of a process share (global and per-host limits)."""
+def open_session(config: EngineConfig) -> aiohttp.ClientSession:
+    """The one session all downloads of a process share: global and per-host connection
+    limits, connect and stall timeouts, and the bytes as they are (``identity``)."""
     connector = aiohttp.TCPConnector(
-        limit=max_connections, limit_per_host=max_per_host, ttl_dns_cache=300
+        limit=config.max_connections, limit_per_host=config.max_per_host, ttl_dns_cache=300
     )
     # No total or pool-wait timeout: a download may take hours and may queue for a connection.
     # sock_read is the stall timeout: no byte for that long and the request is abandoned.
     timeout = aiohttp.ClientTimeout(
-        total=None, connect=None, sock_connect=connect_timeout, sock_read=stall_timeout
+        total=None,
+        connect=None,
+        sock_connect=config.connect_timeout,
+        sock_read=config.stall_timeout,
     )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         auto_decompress=False,
-        read_bufsize=read_buffer,
+        read_bufsize=config.read_buffer,
         headers={"User-Agent": user_agent(), "Accept-Encoding": "identity"},
     )
 

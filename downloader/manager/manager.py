@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from downloader.engine.download import EngineContext
-from downloader.engine.http import make_session
+from downloader.engine.http import open_session
 from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.timing import wait_a_while
 from downloader.errors import SpecError
 from downloader.manager.bus import ProgressBus
 from downloader.manager.lease import owner_gone, pid_alive, process_gone, this_process
-from downloader.manager.runner import FileView, TaskRunner, purge_parts, status_of
+from downloader.manager.runner import FileView, RunContext, TaskRunner, purge_parts, status_of
 from downloader.paths import check_writable
 from downloader.progress import (
     DownloadProgress,
@@ -78,7 +78,7 @@ class DownloadManager:
         # One process may run several managers: each holds its own leases.
         self.lease = dataclasses.replace(this_process(), instance=secrets.token_hex(4))
         self._ledger: Ledger | None = None
-        self._ctx: EngineContext | None = None
+        self._ctx: RunContext | None = None
         self._runners: dict[int, tuple[TaskRunner, asyncio.Task[None]]] = {}
         self._mine: set[int] = set()  # tasks this manager runs when not draining the queue
         self._drain = False
@@ -97,15 +97,9 @@ class DownloadManager:
 
     async def __aenter__(self) -> DownloadManager:
         self._ledger = await open_ledger(self.settings.ledger_target)
-        s = self.settings
-        session = make_session(
-            max_connections=s.max_connections,
-            max_per_host=s.max_per_host,
-            connect_timeout=s.connect_timeout,
-            stall_timeout=s.stall_timeout,
-            read_buffer=s.read_buffer,
-        )
-        self._ctx = EngineContext(self._ledger, session, s, TokenBucket(s.rate_limit))
+        config = self.settings.engine()
+        engine = EngineContext(open_session(config), config, TokenBucket(config.rate_limit))
+        self._ctx = RunContext(self._ledger, self.settings, engine)
         if self.autostart:
             self._start_loops()
         return self
@@ -577,13 +571,14 @@ class DownloadManager:
         self._runners[task.id] = (runner, job)
         job.add_done_callback(lambda _: self._finished(task.id, runner, job))
 
-    def _ctx_for(self, task: Task) -> EngineContext:
+    def _ctx_for(self, task: Task) -> RunContext:
         assert self._ctx is not None
         connections = task.options.get("connections")
         if connections is None:
             return self._ctx
-        settings = self.settings.with_(connections=int(connections))
-        return EngineContext(self._ctx.ledger, self._ctx.session, settings, self._ctx.limiter)
+        config = self.settings.engine(connections=int(connections))
+        engine = EngineContext(self._ctx.engine.session, config, self._ctx.engine.limiter)
+        return dataclasses.replace(self._ctx, engine=engine)
 
     def _finished(self, task_id: int, runner: TaskRunner, job: asyncio.Task[None]) -> None:
         self._runners.pop(task_id, None)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+
 from downloader.engine.download import EngineContext, FileDownload, FileProgress, Phase
 from downloader.engine.partfile import part_path
 from downloader.errors import ModelhaulError
@@ -27,11 +29,13 @@ from downloader.progress import (
     format_eta,
     format_speed,
 )
+from downloader.settings import Settings
 from downloader.sources import Source, SourceContext
 from storage import (
     FileRecord,
     FileState,
     Lease,
+    Ledger,
     LedgerError,
     LedgerUnavailableError,
     TaskNotFoundError,
@@ -55,6 +59,21 @@ class FileView:
     phase: str
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What the runners of one manager share: the ledger, the settings (sources read them)
+    and what the engine is handed."""
+
+    ledger: Ledger
+    settings: Settings
+    engine: EngineContext
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The one HTTP session of the process."""
+        return self.engine.session
+
+
 class TaskRunner:
     """Runs one task to completion, failure or a stop."""
 
@@ -62,7 +81,7 @@ class TaskRunner:
         self,
         task: TaskRecord,
         *,
-        ctx: EngineContext,
+        ctx: RunContext,
         source: Source,
         lease: Lease,
         bus: ProgressBus,
@@ -137,11 +156,11 @@ class TaskRunner:
         async def one(record: FileRecord) -> FileRecord:
             async with gate:
                 return await FileDownload(
-                    self._ctx,
+                    self._ctx.engine,
                     record,
+                    ledger.journal(record, self._lease.owner),
                     auth_headers=dict(resolution.auth_headers),
                     progress=self._files[record.id],
-                    actor=self._lease.owner,
                     overwrite=bool(self.task.options.get("overwrite")),
                     check=_check_format,
                 ).run()

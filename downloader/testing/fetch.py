@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from downloader.engine.download import EngineContext, FileDownload, FileProgress
-from downloader.engine.http import make_session
+from downloader.engine.http import open_session
 from downloader.engine.ratelimit import TokenBucket
 from downloader.settings import MiB, Settings
 from storage import NewFile, NewTask, TaskState, open_ledger
@@ -34,7 +34,8 @@ def status_kib(field: str) -> int:
 async def main(
     ledger_path: str, url: str, dest: str, connections: int, expected: str | None
 ) -> None:
-    settings = Settings(home=Path(ledger_path).parent, connections=connections)
+    settings = Settings(home=Path(ledger_path).parent, connections=connections, connect_timeout=10)
+    config = settings.engine()
     async with await open_ledger(ledger_path) as ledger:
         spec = NewTask("url", url, dest)
         task = await ledger.tasks.find(spec.spec_key, list(TaskState))
@@ -46,19 +47,12 @@ async def main(
         else:
             task_id = task.id
         [record] = await ledger.files.of_task(task_id)
-        session = make_session(
-            max_connections=64,
-            max_per_host=32,
-            connect_timeout=10,
-            stall_timeout=30,
-            read_buffer=settings.read_buffer,
-        )
         baseline = status_kib("VmRSS")
         print(f"started rss_kib={baseline}", flush=True)
-        async with session:
-            ctx = EngineContext(ledger, session, settings, TokenBucket(None))
+        async with open_session(config) as session:
+            ctx = EngineContext(session, config, TokenBucket(None))
             progress = FileProgress(record.id, record.relpath, record.size)
-            done = await FileDownload(ctx, record, progress=progress).run()
+            done = await FileDownload(ctx, record, ledger.journal(record), progress=progress).run()
         peak = status_kib("VmHWM")
         print(
             f"done {done.sha256} fetched={progress.fetched} checked={progress.checked} "
