@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from downloader.durable import sha256_of
-from downloader.engine.download import EngineContext, FileDownload, FileProgress
+from downloader.engine.context import EngineContext
+from downloader.engine.download import FileDownload
 from downloader.engine.http import open_session
+from downloader.engine.progress import FileProgress
 from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.retry import RetryPolicy
 from downloader.settings import MiB, Settings

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from enginekit import add_file, engine, fetch, file_sha256, small_settings
 
-from downloader.engine.download import FileDownload, FileProgress
+from downloader.engine.download import FileDownload
+from downloader.engine.progress import FileProgress
 from downloader.settings import MiB
 from storage import Ledger
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from enginekit import add_file, engine, fetch, small_settings
 
-from downloader.engine.download import FileDownload, FileProgress
+from downloader.engine.download import FileDownload
+from downloader.engine.progress import FileProgress
 from downloader.settings import MiB
 from downloader.testing.origin import Origin
 from storage import FileState, Ledger

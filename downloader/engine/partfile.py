@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,21 @@ class PartStat:
 def part_path(dest: Path) -> Path:
     """``<dest>.part``"""
     return dest.with_name(dest.name + ".part")
+
+
+def check_space(path: Path, size: int) -> None:
+    """``DiskFullError`` now, before anything is allocated, if the folder of ``path`` cannot
+    hold a file of ``size`` bytes (counting what its ``.part`` holds already). Blocking."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        held = path.stat().st_blocks * 512
+    except FileNotFoundError:
+        held = 0
+    free = shutil.disk_usage(folder).free
+    if size - held > free:
+        raise DiskFullError(str(path), size, free=free)
 
 
 class PartFile:

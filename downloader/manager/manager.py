@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from downloader.engine.download import EngineContext
+from downloader.engine.context import EngineContext
 from downloader.engine.http import open_session
 from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.timing import wait_a_while

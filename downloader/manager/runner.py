@@ -17,8 +17,10 @@ from pathlib import Path
 
 import aiohttp
 
-from downloader.engine.download import EngineContext, FileDownload, FileProgress, Phase
+from downloader.engine.context import EngineContext
+from downloader.engine.download import FileDownload
 from downloader.engine.partfile import part_path
+from downloader.engine.progress import FileProgress, Phase
 from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus

@@ -15,8 +15,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from downloader.engine.download import EngineContext, FileDownload, FileProgress
+from downloader.engine.context import EngineContext
+from downloader.engine.download import FileDownload
 from downloader.engine.http import open_session
+from downloader.engine.progress import FileProgress
 from downloader.engine.ratelimit import TokenBucket
 from downloader.settings import MiB, Settings
 from storage import NewFile, NewTask, TaskState, open_ledger

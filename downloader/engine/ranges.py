@@ -1,0 +1,196 @@
+"""A file over many range requests: plan it (or take the plan the journal holds), open its
+``.part``, re-check written blocks after an unclean stop, then run the connections with a
+checkpointer beside them until every byte is written, and finish it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from downloader.engine.checkpoint import Checkpointer
+from downloader.engine.context import FileRun
+from downloader.engine.fetch import work
+from downloader.engine.finish import finish
+from downloader.engine.hashing import bad_blocks
+from downloader.engine.partfile import PartFile, check_space
+from downloader.engine.plan import Plan, repair
+from downloader.engine.progress import Phase
+from storage import FileRecord, FileState, LedgerUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+async def fetch_ranges(run: FileRun) -> FileRecord:
+    """Download a file whose size is known and whose server takes ranges, from wherever its
+    journal says it stands; returns the completed record.
+
+    Cancellation (pause, cancel) stops the connections, makes a last checkpoint and
+    re-raises; any other error does the same and propagates typed.
+    """
+    plan, part = await _open_part(run, await _load_plan(run))
+    try:
+        plan = await _check_blocks(run, plan, part)
+        return await _fetch(run, plan, part)
+    finally:
+        await part.close()
+
+
+async def _load_plan(run: FileRun) -> Plan:
+    """The plan the journal holds, or a new one (recorded at once)."""
+    size, config = run.file.size, run.config
+    assert size is not None
+    run.check_size(size, "the source gives")
+    chunks = await run.journal.chunks()
+    if chunks:
+        try:
+            return Plan.from_chunks(size, run.file.block_size, chunks, config.min_steal)
+        except ValueError as e:
+            await run.journal.note(
+                f"{run.file.relpath}: chunk records unusable ({e}); starting this file over"
+            )
+    plan = Plan.fresh(
+        size,
+        connections=config.connections,
+        block=run.file.block_size,
+        min_chunk=config.min_chunk,
+        max_chunk=config.max_chunk,
+        min_steal=config.min_steal,
+    )
+    await run.replace(plan.records(run.file.id), dirty=True, state=FileState.DOWNLOADING)
+    return plan
+
+
+async def _open_part(run: FileRun, plan: Plan) -> tuple[Plan, PartFile]:
+    """Open the ``.part``; recorded progress whose ``.part`` is gone (or of another size) is
+    void, and the file is planned anew."""
+    stat = await asyncio.to_thread(_stat, run.part_path)
+    if plan.written and (stat is None or stat.st_size != run.file.size):
+        why = "missing" if stat is None else f"{stat.st_size} bytes, not {run.file.size}"
+        await run.journal.note(
+            f"{run.part_path} is {why}: its recorded progress is void, fetching it again"
+        )
+        await run.replace([])
+        plan = await _load_plan(run)
+    assert run.file.size is not None
+    await asyncio.to_thread(check_space, run.part_path, run.file.size)
+    part = await PartFile.open(
+        run.part_path,
+        run.file.size,
+        truncate=not plan.written,
+        preallocate=run.config.preallocate,
+    )
+    return plan, part
+
+
+async def _check_blocks(run: FileRun, plan: Plan, part: PartFile) -> Plan:
+    """After an unclean stop, or if the .part changed behind the journal's back, re-hash
+    every written block and fetch the bad ones again. A clean stop skips this."""
+    if not plan.written:
+        return plan
+    stat = await part.sync()
+    clean = (
+        not run.file.dirty
+        and stat.mtime_ns == run.file.part_mtime_ns
+        and stat.size == run.file.part_size
+    )
+    if clean:
+        return plan
+    run.progress.enter(Phase.CHECKING)
+    block = run.file.block_size
+    records = plan.records(run.file.id)
+    bad = await bad_blocks(part, records, block)
+    run.progress.checked += plan.written
+    if not bad:
+        return plan
+    fixed = repair(records, bad, block)
+    await run.replace(fixed)
+    await run.journal.note(
+        f"{run.file.relpath}: {len(bad)} written block(s) did not match their XXH3 digests; "
+        "fetching them again"
+    )
+    return Plan.from_chunks(plan.size, block, fixed, run.config.min_steal)
+
+
+async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
+    config = run.config
+    size = plan.size
+    run.progress.written = plan.written
+    run.progress.enter(Phase.DOWNLOADING)
+    if not (run.file.dirty and run.file.state is FileState.DOWNLOADING):
+        await run.update(dirty=True, state=FileState.DOWNLOADING, error=None)
+    hasher = run.hasher(part, plan.prefix)
+    checkpointer = Checkpointer(
+        run.journal,
+        run.file.id,
+        part,
+        plan,
+        seconds=config.checkpoint_seconds,
+        nbytes=config.checkpoint_bytes,
+    )
+    job = run.job(part, hasher, checkpointer)
+    guard = checkpointer.start()
+    remaining = size - plan.written
+    count = max(1, min(config.connections, -(-remaining // config.min_chunk)))
+    try:
+        await _run_all([work(job, plan, w) for w in range(count)], guard=guard)
+        if not plan.finished:  # workers only stop early by raising; this is a bug guard
+            raise RuntimeError(f"workers stopped with {run.file.relpath} unfinished")
+        await checkpointer.stop()
+        await checkpointer.checkpoint()
+        run.progress.enter(Phase.VERIFYING)
+        sha = await hasher.finish(size) if hasher is not None else None
+    except BaseException:
+        if hasher is not None:
+            await _quietly(hasher.stop())
+        await _quietly(checkpointer.stop())
+        await _quietly(_last_checkpoint(run, checkpointer))
+        raise
+    return await finish(run, part, sha, size)
+
+
+async def _last_checkpoint(run: FileRun, checkpointer: Checkpointer) -> None:
+    await checkpointer.checkpoint()
+    # Everything written is now recorded: the next run need not re-hash the blocks.
+    await run.update(dirty=False)
+
+
+async def _run_all(
+    coroutines: list[Coroutine[Any, Any, None]], *, guard: asyncio.Task[None]
+) -> None:
+    """Run workers until all are done. The first failure, of a worker or of ``guard`` (the
+    checkpointer, which runs as long as they do), cancels the rest and is raised as itself."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(
+                pending | {guard}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            pending.discard(guard)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _quietly(awaitable) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await awaitable
+    except LedgerUnavailableError as e:  # the error that brought us here, most likely
+        log.info("cleanup step failed: %s", e)
+    except Exception as e:  # cleanup must not hide the error that brought us here
+        log.warning("cleanup step failed: %s", e)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
