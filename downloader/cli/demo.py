@@ -211,7 +211,8 @@ class _Demo:
             if f.state is FileState.COMPLETED:
                 durable[name] = f.size or 0
             else:
-                durable[name] = sum(c.done for c in await manager.ledger.files.chunks(f.id))
+                chunks = (await manager.chunks(f.task_id))[f.id]
+                durable[name] = sum(c.done for c in chunks)
         return durable
 
     async def _summarize(
