@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +21,8 @@ from downloader.engine.probe import probe
 from downloader.errors import TooLargeError
 from downloader.progress import format_bytes
 from downloader.settings import MiB, Settings
-from downloader.sources import SourceContext, source_for
+from downloader.sources import Resolution, SourceContext, source_for
 from downloader.specs import Spec, parse_spec
-from storage import TaskRecord, TaskState
 
 MARGIN = 256 * MiB  # room left free beyond the download itself (plus 2% of it)
 
@@ -37,6 +35,9 @@ class SizeEstimate:
     total_bytes: int | None  # None: a file of unknown size
     files: list[tuple[str, int | None]]  # relative path, size
     destination: Path
+    # What the source answered: hand it to DownloadManager.add so the download does not
+    # ask the network the same question again.
+    resolution: Resolution | None = None
 
 
 @dataclass(frozen=True)
@@ -66,20 +67,20 @@ async def estimate_download_size(
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
     source = source_for(parsed.provider)
     destination = source.destination(parsed, dest, settings)
-    task = _draft(parsed, destination)
     # A few metadata requests: a small pool of its own, not the downloads' one.
     async with open_session(settings.engine(max_connections=8, max_per_host=8)) as session:
-        resolution = await source.resolve(task, SourceContext(settings, session, token))
+        ctx = SourceContext(settings, session, token)
+        resolution = await source.resolve(parsed, destination, ctx)
         files = []
         for f in resolution.files:
             size = f.size
             if size is None:
                 headers = dict(resolution.auth_headers)
                 size = (await probe(Resource(session, f.url, auth_headers=headers))).size
-            files.append((f.relpath, size))
+            files.append((f.name, size))
     sizes = [size for _, size in files]
     total = None if None in sizes else sum(s for s in sizes if s is not None)
-    return SizeEstimate(parsed.label, total, files, destination)
+    return SizeEstimate(parsed.label, total, files, destination, resolution)
 
 
 async def validate(
@@ -160,35 +161,6 @@ def _memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def _draft(spec: Spec, destination: Path) -> TaskRecord:
-    """A task that exists only to be resolved (never written to the ledger)."""
-    now = time.time()
-    return TaskRecord(
-        id=0,
-        provider=spec.provider,
-        source=spec.source,
-        revision=spec.revision,
-        patterns=spec.patterns,
-        destination=str(destination),
-        options=dict(spec.options),
-        spec_key="",
-        label=spec.label,
-        state=TaskState.PENDING,
-        priority=0,
-        error=None,
-        total_bytes=None,
-        downloaded_bytes=0,
-        files_total=0,
-        files_done=0,
-        created_at=now,
-        updated_at=now,
-        started_at=None,
-        finished_at=None,
-        lease=None,
-        heartbeat_at=None,
-    )
 
 
 __all__ = ["SizeEstimate", "Validation", "estimate_download_size", "validate"]

@@ -208,3 +208,24 @@ async def test_mlx_repos_download_under_their_own_provider_name(tmp_path: Path, 
     assert task.provider == "mlx" and task.label == "mlx://mlx-community/small"
     got = snapshot(tmp_path, hub, "mlx-community/small") / "weights.safetensors"
     assert sha256(got) == hub.file("mlx-community/small", "weights.safetensors").lfs_sha256
+
+
+async def test_get_resolves_a_spec_once_its_checks_and_its_download_share_the_answer(
+    tmp_path: Path, hub
+) -> None:
+    from clikit import run as cli
+
+    home, cache = tmp_path / "home", tmp_path / "hfcache"
+    done = await cli(
+        home,
+        "get",
+        "hf://org/tiny/model-Q8_0.gguf",
+        HF_ENDPOINT=hub.endpoint,
+        HF_HUB_CACHE=str(cache),
+    )
+    assert done.code == 0, done.stderr
+    infos = [r for r in hub.log if r.path.startswith("/api/models/org/tiny")]
+    assert len(infos) == 1, [r.path for r in infos]  # the preflight's answer was used
+    resolves = [r for r in hub.log if "/resolve/" in r.path]
+    assert len({r.path for r in resolves}) == 1
+    assert (snapshot(tmp_path, hub, "org/tiny") / "model-Q8_0.gguf").is_file()

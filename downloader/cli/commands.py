@@ -21,6 +21,7 @@ from downloader.json_shapes import task_json
 from downloader.manager import DownloadManager
 from downloader.preflight import validate
 from downloader.progress import format_bytes
+from downloader.sources import Resolution
 from downloader.specs import parse_spec
 from downloader.verify import verify_task
 from storage import IllegalTransitionError, LedgerError, TaskState, TransitionConflictError
@@ -30,22 +31,24 @@ Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
 
 async def get(args: argparse.Namespace, out: Output) -> int:
     """Download specs in the foreground (or only queue them with ``--detach``)."""
-    specs = list(args.specs)
-    if not args.no_check:
-        for spec in specs:
-            verdict = await validate(
-                spec, settings=settings_for(args), dest=args.dest, token=args.token
-            )
-            for warning in verdict.warnings:
-                out.error(f"warning: {warning}")
-            if verdict.estimate is not None and verdict.problems:
-                for problem in verdict.problems:
-                    out.error(problem)
-                return exitcodes.FAILED
+    specs = [parse_spec(text) for text in args.specs]  # parsed once, here
     dest = args.dest
     if dest and len(specs) > 1 and not dest.endswith("/"):
         dest += "/"  # several downloads: the destination is their folder
-    async with DownloadManager(settings_for(args), autostart=not args.detach) as manager:
+    settings = settings_for(args)
+    # The checks resolve each spec (a Hub's file list, a manifest): that answer goes on to
+    # the download itself, which then does not ask again.
+    resolutions: list[Resolution | None] = [None] * len(specs)
+    for i, spec in enumerate([] if args.no_check else specs):
+        verdict = await validate(spec, settings=settings, dest=dest, token=args.token)
+        for warning in verdict.warnings:
+            out.error(f"warning: {warning}")
+        if verdict.estimate is not None and verdict.problems:
+            for problem in verdict.problems:
+                out.error(problem)
+            return exitcodes.FAILED
+        resolutions[i] = verdict.estimate.resolution if verdict.estimate else None
+    async with DownloadManager(settings, autostart=not args.detach) as manager:
         tasks = [
             await manager.add(
                 spec,
@@ -53,9 +56,10 @@ async def get(args: argparse.Namespace, out: Output) -> int:
                 priority=args.priority,
                 connections=args.connections,
                 token=args.token,
+                resolution=resolution,
                 **({"overwrite": True} if args.overwrite else {}),
             )
-            for spec in specs
+            for spec, resolution in zip(specs, resolutions, strict=True)
         ]
         if args.detach:
             if out.json:

@@ -36,7 +36,7 @@ from downloader.progress import (
     format_speed,
 )
 from downloader.settings import Settings
-from downloader.sources import source_for
+from downloader.sources import Resolution, source_for
 from downloader.specs import Spec, parse_spec
 from storage import (
     ChunkRecord,
@@ -83,6 +83,7 @@ class DownloadManager:
         self._mine: set[int] = set()  # tasks this manager runs when not draining the queue
         self._drain = False
         self._tokens: dict[int, str] = {}  # in memory only: never written anywhere
+        self._resolutions: dict[int, Resolution] = {}  # a preflight's answers, for one run
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._observer: asyncio.Task[None] | None = None
@@ -158,10 +159,13 @@ class DownloadManager:
         connections: int | None = None,
         token: str | None = None,
         paused: bool = False,
+        resolution: Resolution | None = None,
         **options: Any,
     ) -> Task:
         """Queue a download; returns its task. The same spec and destination again returns
-        the existing task (resuming it if it was paused or failed) instead of starting over."""
+        the existing task (resuming it if it was paused or failed) instead of starting over.
+        ``resolution``: what ``estimate_download_size``/``validate`` found for this very spec
+        and destination, so that its next run does not ask the source again."""
         [task] = await self.add_many(
             [spec],
             dest=dest,
@@ -171,6 +175,8 @@ class DownloadManager:
             paused=paused,
             **options,
         )
+        if resolution is not None and task.state is TaskState.PENDING:
+            self._resolutions[task.id] = resolution
         return task
 
     async def add_many(
@@ -299,9 +305,7 @@ class DownloadManager:
         """Tasks, newest first, optionally in some states."""
         return await self.ledger.tasks.list(_states(state), limit=limit, offset=offset)
 
-    async def count(
-        self, state: TaskState | str | Iterable[TaskState | str] | None = None
-    ) -> int:
+    async def count(self, state: TaskState | str | Iterable[TaskState | str] | None = None) -> int:
         """How many tasks there are (in some states)."""
         return await self.ledger.tasks.count(_states(state))
 
@@ -566,6 +570,7 @@ class DownloadManager:
             lease=self.lease,
             bus=self.bus,
             token=self._tokens.get(task.id),
+            resolution=self._resolutions.pop(task.id, None),
         )
         job = asyncio.create_task(runner.run(), name=f"task {task.id}")
         self._runners[task.id] = (runner, job)

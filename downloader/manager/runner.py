@@ -32,7 +32,8 @@ from downloader.progress import (
     format_speed,
 )
 from downloader.settings import Settings
-from downloader.sources import Source, SourceContext
+from downloader.sources import PhaseUpdate, RemoteFile, Resolution, Source, SourceContext, Update
+from downloader.specs import Spec
 from storage import (
     FileRecord,
     FileState,
@@ -40,6 +41,7 @@ from storage import (
     Ledger,
     LedgerError,
     LedgerUnavailableError,
+    NewFile,
     TaskNotFoundError,
     TaskRecord,
     TaskState,
@@ -88,8 +90,10 @@ class TaskRunner:
         lease: Lease,
         bus: ProgressBus,
         token: str | None = None,
+        resolution: Resolution | None = None,
     ) -> None:
         self.task = task
+        self._resolution = resolution  # what a preflight resolved for this run, if anything
         self._ctx = ctx
         self._source = source
         self._lease = lease
@@ -131,17 +135,27 @@ class TaskRunner:
             self._publish(force=True)
 
     async def _download(self) -> None:
+        spec = spec_of(self.task)
+        destination = Path(self.task.destination)
         ctx = SourceContext(self._ctx.settings, self._ctx.session, self._token)
-        if await self._source.run_elsewhere(self.task, ctx, self):
+        updates = await self._source.delegate(spec, ctx)
+        if updates is not None:  # another program does the transfer: follow it
+            async for update in updates:
+                self._follow(update)
             self._done_elsewhere = True
             return
-        resolution = await self._source.resolve(self.task, ctx)
+        # Resolved once per run: by whoever asked for it just now (a preflight), else here.
+        resolution = self._resolution or await self._source.resolve(spec, destination, ctx)
+        self._resolution = None
         ledger = self._ctx.ledger
         pinned = {**self.task.options, **resolution.pins}
         if pinned != dict(self.task.options):
             await ledger.tasks.set_options(self.task.id, pinned)
             self.task = await ledger.tasks.get(self.task.id)
-        self._records = await ledger.files.add(self.task.id, resolution.files)
+        block = self._ctx.settings.block_size
+        self._records = await ledger.files.add(
+            self.task.id, [new_file(f, block) for f in resolution.files]
+        )
         for r in self._records:
             self._files[r.id] = FileProgress(
                 r.id,
@@ -178,7 +192,7 @@ class TaskRunner:
         self._records = await ledger.files.of_task(self.task.id)
         await self._check_formats()
         self._status, self._message = DownloadStatus.VERIFYING, "Finishing"
-        await self._source.finish(self.task, self._records, ctx)
+        await self._source.finish(spec, destination, resolution, ctx)
 
     async def _check_formats(self) -> None:
         """A GGUF or safetensors file is done only when its header parses and the model's
@@ -194,22 +208,23 @@ class TaskRunner:
                     r.id, owner=self._lease.owner, meta={**r.meta, "format": summaries[r.relpath]}
                 )
 
-    # --- progress from a transfer another program does (ExternalProgress) ---------------
+    # --- progress from a transfer another program does ----------------------------------
 
-    def layer(self, name: str, total: int, completed: int) -> None:
-        """A part reported by the other program (an Ollama layer)."""
-        part = self._files.get(name)
+    def _follow(self, update: Update) -> None:
+        """Show what the other program reports: a part (an Ollama layer), or a new phase."""
+        if isinstance(update, PhaseUpdate):
+            self._status, self._message = update.status, update.message
+            self._publish(force=True)
+            return
+        part = self._files.get(update.name)
         if part is None:
-            part = self._files[name] = FileProgress(len(self._files), name, total)
-        part.fetched += max(0, completed - part.written)
-        part.written = completed
-        part.enter(Phase.DONE if completed >= total else Phase.DOWNLOADING)
-        self._status, self._message = DownloadStatus.DOWNLOADING, f"pulling {name}"
-
-    def phase(self, status: DownloadStatus, message: str) -> None:
-        """The other program moved on."""
-        self._status, self._message = status, message
-        self._publish(force=True)
+            part = self._files[update.name] = FileProgress(
+                len(self._files), update.name, update.total
+            )
+        part.fetched += max(0, update.completed - part.written)
+        part.written = update.completed
+        part.enter(Phase.DONE if update.completed >= update.total else Phase.DOWNLOADING)
+        self._status, self._message = DownloadStatus.DOWNLOADING, f"pulling {update.name}"
 
     # --- endings ----------------------------------------------------------------------------
 
@@ -350,6 +365,25 @@ class TaskRunner:
         if force or key != self._last or now - self._last_at >= 1.0:
             self._last, self._last_at = key, now
             self._bus.publish(progress)
+
+
+def spec_of(task: TaskRecord) -> Spec:
+    """What ``task`` asks for, as sources read it (its options carry the pins of an earlier
+    run: a commit, a manifest)."""
+    return Spec(task.provider, task.source, task.revision, task.patterns, task.options)
+
+
+def new_file(remote: RemoteFile, block_size: int) -> NewFile:
+    """The ledger's row for a remote file."""
+    return NewFile(
+        url=remote.url,
+        relpath=remote.name,
+        local_path=str(remote.target),
+        block_size=block_size,
+        size=remote.size,
+        expected_sha256=remote.sha256,
+        meta={**remote.meta, "content_addressed": remote.content_addressed},
+    )
 
 
 async def _check_format(part: Path, record: FileRecord) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from downloader.sources.base import Resolution, Source, SourceContext
+from downloader.sources.base import (
+    LayerUpdate,
+    PhaseUpdate,
+    RemoteFile,
+    Resolution,
+    Source,
+    SourceContext,
+    Update,
+)
 from downloader.sources.hf import HuggingFaceSource
 from downloader.sources.ollama import OllamaSource
 from downloader.sources.url import UrlSource
@@ -25,4 +33,14 @@ def source_for(provider: str) -> Source:
     return SOURCES[provider_name(provider)]
 
 
-__all__ = ["SOURCES", "Resolution", "Source", "SourceContext", "source_for"]
+__all__ = [
+    "SOURCES",
+    "LayerUpdate",
+    "PhaseUpdate",
+    "RemoteFile",
+    "Resolution",
+    "Source",
+    "SourceContext",
+    "Update",
+    "source_for",
+]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,9 @@ from downloader.errors import AuthRequiredError, NotFoundError, SourceError, Uns
 from downloader.paths import check_relpath, safe_path
 from downloader.settings import Settings
 from downloader.sources import hfcache
-from downloader.sources.base import ExternalProgress, Resolution, SourceContext
+from downloader.sources.base import RemoteFile, Resolution, SourceContext, Update
 from downloader.sources.bodies import INDEX_LIMIT, parse_json, read_limited
 from downloader.specs import Spec
-from storage import FileRecord, NewFile, TaskRecord
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.(?P<ext>gguf|safetensors)$")
@@ -48,25 +47,23 @@ class HuggingFaceSource:
             return Path(dest).expanduser().absolute()
         return hfcache.storage_folder(settings.hf_cache_dir, spec.source)
 
-    def cache_layout(self, task: TaskRecord, settings: Settings) -> bool:
-        """Whether the task writes into the Hugging Face cache (else into a plain folder)."""
-        return Path(task.destination) == hfcache.storage_folder(settings.hf_cache_dir, task.source)
+    def cache_layout(self, spec: Spec, destination: Path, settings: Settings) -> bool:
+        """Whether the files go into the Hugging Face cache (else into a plain folder)."""
+        return destination == hfcache.storage_folder(settings.hf_cache_dir, spec.source)
 
-    async def run_elsewhere(
-        self, task: TaskRecord, ctx: SourceContext, progress: ExternalProgress
-    ) -> bool:
-        return False
+    async def delegate(self, spec: Spec, ctx: SourceContext) -> AsyncIterator[Update] | None:
+        return None
 
-    async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
+    async def resolve(self, spec: Spec, destination: Path, ctx: SourceContext) -> Resolution:
         settings = ctx.settings
         token = ctx.token or await asyncio.to_thread(_stored_token)
-        repo_id = task.source
-        revision = task.options.get("commit") or task.revision or "main"
+        repo_id = spec.source
+        revision = spec.options.get("commit") or spec.revision or "main"
         info = await asyncio.to_thread(_model_info, settings.hf_endpoint, token, repo_id, revision)
         where = f"the Hugging Face Hub at {settings.hf_endpoint} (model '{repo_id}')"
         commit = hfcache.check_commit(info.sha, where)
         siblings = checked_siblings(info.siblings, where, settings.max_file_size)
-        wanted = select(siblings, task.patterns, repo_id, task.revision or "main")
+        wanted = select(siblings, spec.patterns, repo_id, spec.revision or "main")
         auth = {"Authorization": f"Bearer {token}"} if token else {}
 
         def url(path: str) -> str:
@@ -78,41 +75,35 @@ class HuggingFaceSource:
                 f"Model '{repo_id}' requires authentication. Provide token parameter "
                 "(or log in with 'hf auth login' / set HF_TOKEN)."
             )
-        cache = self.cache_layout(task, settings)
-        folder = Path(task.destination)
-        targets = await asyncio.to_thread(_targets, folder, [siblings[p] for p in wanted], cache)
-        by_target: dict[Path, tuple[NewFile, list[str]]] = {}
+        cache = self.cache_layout(spec, destination, settings)
+        targets = await asyncio.to_thread(
+            _targets, destination, [siblings[p] for p in wanted], cache
+        )
+        # The same bytes under two names are fetched once: one file, every name it has.
+        names: dict[Path, list[str]] = {}
         for path in wanted:
-            s, target = siblings[path], targets[path]
-            if target in by_target:  # the same bytes under two names: fetch them once
-                by_target[target][1].append(path)
-                continue
-            by_target[target] = (
-                NewFile(
-                    url=url(path),
-                    relpath=path,
-                    local_path=str(target),
-                    block_size=settings.block_size,
-                    size=s.size,
-                    expected_sha256=s.sha256,
-                    # In the cache a blob is named by its digest (sha256, or git's id):
-                    # one of the right size there is that blob.
-                    meta={"commit": commit, "etag": s.etag, "content_addressed": cache},
-                ),
-                [path],
+            names.setdefault(targets[path], []).append(path)
+        files = tuple(
+            RemoteFile(
+                urls=(url(paths[0]),),
+                name=paths[0],
+                target=target,
+                size=siblings[paths[0]].size,
+                sha256=siblings[paths[0]].sha256,
+                # In the cache a blob is named by its digest (sha256, or git's id): one of
+                # the right size there is that blob.
+                content_addressed=cache,
+                meta={"commit": commit, "etag": siblings[paths[0]].etag, "paths": paths},
             )
-        files = [
-            NewFile(**{**_fields(f), "meta": {**f.meta, "paths": paths}})
-            for f, paths in by_target.values()
-        ]
+            for target, paths in names.items()
+        )
         return Resolution(files, auth, {"commit": commit})
 
     async def finish(
-        self, task: TaskRecord, files: Sequence[FileRecord], ctx: SourceContext
+        self, spec: Spec, destination: Path, resolution: Resolution, ctx: SourceContext
     ) -> None:
-        if not self.cache_layout(task, ctx.settings):
-            return
-        await asyncio.to_thread(_link_all, task, files)
+        if self.cache_layout(spec, destination, ctx.settings):
+            await asyncio.to_thread(_link_all, spec, destination, resolution.files)
 
 
 @dataclass(frozen=True)
@@ -285,25 +276,11 @@ def _stored_token() -> str | None:
     return get_token()
 
 
-def _fields(f: NewFile) -> dict[str, Any]:
-    return {
-        "url": f.url,
-        "relpath": f.relpath,
-        "local_path": f.local_path,
-        "block_size": f.block_size,
-        "size": f.size,
-        "expected_sha256": f.expected_sha256,
-        "etag": f.etag,
-        "last_modified": f.last_modified,
-    }
-
-
-def _link_all(task: TaskRecord, files: Sequence[FileRecord]) -> None:
-    folder = Path(task.destination)
+def _link_all(spec: Spec, folder: Path, files: Sequence[RemoteFile]) -> None:
     commit = None
     for f in files:
         commit = f.meta["commit"]
-        for path in f.meta.get("paths", [f.relpath]):
+        for path in f.meta["paths"]:
             hfcache.link_snapshot(folder, commit, path, f.meta["etag"])
     if commit is not None:
-        hfcache.write_ref(folder, task.revision or "main", commit)
+        hfcache.write_ref(folder, spec.revision or "main", commit)

@@ -19,7 +19,7 @@ import asyncio
 import ipaddress
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,16 @@ from downloader.errors import NotFoundError, SourceError, SpecError
 from downloader.paths import safe_path
 from downloader.progress import DownloadStatus
 from downloader.settings import Settings
-from downloader.sources.base import ExternalProgress, Resolution, SourceContext
+from downloader.sources.base import (
+    LayerUpdate,
+    PhaseUpdate,
+    RemoteFile,
+    Resolution,
+    SourceContext,
+    Update,
+)
 from downloader.sources.bodies import MANIFEST_LIMIT, read_limited, read_message
 from downloader.specs import Spec
-from storage import FileRecord, NewFile, TaskRecord
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 DEFAULT_HOST = "registry.ollama.ai"
@@ -117,55 +123,51 @@ class OllamaSource:
     def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
         return Path(dest).expanduser().absolute() if dest else settings.ollama_models_dir
 
-    async def run_elsewhere(
-        self, task: TaskRecord, ctx: SourceContext, progress: ExternalProgress
-    ) -> bool:
-        """Pull through the daemon when that is the way; False leaves it to the engine."""
-        base = (task.options.get("base_url") or ctx.settings.ollama_host).rstrip("/")
-        via = task.options.get("via")
+    async def delegate(self, spec: Spec, ctx: SourceContext) -> AsyncIterator[Update] | None:
+        """The pull through the daemon when that is the way; None leaves it to the engine."""
+        base = (spec.options.get("base_url") or ctx.settings.ollama_host).rstrip("/")
+        via = spec.options.get("via")
         if via not in (None, "daemon", "registry"):
             raise SpecError(f"via must be 'daemon' or 'registry', not {via!r}")
         if via == "registry" or (via is None and not await _daemon_answers(ctx.session, base)):
-            return False
-        await _pull_through_daemon(ctx.session, base, task, progress)
-        return True
+            return None
+        return _pull_through_daemon(ctx.session, base, spec)
 
-    async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
-        insecure = bool(task.options.get("insecure"))
-        name = parse_name(task.source, ctx.settings.ollama_registry, insecure=insecure)
-        store = Path(task.destination)
-        manifest_path = await asyncio.to_thread(_manifest_target, store, name)
-        manifest = task.options.get("manifest") or await _fetch_manifest(ctx.session, name)
+    async def resolve(self, spec: Spec, destination: Path, ctx: SourceContext) -> Resolution:
+        insecure = bool(spec.options.get("insecure"))
+        name = parse_name(spec.source, ctx.settings.ollama_registry, insecure=insecure)
+        manifest_path = await asyncio.to_thread(_manifest_target, destination, name)
+        manifest = spec.options.get("manifest") or await _fetch_manifest(ctx.session, name)
         layers = parse_manifest(manifest, name, ctx.settings.max_file_size)
-        files: dict[str, NewFile] = {}
+        files: dict[str, RemoteFile] = {}
         for layer in layers:
             blob = layer.digest.replace(":", "-")
             files.setdefault(
                 blob,
-                NewFile(
-                    url=name.blob_url(layer.digest),
-                    relpath=blob,
-                    local_path=str(store / "blobs" / blob),
-                    block_size=ctx.settings.block_size,
+                RemoteFile(
+                    urls=(name.blob_url(layer.digest),),
+                    name=blob,
+                    target=destination / "blobs" / blob,
                     size=layer.size,
-                    expected_sha256=layer.digest[7:],
+                    sha256=layer.digest[7:],
                     # Named by its digest and only ever renamed into place once verified:
                     # a blob of the right size already there is that blob.
-                    meta={"media_type": layer.media_type, "content_addressed": True},
+                    content_addressed=True,
+                    meta={"media_type": layer.media_type},
                 ),
             )
-        pins = {"manifest": manifest, "manifest_path": str(manifest_path.relative_to(store))}
-        return Resolution(list(files.values()), {}, pins)
+        pins = {"manifest": manifest, "manifest_path": str(manifest_path.relative_to(destination))}
+        return Resolution(tuple(files.values()), {}, pins)
 
     async def finish(
-        self, task: TaskRecord, files: Sequence[FileRecord], ctx: SourceContext
+        self, spec: Spec, destination: Path, resolution: Resolution, ctx: SourceContext
     ) -> None:
         """Every blob is in and verified: now, and only now, write the manifest."""
-        store = Path(task.destination)
+        pins = resolution.pins
         target = await asyncio.to_thread(
-            safe_path, store, task.options["manifest_path"], what="manifest path"
+            safe_path, destination, pins["manifest_path"], what="manifest path"
         )
-        await asyncio.to_thread(write_atomically, target, task.options["manifest"].encode())
+        await asyncio.to_thread(write_atomically, target, pins["manifest"].encode())
 
 
 @dataclass(frozen=True)
@@ -254,12 +256,12 @@ async def _fetch_manifest(session: aiohttp.ClientSession, name: OllamaName) -> s
 
 
 async def _pull_through_daemon(
-    session: aiohttp.ClientSession, base: str, task: TaskRecord, progress: ExternalProgress
-) -> None:
-    body = {"model": task.source, "stream": True}
-    if task.options.get("insecure"):
+    session: aiohttp.ClientSession, base: str, spec: Spec
+) -> AsyncIterator[Update]:
+    body = {"model": spec.source, "stream": True}
+    if spec.options.get("insecure"):
         body["insecure"] = True
-    progress.phase(DownloadStatus.DOWNLOADING, f"Pulling {task.source} through {base}")
+    yield PhaseUpdate(DownloadStatus.DOWNLOADING, f"Pulling {spec.source} through {base}")
     succeeded = False
     try:
         async with session.post(f"{base}/api/pull", json=body) as response:
@@ -268,8 +270,12 @@ async def _pull_through_daemon(
                 raise SourceError(_daemon_error(text) or f"Ollama answered HTTP {response.status}")
             async for raw in response.content:
                 line = raw.strip()
-                if line:
-                    succeeded = _daemon_line(_daemon_json(line, base), base, progress) or succeeded
+                if not line:
+                    continue
+                update, success = _daemon_line(_daemon_json(line, base), base)
+                succeeded = succeeded or success
+                if update is not None:
+                    yield update
     except (aiohttp.ClientConnectorError, ConnectionRefusedError) as e:
         raise SourceError(f"Cannot connect to Ollama server at {base}") from e
     except aiohttp.ClientError as e:
@@ -280,7 +286,7 @@ async def _pull_through_daemon(
         ) from e
     if not succeeded:
         raise SourceError(f"the Ollama server at {base} ended the pull without success")
-    progress.phase(DownloadStatus.VERIFYING, f"Pulled {task.source} through {base}")
+    yield PhaseUpdate(DownloadStatus.VERIFYING, f"Pulled {spec.source} through {base}")
 
 
 def _daemon_json(line: bytes, base: str) -> dict[str, Any]:
@@ -299,8 +305,8 @@ def _daemon_json(line: bytes, base: str) -> dict[str, Any]:
     return data
 
 
-def _daemon_line(data: dict[str, Any], base: str, progress: ExternalProgress) -> bool:
-    """Report one NDJSON line; True for the final ``success``."""
+def _daemon_line(data: dict[str, Any], base: str) -> tuple[Update | None, bool]:
+    """What one NDJSON line reports, and whether it is the final ``success``."""
     if "error" in data:
         raise SourceError(str(data["error"])[:500])
     status = data.get("status", "")
@@ -316,12 +322,13 @@ def _daemon_line(data: dict[str, Any], base: str, progress: ExternalProgress) ->
                 )
         if not isinstance(digest, str):
             raise SourceError(f"the Ollama server at {base} sent a digest that is not text")
-        progress.layer(digest.removeprefix("sha256:")[:12], total, min(completed, total))
-    elif status in ("verifying sha256 digest", "writing manifest", "removing unused layers"):
-        progress.phase(DownloadStatus.VERIFYING, status)
-    elif status and status != "success":
-        progress.phase(DownloadStatus.DOWNLOADING, status[:200])
-    return status == "success"
+        name = digest.removeprefix("sha256:")[:12]
+        return LayerUpdate(name, total, min(completed, total)), False
+    if status in ("verifying sha256 digest", "writing manifest", "removing unused layers"):
+        return PhaseUpdate(DownloadStatus.VERIFYING, status), False
+    if status and status != "success":
+        return PhaseUpdate(DownloadStatus.DOWNLOADING, status[:200]), False
+    return None, status == "success"
 
 
 def _daemon_error(text: str) -> str | None:

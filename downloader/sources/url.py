@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from downloader.paths import file_destination, filename_from_url
 from downloader.settings import Settings
-from downloader.sources.base import ExternalProgress, Resolution, SourceContext
+from downloader.sources.base import RemoteFile, Resolution, SourceContext, Update
 from downloader.specs import Spec
-from storage import FileRecord, NewFile, TaskRecord
 
 
 class UrlSource:
@@ -21,16 +20,13 @@ class UrlSource:
     def destination(self, spec: Spec, dest: str | None, settings: Settings) -> Path:
         return file_destination(dest, settings.download_dir, filename_from_url(spec.source))
 
-    async def run_elsewhere(
-        self, task: TaskRecord, ctx: SourceContext, progress: ExternalProgress
-    ) -> bool:
-        return False
+    async def delegate(self, spec: Spec, ctx: SourceContext) -> AsyncIterator[Update] | None:
+        return None
 
-    async def resolve(self, task: TaskRecord, ctx: SourceContext) -> Resolution:
-        path = Path(task.destination)
-        return Resolution([NewFile(task.source, path.name, str(path), ctx.settings.block_size)])
+    async def resolve(self, spec: Spec, destination: Path, ctx: SourceContext) -> Resolution:
+        return Resolution((RemoteFile((spec.source,), destination.name, destination),))
 
     async def finish(
-        self, task: TaskRecord, files: Sequence[FileRecord], ctx: SourceContext
+        self, spec: Spec, destination: Path, resolution: Resolution, ctx: SourceContext
     ) -> None:
         return None
