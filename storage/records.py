@@ -131,6 +131,11 @@ class TaskRecord:
     heartbeat_at: float | None
     last_owner: str | None = None  # who ran it last (kept after the lease is cleared)
 
+    @property
+    def last_lease(self) -> Lease | None:
+        """The lease of whoever ran it last (None if nobody did, or unreadable)."""
+        return Lease.parse(self.last_owner) if self.last_owner else None
+
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:

@@ -437,15 +437,7 @@ def _new_task_row(task: NewTask, now: float) -> dict[str, Any]:
 
 def task_record(row: Any) -> TaskRecord:
     """Build a ``TaskRecord`` from a row of the tasks table."""
-    lease = None
-    if row.lease_owner is not None:
-        parts = row.lease_owner.rsplit(":", 3)
-        lease = Lease(
-            host=row.lease_host,
-            pid=row.lease_pid,
-            started=row.lease_started,
-            instance=parts[3] if len(parts) == 4 else "",
-        )
+    lease = Lease.parse(row.lease_owner) if row.lease_owner is not None else None
     return TaskRecord(
         id=row.id,
         provider=row.provider,
