@@ -112,6 +112,18 @@ def report(
     )
 
 
+def status_of(state: TaskState) -> DownloadStatus:
+    """The progress status a task in ``state`` reports."""
+    return {
+        TaskState.PENDING: DownloadStatus.STARTING,
+        TaskState.DOWNLOADING: DownloadStatus.DOWNLOADING,
+        TaskState.PAUSED: DownloadStatus.PAUSED,
+        TaskState.COMPLETED: DownloadStatus.COMPLETE,
+        TaskState.FAILED: DownloadStatus.ERROR,
+        TaskState.CANCELLED: DownloadStatus.CANCELLED,
+    }[state]
+
+
 def format_bytes(n: float) -> str:
     """``1536000`` → ``"1.5 MB"`` (decimal units, as the compatible APIs show them)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):

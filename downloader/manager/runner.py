@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,18 +18,12 @@ import aiohttp
 
 from downloader.engine.context import EngineContext
 from downloader.engine.download import FileDownload
-from downloader.engine.partfile import part_path
 from downloader.engine.progress import FileProgress, Phase
 from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
-from downloader.progress import (
-    DownloadProgress,
-    DownloadStatus,
-    SpeedMeter,
-    format_eta,
-    format_speed,
-)
+from downloader.manager.leases import purge_parts
+from downloader.progress import DownloadProgress, DownloadStatus, SpeedMeter, report, status_of
 from downloader.settings import Settings
 from downloader.sources import PhaseUpdate, RemoteFile, Resolution, Source, SourceContext, Update
 from downloader.specs import Spec
@@ -106,11 +99,31 @@ class TaskRunner:
         self._message = f"Starting {task.label}"
         self._last: tuple[object, ...] | None = None
         self._last_at = 0.0
-        self.external_stop: TaskState | None = None  # set when another process moved it
+        self._moved_to: TaskState | None = None  # where another party moved the task
+        self._job: asyncio.Task[None] | None = None
         self._done_elsewhere = False  # another program (Ollama's daemon) did the transfer
         self.unrecorded: LedgerUnavailableError | None = None  # how it ended, unwritten
 
     # --- the run ----------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the task in a task of its own; returns it."""
+        self._job = asyncio.create_task(self.run(), name=f"task {self.task.id}")
+        return self._job
+
+    def stop(self, moved_to: TaskState | None = None) -> None:
+        """Stop the run: connections close, a last checkpoint is made, the run ends.
+        ``moved_to``: the state another party (a pause, a cancel) moved the task to, whose
+        word stands; None: this process is stopping, so the task goes back to the queue."""
+        if moved_to is not None and self._moved_to is None:
+            self._moved_to = moved_to
+        if self._job is not None:
+            self._job.cancel()
+
+    async def stopped(self) -> None:
+        """Until the run has ended (whichever way)."""
+        if self._job is not None:
+            await asyncio.gather(self._job, return_exceptions=True)
 
     async def run(self) -> None:
         """Drive the task; never raises except for cancellation."""
@@ -242,7 +255,7 @@ class TaskRunner:
             # Another process moved the task first (a pause or cancel): its word stands.
             log.info("task %s: %s", self.task.id, e)
             self.task = await self._ctx.ledger.tasks.get(self.task.id)
-            self.external_stop = self.task.state
+            self._moved_to = self.task.state
 
     async def _fail(self, error: str) -> None:
         try:
@@ -264,7 +277,7 @@ class TaskRunner:
         """The run was cancelled: by another process's pause/cancel (already in the ledger),
         or by this process stopping: then the task goes back to the queue, so the next worker
         (or this one, restarted) continues it from its chunks."""
-        if self.external_stop is None:
+        if self._moved_to is None:
             try:
                 await self._move(TaskState.PENDING, "interrupted: the process running it stopped")
             except LedgerUnavailableError as e:
@@ -310,10 +323,8 @@ class TaskRunner:
         sizes = [f.size for f in files]
         total = sum(s for s in sizes if s is not None) if files and None not in sizes else None
         done = sum(f.written if f.size is None else min(f.written, f.size) for f in files)
-        now = time.monotonic()
-        self._speed.add(sum(f.fetched for f in files), now)
+        self._speed.add(sum(f.fetched for f in files))
         speed = self._speed.rate()
-        eta = (total - done) / speed if total is not None and speed > 0 else None
         status = self._status
         if status is DownloadStatus.DOWNLOADING and files:
             busy = [f for f in files if f.phase is not Phase.DONE]
@@ -323,30 +334,21 @@ class TaskRunner:
             (f.relpath for f in files if f.phase in (Phase.DOWNLOADING, Phase.VERIFYING)),
             None,
         )
-        if status is DownloadStatus.COMPLETE and total is not None:
-            done = total
         message = self._message
         if status is DownloadStatus.VERIFYING:
             message = f"Verifying {current}" if current else "Verifying"
         notes = [f"{f.relpath}: {f.note}" for f in files if f.note]
-        return DownloadProgress(
-            status=status,
-            message=message,
-            percent=round(100.0 * done / total, 2)
-            if total
-            else (100.0 if status is DownloadStatus.COMPLETE else None),
-            downloaded_bytes=done,
-            total_bytes=total,
-            bytes_per_second=round(speed, 1),
-            formatted_speed=format_speed(speed),
-            eta_seconds=round(eta, 1) if eta is not None else None,
-            formatted_eta=format_eta(eta),
+        return report(
+            status,
+            message,
+            done=done,
+            total=total,
+            speed=speed,
             current_file=current,
             files_completed=sum(f.phase is Phase.DONE for f in files),
             total_files=len(files),
             task_id=self.task.id,
             state=self.task.state,
-            at=time.time(),
             note="; ".join(notes) if notes and not status.is_final else None,
         )
 
@@ -390,21 +392,3 @@ async def _check_format(part: Path, record: FileRecord) -> None:
     """A model file's header must parse before the file takes its final name (blocking
     reads, in a thread): an HTML page named ``model.gguf`` never replaces anything."""
     await asyncio.to_thread(inspect_files, [(record.relpath, part)], complete=False)
-
-
-def status_of(state: TaskState) -> DownloadStatus:
-    """The progress status a task in ``state`` reports."""
-    return {
-        TaskState.PENDING: DownloadStatus.STARTING,
-        TaskState.DOWNLOADING: DownloadStatus.DOWNLOADING,
-        TaskState.PAUSED: DownloadStatus.PAUSED,
-        TaskState.COMPLETED: DownloadStatus.COMPLETE,
-        TaskState.FAILED: DownloadStatus.ERROR,
-        TaskState.CANCELLED: DownloadStatus.CANCELLED,
-    }[state]
-
-
-def purge_parts(files: Sequence[FileRecord]) -> None:
-    """Delete the partial data (``.part`` files) of ``files`` (blocking)."""
-    for f in files:
-        part_path(Path(f.local_path)).unlink(missing_ok=True)
