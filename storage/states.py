@@ -1,7 +1,7 @@
 """The task state machine: the one table of legal transitions.
 
 Every state change in modelhaul is checked against ``TRANSITIONS`` by
-``storage.tasks.TaskStore.transition``; nothing else decides what may follow what.
+``storage.moves.move``; nothing else decides what may follow what.
 """
 
 from __future__ import annotations

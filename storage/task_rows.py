@@ -1,0 +1,108 @@
+"""Rows of the tasks and events tables as records, and the few statements every other
+module of the task store builds on (read one task, its state, set columns, add an event)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from storage.errors import TaskNotFoundError
+from storage.models import Event, Task
+from storage.records import EventRecord, Lease, NewTask, TaskRecord
+from storage.states import TaskState
+
+TASKS = Task.__table__
+EVENTS = Event.__table__
+INSERT_EVENT = insert(EVENTS)
+
+# Hot statements are built once: constructing a statement costs more than running it.
+_SELECT_TASK = select(TASKS).where(TASKS.c.id == bindparam("task_id"))
+_SELECT_STATE = select(TASKS.c.state, TASKS.c.lease_owner).where(TASKS.c.id == bindparam("task_id"))
+
+
+def get_task(conn: Connection, task_id: int) -> TaskRecord:
+    """One task (``TaskNotFoundError`` if there is none)."""
+    row = conn.execute(_SELECT_TASK, {"task_id": task_id}).first()
+    if row is None:
+        raise TaskNotFoundError(task_id)
+    return task_record(row)
+
+
+def set_columns(conn: Connection, task_id: int, values: dict[str, Any]) -> None:
+    """Write some of a task's columns (``TaskNotFoundError`` if there is none)."""
+    if conn.execute(update(TASKS).where(TASKS.c.id == task_id).values(**values)).rowcount == 0:
+        raise TaskNotFoundError(task_id)
+
+
+def current_state(conn: Connection, task_id: int) -> tuple[TaskState, str | None]:
+    """A task's state and lease owner."""
+    row = conn.execute(_SELECT_STATE, {"task_id": task_id}).first()
+    if row is None:
+        raise TaskNotFoundError(task_id)
+    return TaskState(row.state), row.lease_owner
+
+
+def new_task_row(task: NewTask, now: float) -> dict[str, Any]:
+    """The row a new task is inserted as."""
+    return {
+        "provider": task.provider,
+        "source": task.source,
+        "revision": task.revision,
+        "patterns": list(task.patterns) if task.patterns is not None else None,
+        "destination": task.destination,
+        "options": dict(task.options),
+        "spec_key": task.spec_key,
+        "label": task.label or task.source,
+        "state": task.state.value,
+        "priority": task.priority,
+        "downloaded_bytes": 0,
+        "files_total": 0,
+        "files_done": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def task_record(row: Any) -> TaskRecord:
+    """Build a ``TaskRecord`` from a row of the tasks table."""
+    lease = Lease.parse(row.lease_owner) if row.lease_owner is not None else None
+    return TaskRecord(
+        id=row.id,
+        provider=row.provider,
+        source=row.source,
+        revision=row.revision,
+        patterns=tuple(row.patterns) if row.patterns is not None else None,
+        destination=row.destination,
+        options=row.options or {},
+        spec_key=row.spec_key,
+        label=row.label,
+        state=TaskState(row.state),
+        priority=row.priority,
+        error=row.error,
+        total_bytes=row.total_bytes,
+        downloaded_bytes=row.downloaded_bytes,
+        files_total=row.files_total,
+        files_done=row.files_done,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        lease=lease,
+        heartbeat_at=row.heartbeat_at,
+        last_owner=row.last_owner,
+    )
+
+
+def event_record(row: Any) -> EventRecord:
+    """Build an ``EventRecord`` from a row of the events table."""
+    return EventRecord(
+        id=row.id,
+        task_id=row.task_id,
+        from_state=TaskState(row.from_state) if row.from_state is not None else None,
+        to_state=TaskState(row.to_state),
+        at=row.at,
+        reason=row.reason,
+        actor=row.actor,
+    )
