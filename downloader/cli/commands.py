@@ -199,7 +199,7 @@ async def worker(args: argparse.Namespace, out: Output) -> int:
     async with DownloadManager(settings_for(args)) as manager:
 
         async def log() -> None:
-            async for p in manager.events():
+            async for p in manager.watch():
                 if p.task_id is not None and (p.status.is_final or out.lines):
                     out.plain(line_for(p.task_id, p)) if not out.quiet else None
 

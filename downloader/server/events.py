@@ -70,7 +70,7 @@ class EventHub:
         return self._next_id, progress
 
     async def _run(self) -> None:
-        async for progress in self.manager.events():
+        async for progress in self.manager.watch():
             item = self._number(progress)
             self._log.append(item)
             for queue, wanted in list(self._clients.items()):
