@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from downloader.progress import DownloadStatus
-from storage import TaskState
+from downloader.server.schemas import object_schema, ref, schemas
 
-STATES = [s.value for s in TaskState]
-STATUSES = [s.value for s in DownloadStatus]
 ERROR_WORDS = {
     400: "Malformed JSON, a bad id format, or a missing or malformed Host header",
     401: "Missing or wrong bearer token",
@@ -28,24 +25,12 @@ ERROR_WORDS = {
 ALWAYS = (400, 401, 403)
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json(_ref("Error"), ERROR_WORDS[s]) for s in sorted({*statuses, *ALWAYS})}
-
-
-def _nullable(kind: str) -> dict[str, Any]:
-    return {"type": [kind, "null"]}
-
-
-def _object(required: list[str], properties: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": properties, **more}
+    return {str(s): _json(ref("Error"), ERROR_WORDS[s]) for s in sorted({*statuses, *ALWAYS})}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +44,7 @@ def _sse(event: str) -> dict[str, Any]:
         "honoured on reconnect; a comment every 15 s keeps the stream alive.",
         "content": {
             "text/event-stream": {
-                "schema": _object(
+                "schema": object_schema(
                     ["id", "data"],
                     {
                         "id": {"type": "string", "pattern": "^[0-9]+$"},
@@ -67,7 +52,7 @@ def _sse(event: str) -> dict[str, Any]:
                         "data": {
                             "type": "string",
                             "contentMediaType": "application/json",
-                            "contentSchema": _ref(event),
+                            "contentSchema": ref(event),
                         },
                     },
                 )
@@ -95,253 +80,13 @@ RECONNECT = [
 ]
 
 
-def _schemas() -> dict[str, Any]:
-    return {
-        "Error": _object(
-            ["code", "message"],
-            {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string", "description": "the request field that is wrong"},
-            },
-            additionalProperties=False,
-        ),
-        "NewDownload": {
-            "type": "object",
-            "description": "Exactly one of spec, url, or provider with model.",
-            "properties": {
-                "spec": {"type": "string", "examples": ["hf://org/repo/model.gguf"]},
-                "url": {"type": "string", "format": "uri", "description": "http(s) only"},
-                "provider": {
-                    "type": "string",
-                    "enum": ["url", "huggingface", "hf", "mlx", "ollama"],
-                },
-                "model": {"type": "string"},
-                "filename": {"type": "string", "description": "a path (or glob) in the repo"},
-                "allow_patterns": {
-                    "oneOf": [
-                        {"type": "string"},
-                        {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                    ]
-                },
-                "revision": {"type": "string"},
-                "via": {"type": "string", "enum": ["daemon", "registry"]},
-                "insecure": {"type": "boolean"},
-                "base_url": {"type": "string", "format": "uri"},
-                "token": {"type": "string", "description": "kept in memory only"},
-                "dest": {
-                    "type": "string",
-                    "description": "a relative path inside the download root (a trailing / "
-                    "means a folder); no '..', backslash or control character",
-                },
-                "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
-                "connections": {"type": "integer", "minimum": 1, "maximum": 64},
-                "model_id": {
-                    "type": "string",
-                    "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
-                    "description": "your own name for it (the Download Progress API's model id)",
-                },
-            },
-        },
-        "Accepted": _object(
-            ["download_id", "id", "state", "message", "progress_endpoint", "events_endpoint"],
-            {
-                "download_id": {"type": "string"},
-                "id": {"type": "integer"},
-                "state": {"type": "string", "enum": STATES},
-                "message": {"type": "string"},
-                "progress_endpoint": {"type": "string"},
-                "events_endpoint": {"type": "string"},
-            },
-        ),
-        "File": _object(
-            ["path", "local_path", "url", "size", "downloaded_bytes", "state"],
-            {
-                "path": {"type": "string"},
-                "local_path": {"type": "string"},
-                "url": {"type": "string"},
-                "size": _nullable("integer"),
-                "downloaded_bytes": {"type": "integer"},
-                "sha256": _nullable("string"),
-                "expected_sha256": _nullable("string"),
-                "state": {"type": "string"},
-                "error": _nullable("string"),
-                "format": {"type": ["object", "null"]},
-            },
-        ),
-        "Event": _object(
-            ["id", "from", "to", "at"],
-            {
-                "id": {"type": "integer"},
-                "from": {"type": ["string", "null"], "enum": [*STATES, None]},
-                "to": {"type": "string", "enum": STATES},
-                "at": _nullable("string"),
-                "reason": _nullable("string"),
-                "actor": _nullable("string"),
-            },
-        ),
-        "Download": _object(
-            ["id", "download_id", "state", "provider", "source", "total_bytes", "downloaded_bytes"],
-            {
-                "id": {"type": "integer"},
-                "download_id": {"type": "string"},
-                "state": {"type": "string", "enum": STATES},
-                "status": _nullable("string"),
-                "message": _nullable("string"),
-                "label": _nullable("string"),
-                "provider": {"type": "string"},
-                "source": {"type": "string"},
-                "revision": _nullable("string"),
-                "patterns": {"type": ["array", "null"], "items": {"type": "string"}},
-                "destination": _nullable("string"),
-                "priority": {"type": "integer"},
-                "error": _nullable("string"),
-                "total_bytes": _nullable("integer"),
-                "downloaded_bytes": {"type": "integer"},
-                "percent": _nullable("number"),
-                "bytes_per_second": {"type": "number"},
-                "speed": _nullable("string"),
-                "eta_seconds": _nullable("number"),
-                "eta": _nullable("string"),
-                "current_file": _nullable("string"),
-                "files_completed": {"type": "integer"},
-                "total_files": {"type": "integer"},
-                "created_at": _nullable("string"),
-                "started_at": _nullable("string"),
-                "finished_at": _nullable("string"),
-                "updated_at": _nullable("string"),
-                "files": {"type": "array", "items": _ref("File")},
-                "events": {"type": "array", "items": _ref("Event")},
-            },
-        ),
-        "DownloadList": _object(
-            ["downloads", "total", "limit", "offset"],
-            {
-                "downloads": {"type": "array", "items": _ref("Download")},
-                "total": {"type": "integer", "minimum": 0},
-                "limit": {"type": "integer"},
-                "offset": {"type": "integer"},
-            },
-        ),
-        "Health": _object(
-            ["status", "version", "downloads"],
-            {
-                "status": {"const": "ok"},
-                "version": {"type": "string"},
-                "downloads": {
-                    "type": "object",
-                    "properties": {s: {"type": "integer", "minimum": 0} for s in STATES},
-                    "additionalProperties": False,
-                },
-            },
-            description="No paths: any page the user opens could read this.",
-            additionalProperties=False,
-        ),
-        "DownloadProgress": _object(
-            ["status", "message", "task_id", "state"],
-            {
-                "status": {"type": "string", "enum": STATUSES},
-                "message": {"type": "string"},
-                "percent": _nullable("number"),
-                "downloaded_bytes": _nullable("integer"),
-                "total_bytes": _nullable("integer"),
-                "bytes_per_second": {"type": "number"},
-                "formatted_speed": _nullable("string"),
-                "eta_seconds": _nullable("number"),
-                "formatted_eta": _nullable("string"),
-                "current_file": _nullable("string"),
-                "files_completed": {"type": "integer"},
-                "total_files": {"type": "integer"},
-                "task_id": _nullable("integer"),
-                "state": {"type": ["string", "null"], "enum": [*STATES, None]},
-                "at": {"type": "number"},
-                "note": _nullable("string"),
-            },
-            description="One progress report (the SSE events of our API)",
-        ),
-        "DownloadStatus": _object(
-            ["download_id", "repo_id", "status", "progress_percent", "bytes_downloaded"],
-            {
-                "download_id": {"type": "string"},
-                "repo_id": {"type": "string"},
-                "filename": _nullable("string"),
-                "status": {
-                    "type": "string",
-                    "enum": ["pending", "downloading", "completed", "failed", "cancelled"],
-                },
-                "progress_percent": {"type": "number"},
-                "bytes_downloaded": {"type": "integer"},
-                "total_bytes": _nullable("integer"),
-                "download_speed_mbps": {"type": "number"},
-                "eta_seconds": _nullable("number"),
-                "error_message": _nullable("string"),
-                "started_at": _nullable("string"),
-                "completed_at": _nullable("string"),
-                "local_file_path": _nullable("string"),
-                "state": {"type": "string", "enum": STATES},
-            },
-            description="The Downloads API's DownloadStatus (its SSE events), with our state",
-        ),
-        "DownloadsApiRequest": _object(
-            ["repo_id", "filename"],
-            {
-                "repo_id": {"type": "string", "description": "owner/name"},
-                "filename": {"type": "string", "description": "a path (or glob) in the repo"},
-            },
-        ),
-        "DownloadsApiAccepted": _object(
-            ["download_id", "message"],
-            {"download_id": {"type": "string"}, "message": {"type": "string"}},
-        ),
-        "Message": _object(["message"], {"message": {"type": "string"}}),
-        "ProgressApiItem": _object(
-            ["model_id", "status", "state", "url", "local_path", "progress", "timing"],
-            {
-                "model_id": {"type": "string"},
-                "status": {
-                    "type": "string",
-                    "enum": ["downloading", "completed", "failed", "cancelled"],
-                },
-                "state": {"type": "string", "enum": STATES},
-                "url": {"type": "string"},
-                "local_path": {"type": "string"},
-                "progress": _object(
-                    ["downloaded_bytes", "total_bytes", "percentage", "download_speed_bps"],
-                    {
-                        "downloaded_bytes": {"type": "integer"},
-                        "total_bytes": _nullable("integer"),
-                        "percentage": {"type": "number"},
-                        "download_speed_bps": {"type": "integer"},
-                    },
-                ),
-                "timing": _object(
-                    ["start_time", "elapsed_seconds", "estimated_remaining_seconds"],
-                    {
-                        "start_time": {"type": "integer"},
-                        "elapsed_seconds": {"type": "integer"},
-                        "estimated_remaining_seconds": _nullable("integer"),
-                    },
-                ),
-            },
-        ),
-        "ProgressApiActive": _object(
-            ["active_downloads", "total_active", "timestamp"],
-            {
-                "active_downloads": {"type": "array", "items": _ref("ProgressApiItem")},
-                "total_active": {"type": "integer"},
-                "timestamp": {"type": "integer"},
-            },
-        ),
-    }
-
-
 def _control(action: str) -> dict[str, Any]:
     return {
         "post": {
             "summary": f"{action.capitalize()} a download",
             "parameters": [ID],
             "responses": {
-                "200": _json(_ref("Download"), "The download afterwards"),
+                "200": _json(ref("Download"), "The download afterwards"),
                 **_errors(404, 409, 415, 422),
             },
         }
@@ -361,7 +106,7 @@ def _progress_api_item() -> dict[str, Any]:
             "summary": "Download Progress API: progress of one download",
             "parameters": [model_id],
             "responses": {
-                "200": _json(_ref("ProgressApiItem"), "Progress"),
+                "200": _json(ref("ProgressApiItem"), "Progress"),
                 **_errors(404),
             },
         }
@@ -372,7 +117,7 @@ def _progress_api_active() -> dict[str, Any]:
     return {
         "get": {
             "summary": "Download Progress API: downloads still under way",
-            "responses": {"200": _json(_ref("ProgressApiActive"), "Active downloads"), **_errors()},
+            "responses": {"200": _json(ref("ProgressApiActive"), "Active downloads"), **_errors()},
         }
     }
 
@@ -381,7 +126,7 @@ def _health() -> dict[str, Any]:
     return {
         "get": {
             "summary": "Alive, with the number of downloads in each state",
-            "responses": {"200": _json(_ref("Health"), "OK"), **_errors()},
+            "responses": {"200": _json(ref("Health"), "OK"), **_errors()},
         }
     }
 
@@ -391,9 +136,9 @@ def _paths() -> dict[str, Any]:
         "/api/v1/downloads": {
             "post": {
                 "summary": "Queue a download",
-                "requestBody": _body(_ref("NewDownload")),
+                "requestBody": _body(ref("NewDownload")),
                 "responses": {
-                    "202": _json(_ref("Accepted"), "Queued"),
+                    "202": _json(ref("Accepted"), "Queued"),
                     **_errors(404, 413, 415, 422),
                 },
             },
@@ -418,7 +163,7 @@ def _paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    "200": _json(_ref("DownloadList"), "A page of downloads"),
+                    "200": _json(ref("DownloadList"), "A page of downloads"),
                     **_errors(422),
                 },
             },
@@ -427,13 +172,13 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "One download, with its files and history",
                 "parameters": [ID],
-                "responses": {"200": _json(_ref("Download"), "The download"), **_errors(404, 422)},
+                "responses": {"200": _json(ref("Download"), "The download"), **_errors(404, 422)},
             },
             "delete": {
                 "summary": "Cancel (purge=true also deletes its partial files)",
                 "parameters": [ID, {"name": "purge", "in": "query", "schema": {"type": "boolean"}}],
                 "responses": {
-                    "200": _json(_ref("Download"), "Cancelled"),
+                    "200": _json(ref("Download"), "Cancelled"),
                     **_errors(404, 409, 415, 422),
                 },
             },
@@ -464,9 +209,9 @@ def _paths() -> dict[str, Any]:
         "/local/download": {
             "post": {
                 "summary": "Downloads API: download a file of a Hugging Face repo",
-                "requestBody": _body(_ref("DownloadsApiRequest")),
+                "requestBody": _body(ref("DownloadsApiRequest")),
                 "responses": {
-                    "202": _json(_ref("DownloadsApiAccepted"), "Started"),
+                    "202": _json(ref("DownloadsApiAccepted"), "Started"),
                     **_errors(413, 415, 422),
                 },
             }
@@ -490,7 +235,7 @@ def _paths() -> dict[str, Any]:
                     }
                 ],
                 "responses": {
-                    "200": _json(_ref("Message"), "Cancelled"),
+                    "200": _json(ref("Message"), "Cancelled"),
                     **_errors(404, 409, 415),
                 },
             }
@@ -546,7 +291,7 @@ def openapi() -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "access_token": {"type": "apiKey", "in": "query", "name": "access_token"},
             },
-            "schemas": _schemas(),
+            "schemas": schemas(),
         },
         "security": [{"bearer": []}, {"access_token": []}],
         "paths": _paths(),

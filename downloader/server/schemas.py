@@ -1,0 +1,268 @@
+"""The JSON schemas of every body the server answers with (``components/schemas`` of its
+OpenAPI document): what the fuzz test checks each answer against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from downloader.progress import DownloadStatus
+from storage import TaskState
+
+STATES = [s.value for s in TaskState]
+STATUSES = [s.value for s in DownloadStatus]
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the schema ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(kind: str) -> dict[str, Any]:
+    """``kind`` or null."""
+    return {"type": [kind, "null"]}
+
+
+def object_schema(required: list[str], properties: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """An object with ``properties``, ``required`` of them."""
+    return {"type": "object", "required": required, "properties": properties, **more}
+
+
+def schemas() -> dict[str, Any]:
+    """Every schema, by name."""
+    return {
+        "Error": object_schema(
+            ["code", "message"],
+            {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "the request field that is wrong"},
+            },
+            additionalProperties=False,
+        ),
+        "NewDownload": {
+            "type": "object",
+            "description": "Exactly one of spec, url, or provider with model.",
+            "properties": {
+                "spec": {"type": "string", "examples": ["hf://org/repo/model.gguf"]},
+                "url": {"type": "string", "format": "uri", "description": "http(s) only"},
+                "provider": {
+                    "type": "string",
+                    "enum": ["url", "huggingface", "hf", "mlx", "ollama"],
+                },
+                "model": {"type": "string"},
+                "filename": {"type": "string", "description": "a path (or glob) in the repo"},
+                "allow_patterns": {
+                    "oneOf": [
+                        {"type": "string"},
+                        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    ]
+                },
+                "revision": {"type": "string"},
+                "via": {"type": "string", "enum": ["daemon", "registry"]},
+                "insecure": {"type": "boolean"},
+                "base_url": {"type": "string", "format": "uri"},
+                "token": {"type": "string", "description": "kept in memory only"},
+                "dest": {
+                    "type": "string",
+                    "description": "a relative path inside the download root (a trailing / "
+                    "means a folder); no '..', backslash or control character",
+                },
+                "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                "connections": {"type": "integer", "minimum": 1, "maximum": 64},
+                "model_id": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+                    "description": "your own name for it (the Download Progress API's model id)",
+                },
+            },
+        },
+        "Accepted": object_schema(
+            ["download_id", "id", "state", "message", "progress_endpoint", "events_endpoint"],
+            {
+                "download_id": {"type": "string"},
+                "id": {"type": "integer"},
+                "state": {"type": "string", "enum": STATES},
+                "message": {"type": "string"},
+                "progress_endpoint": {"type": "string"},
+                "events_endpoint": {"type": "string"},
+            },
+        ),
+        "File": object_schema(
+            ["path", "local_path", "url", "size", "downloaded_bytes", "state"],
+            {
+                "path": {"type": "string"},
+                "local_path": {"type": "string"},
+                "url": {"type": "string"},
+                "size": nullable("integer"),
+                "downloaded_bytes": {"type": "integer"},
+                "sha256": nullable("string"),
+                "expected_sha256": nullable("string"),
+                "state": {"type": "string"},
+                "error": nullable("string"),
+                "format": {"type": ["object", "null"]},
+            },
+        ),
+        "Event": object_schema(
+            ["id", "from", "to", "at"],
+            {
+                "id": {"type": "integer"},
+                "from": {"type": ["string", "null"], "enum": [*STATES, None]},
+                "to": {"type": "string", "enum": STATES},
+                "at": nullable("string"),
+                "reason": nullable("string"),
+                "actor": nullable("string"),
+            },
+        ),
+        "Download": object_schema(
+            ["id", "download_id", "state", "provider", "source", "total_bytes", "downloaded_bytes"],
+            {
+                "id": {"type": "integer"},
+                "download_id": {"type": "string"},
+                "state": {"type": "string", "enum": STATES},
+                "status": nullable("string"),
+                "message": nullable("string"),
+                "label": nullable("string"),
+                "provider": {"type": "string"},
+                "source": {"type": "string"},
+                "revision": nullable("string"),
+                "patterns": {"type": ["array", "null"], "items": {"type": "string"}},
+                "destination": nullable("string"),
+                "priority": {"type": "integer"},
+                "error": nullable("string"),
+                "total_bytes": nullable("integer"),
+                "downloaded_bytes": {"type": "integer"},
+                "percent": nullable("number"),
+                "bytes_per_second": {"type": "number"},
+                "speed": nullable("string"),
+                "eta_seconds": nullable("number"),
+                "eta": nullable("string"),
+                "current_file": nullable("string"),
+                "files_completed": {"type": "integer"},
+                "total_files": {"type": "integer"},
+                "created_at": nullable("string"),
+                "started_at": nullable("string"),
+                "finished_at": nullable("string"),
+                "updated_at": nullable("string"),
+                "files": {"type": "array", "items": ref("File")},
+                "events": {"type": "array", "items": ref("Event")},
+            },
+        ),
+        "DownloadList": object_schema(
+            ["downloads", "total", "limit", "offset"],
+            {
+                "downloads": {"type": "array", "items": ref("Download")},
+                "total": {"type": "integer", "minimum": 0},
+                "limit": {"type": "integer"},
+                "offset": {"type": "integer"},
+            },
+        ),
+        "Health": object_schema(
+            ["status", "version", "downloads"],
+            {
+                "status": {"const": "ok"},
+                "version": {"type": "string"},
+                "downloads": {
+                    "type": "object",
+                    "properties": {s: {"type": "integer", "minimum": 0} for s in STATES},
+                    "additionalProperties": False,
+                },
+            },
+            description="No paths: any page the user opens could read this.",
+            additionalProperties=False,
+        ),
+        "DownloadProgress": object_schema(
+            ["status", "message", "task_id", "state"],
+            {
+                "status": {"type": "string", "enum": STATUSES},
+                "message": {"type": "string"},
+                "percent": nullable("number"),
+                "downloaded_bytes": nullable("integer"),
+                "total_bytes": nullable("integer"),
+                "bytes_per_second": {"type": "number"},
+                "formatted_speed": nullable("string"),
+                "eta_seconds": nullable("number"),
+                "formatted_eta": nullable("string"),
+                "current_file": nullable("string"),
+                "files_completed": {"type": "integer"},
+                "total_files": {"type": "integer"},
+                "task_id": nullable("integer"),
+                "state": {"type": ["string", "null"], "enum": [*STATES, None]},
+                "at": {"type": "number"},
+                "note": nullable("string"),
+            },
+            description="One progress report (the SSE events of our API)",
+        ),
+        "DownloadStatus": object_schema(
+            ["download_id", "repo_id", "status", "progress_percent", "bytes_downloaded"],
+            {
+                "download_id": {"type": "string"},
+                "repo_id": {"type": "string"},
+                "filename": nullable("string"),
+                "status": {
+                    "type": "string",
+                    "enum": ["pending", "downloading", "completed", "failed", "cancelled"],
+                },
+                "progress_percent": {"type": "number"},
+                "bytes_downloaded": {"type": "integer"},
+                "total_bytes": nullable("integer"),
+                "download_speed_mbps": {"type": "number"},
+                "eta_seconds": nullable("number"),
+                "error_message": nullable("string"),
+                "started_at": nullable("string"),
+                "completed_at": nullable("string"),
+                "local_file_path": nullable("string"),
+                "state": {"type": "string", "enum": STATES},
+            },
+            description="The Downloads API's DownloadStatus (its SSE events), with our state",
+        ),
+        "DownloadsApiRequest": object_schema(
+            ["repo_id", "filename"],
+            {
+                "repo_id": {"type": "string", "description": "owner/name"},
+                "filename": {"type": "string", "description": "a path (or glob) in the repo"},
+            },
+        ),
+        "DownloadsApiAccepted": object_schema(
+            ["download_id", "message"],
+            {"download_id": {"type": "string"}, "message": {"type": "string"}},
+        ),
+        "Message": object_schema(["message"], {"message": {"type": "string"}}),
+        "ProgressApiItem": object_schema(
+            ["model_id", "status", "state", "url", "local_path", "progress", "timing"],
+            {
+                "model_id": {"type": "string"},
+                "status": {
+                    "type": "string",
+                    "enum": ["downloading", "completed", "failed", "cancelled"],
+                },
+                "state": {"type": "string", "enum": STATES},
+                "url": {"type": "string"},
+                "local_path": {"type": "string"},
+                "progress": object_schema(
+                    ["downloaded_bytes", "total_bytes", "percentage", "download_speed_bps"],
+                    {
+                        "downloaded_bytes": {"type": "integer"},
+                        "total_bytes": nullable("integer"),
+                        "percentage": {"type": "number"},
+                        "download_speed_bps": {"type": "integer"},
+                    },
+                ),
+                "timing": object_schema(
+                    ["start_time", "elapsed_seconds", "estimated_remaining_seconds"],
+                    {
+                        "start_time": {"type": "integer"},
+                        "elapsed_seconds": {"type": "integer"},
+                        "estimated_remaining_seconds": nullable("integer"),
+                    },
+                ),
+            },
+        ),
+        "ProgressApiActive": object_schema(
+            ["active_downloads", "total_active", "timestamp"],
+            {
+                "active_downloads": {"type": "array", "items": ref("ProgressApiItem")},
+                "total_active": {"type": "integer"},
+                "timestamp": {"type": "integer"},
+            },
+        ),
+    }
