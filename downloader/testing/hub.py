@@ -31,39 +31,13 @@ import asyncio
 import hashlib
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from downloader.durable import sha256_of
+from downloader.testing.hubfiles import HubFile, HubRepo, describe, lookup, repo_files
 from downloader.testing.origin import Origin, RequestLog
-
-LFS_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".npz", ".h5", ".msgpack")
-LFS_MIN_SIZE = 10 << 20
-
-
-@dataclass(frozen=True)
-class HubFile:
-    """One file of one revision."""
-
-    path: str
-    source: Path
-    size: int
-    blob_id: str  # git object id: of the content, or of the LFS pointer
-    lfs_sha256: str | None = None
-    pointer_size: int | None = None
-
-
-@dataclass
-class HubRepo:
-    """A model repo: its revisions (branch or tag name → commit) and commits' files."""
-
-    repo_id: str
-    gated: bool = False
-    refs: dict[str, str] = field(default_factory=dict)
-    commits: dict[str, dict[str, HubFile]] = field(default_factory=dict)
 
 
 class Hub:
@@ -108,7 +82,7 @@ class Hub:
         entries: dict[str, HubFile] = {}
         for path, content in sorted(files.items()):
             source = self._store(repo_id, revision, path, content)
-            entries[path] = _describe(path, source)
+            entries[path] = describe(path, source)
         listing = "\n".join(f"{p} {f.blob_id}" for p, f in entries.items())
         commit = hashlib.sha1(f"{repo_id}\n{revision}\n{listing}".encode()).hexdigest()
         repo.commits[commit] = entries
@@ -193,13 +167,13 @@ class Hub:
         rest = parts[2:]
         if not rest or rest[0] == "revision":
             revision = rest[1] if len(rest) > 1 else "main"
-            commit = _lookup(repo, revision)
+            commit = lookup(repo, revision)
             if commit is None:
                 return _error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             blobs = request.query.get("blobs", "").lower() in ("1", "true")
             return web.json_response(self._model_info(repo, commit, blobs))
         if rest[0] == "tree" and len(rest) >= 2:
-            commit = _lookup(repo, rest[1])
+            commit = lookup(repo, rest[1])
             if commit is None:
                 return _error(404, "RevisionNotFound", f"Invalid rev id: {rest[1]}")
             return self._tree(request, repo, commit, "/".join(rest[2:]))
@@ -281,7 +255,7 @@ class Hub:
         repo = self.repos.get(repo_id)
         if repo is None:
             return _error(404, "RepoNotFound", f"Repository {repo_id} not found")
-        commit = _lookup(repo, revision)
+        commit = lookup(repo, revision)
         if commit is None:
             return _error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         if repo.gated and not self._authorized(request):
@@ -310,29 +284,6 @@ class Hub:
     def _authorized(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization", "")
         return auth.startswith("Bearer ") and auth[7:] in self.tokens
-
-
-def _lookup(repo: HubRepo, revision: str) -> str | None:
-    if revision in repo.refs:
-        return repo.refs[revision]
-    matches = [c for c in repo.commits if c.startswith(revision)] if len(revision) >= 7 else []
-    return matches[0] if len(matches) == 1 else None
-
-
-def _describe(path: str, source: Path) -> HubFile:
-    """Hash a file the way git and git-lfs do."""
-    size = source.stat().st_size
-    if size >= LFS_MIN_SIZE or path.endswith(LFS_SUFFIXES):
-        sha256 = sha256_of(source)
-        pointer = (
-            f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
-        ).encode()
-        return HubFile(path, source, size, _git_blob_id(pointer), sha256, len(pointer))
-    return HubFile(path, source, size, _git_blob_id(source.read_bytes()))
-
-
-def _git_blob_id(content: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 def _tree_oid(path: str) -> str:
@@ -371,11 +322,6 @@ async def _serve_small(
     return response
 
 
-def repo_files(folder: Path) -> dict[str, Path]:
-    """Every file under ``folder`` by its path relative to it (blocking)."""
-    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 async def _serve_forever(hub: Hub) -> None:
     async with hub:
         print(f"hub at {hub.endpoint} (CDN {hub.cdn.cdn_url}): {', '.join(hub.repos)}", flush=True)
@@ -401,3 +347,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+__all__ = ["Hub", "HubFile", "HubRepo", "repo_files"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import enum
 import hashlib
 import hmac
 import os
@@ -24,42 +23,14 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
 
+from downloader.testing.faults import Fault, FaultKind, if_range_holds, parse_range
+
 PIECE = 64 * 1024
-
-
-class FaultKind(enum.StrEnum):
-    """What can go wrong with one response."""
-
-    RESET = "reset"  # connection reset after ``at_byte`` body bytes
-    TRUNCATE = "truncate"  # graceful close after ``at_byte`` of a longer Content-Length
-    STATUS = "status"  # answer ``status`` (500/503/429) with optional Retry-After
-    STALL = "stall"  # stop sending for ``seconds`` after ``at_byte``
-    IGNORE_RANGE = "ignore_range"  # 200 with the whole body, same ETag
-    WRONG_RANGE = "wrong_range"  # 206 with the bytes (and Content-Range) of another range
-    CHANGE = "change"  # the file changes (new bytes, new ETag) before this response
-
-
-@dataclass
-class Fault:
-    """A fault rule. It hits the ``after``-th and later matching GETs with ``probability``,
-    at most ``times`` times (-1: no limit)."""
-
-    kind: FaultKind
-    times: int = 1
-    after: int = 0
-    probability: float = 1.0
-    at_byte: int = 0
-    status: int = 503
-    retry_after: float | None = None
-    seconds: float = 5.0
-    path: str | None = None  # only this file's name
-    ranged_only: bool = False  # only requests with a Range header
-    seen: int = 0  # matching requests so far
 
 
 @dataclass(frozen=True)
@@ -246,8 +217,10 @@ class Origin:
         }
         if self.ranges:
             headers["Accept-Ranges"] = "bytes"
-        wanted = _parse_range(request.headers.get("Range"), size) if self.ranges else None
-        if wanted is not None and not _if_range_holds(request.headers.get("If-Range"), stored):
+        wanted = parse_range(request.headers.get("Range"), size) if self.ranges else None
+        if wanted is not None and not if_range_holds(
+            request.headers.get("If-Range"), stored.etag, stored.mtime
+        ):
             wanted = None  # If-Range failed: the whole, current file
         if fault is not None and fault.kind is FaultKind.IGNORE_RANGE:
             wanted = None
@@ -370,37 +343,6 @@ def _bound_port(site: web.TCPSite) -> int:
     return int(server.sockets[0].getsockname()[1])
 
 
-def _parse_range(value: str | None, size: int) -> tuple[int, int] | str | None:
-    """One ``bytes=`` range → (start, end exclusive), "unsatisfiable", or None (ignore it)."""
-    if not value or not value.startswith("bytes=") or "," in value:
-        return None
-    first, _, last = value[6:].strip().partition("-")
-    try:
-        if first == "":
-            length = int(last)
-            start, end = max(0, size - length), size
-        else:
-            start = int(first)
-            end = min(size, int(last) + 1) if last else size
-    except ValueError:
-        return None
-    if start >= size or start >= end:
-        return "unsatisfiable"
-    return start, end
-
-
-def _if_range_holds(value: str | None, stored: _File) -> bool:
-    if value is None:
-        return True
-    if value.startswith('"') or value.startswith("W/"):
-        return value == stored.etag  # strong comparison: a weak tag never matches
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return False
-    return int(when) == int(stored.mtime)
-
-
 async def _serve_forever(args: argparse.Namespace, files: dict[str, Path]) -> None:
     from downloader.settings import parse_size
 
@@ -428,3 +370,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+__all__ = ["Fault", "FaultKind", "Origin", "RequestLog"]
