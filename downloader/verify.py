@@ -7,13 +7,14 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from downloader.durable import sha256_of
 from downloader.engine.partfile import bad_block_offsets, part_path
 from downloader.errors import FormatError
 from downloader.formats import inspect_files
 from downloader.sources import source_for
-from storage import FileRecord, FileState, Ledger
+from storage import ChunkRecord, FileRecord, FileState, TaskRecord
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,25 @@ class FileCheck:
     problem: str | None = None
 
 
-async def verify_task(ledger: Ledger, task_id: int) -> list[FileCheck]:
+class TaskReader(Protocol):
+    """Where a task's records come from (a ``DownloadManager`` is one)."""
+
+    async def get(self, task_id: int) -> TaskRecord: ...
+
+    async def files(self, task_id: int) -> list[FileRecord]: ...
+
+    async def chunks(self, task_id: int) -> dict[int, list[ChunkRecord]]: ...
+
+
+async def verify_task(reader: TaskReader, task_id: int) -> list[FileCheck]:
     """Check every file of one task (blocking reads run in a thread): its blocks, its
     SHA-256, its header if it is a model file, and the model's shards together."""
-    task = await ledger.tasks.get(task_id)
-    files = await ledger.files.of_task(task_id)
+    task = await reader.get(task_id)
+    files = await reader.files(task_id)
+    chunks_of = await reader.chunks(task_id)
     checks = []
     for f in files:
-        chunks = await ledger.files.chunks(f.id)
-        checks.append(await asyncio.to_thread(_check, f, chunks))
+        checks.append(await asyncio.to_thread(_check, f, chunks_of.get(f.id, [])))
     if checks and all(c.ok for c in checks) and all(f.state is FileState.COMPLETED for f in files):
         complete = source_for(task.provider).folder_destination
         pairs = [(f.relpath, Path(f.local_path)) for f in files]
@@ -47,7 +58,7 @@ async def verify_task(ledger: Ledger, task_id: int) -> list[FileCheck]:
     return checks
 
 
-def _check(f: FileRecord, chunks: list) -> FileCheck:  # type: ignore[type-arg]
+def _check(f: FileRecord, chunks: list[ChunkRecord]) -> FileCheck:
     final = Path(f.local_path)
     partial = part_path(final)
     if f.state is FileState.COMPLETED:

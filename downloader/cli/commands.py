@@ -236,7 +236,7 @@ async def verify(args: argparse.Namespace, out: Output) -> int:
         checks = []
         for task_id in ids:
             await manager.get(task_id)
-            checks += await verify_task(manager.ledger, task_id)
+            checks += await verify_task(manager, task_id)
     if out.json:
         out.data([vars(c) for c in checks])
     for c in checks:

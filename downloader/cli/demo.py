@@ -226,7 +226,7 @@ class _Demo:
         out = self.out
         elapsed = time.monotonic() - began
         files = await self._files(manager, finals)
-        checks = [c for t in finals for c in await verify_task(manager.ledger, t.id)]
+        checks = [c for t in finals for c in await verify_task(manager, t.id)]
         pairs = [(Path(f.local_path), sources[name]) for name, f in files]
         same = await asyncio.to_thread(lambda: all(sha256_of(a) == sha256_of(b) for a, b in pairs))
         cached = await asyncio.to_thread(self._hf_sees_repo)

@@ -167,7 +167,7 @@ class PartFile:
         # A write whose caller was cancelled still runs in its thread. Let it land first: one
         # landing after our fstat would change the mtime we record, and the next run would
         # take a clean stop for an unclean one and re-hash the whole file.
-        await self._settle()
+        await self._await_running_calls()
         return await self._run(self._sync)
 
     def _sync(self) -> PartStat:
@@ -194,7 +194,7 @@ class PartFile:
         if self._closed:
             return
         while self._pending:
-            await self._settle()
+            await self._await_running_calls()
         self._closed = True
         await asyncio.to_thread(os.close, self._fd)
 
@@ -211,7 +211,7 @@ class PartFile:
         if not future.cancelled():
             future.exception()
 
-    async def _settle(self) -> None:
+    async def _await_running_calls(self) -> None:
         """Wait for the calls running now; ``wait`` (unlike ``gather``) never cancels them
         if we are cancelled meanwhile."""
         if self._pending:

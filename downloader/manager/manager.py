@@ -34,8 +34,8 @@ from downloader.settings import Settings
 from downloader.sources import Resolution
 from downloader.specs import Spec
 from storage import (
-    FINAL_STATES,
     RESUMABLE,
+    UNDERWAY,
     ChunkRecord,
     EventRecord,
     FileRecord,
@@ -279,7 +279,7 @@ class DownloadManager:
     async def remove(self, task_id: int) -> None:
         """Forget a task (cancelling it first if it is not finished); its files stay."""
         task = await self.ledger.tasks.get(task_id)
-        if task.state not in FINAL_STATES | {TaskState.FAILED}:
+        if task.state in UNDERWAY:
             await self.cancel(task_id)
         await self.ledger.tasks.remove(task_id)
         self._open.scheduler.forget(task_id)

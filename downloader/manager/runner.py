@@ -32,7 +32,6 @@ from storage import (
     FileState,
     Lease,
     Ledger,
-    LedgerError,
     LedgerUnavailableError,
     NewFile,
     TaskNotFoundError,
@@ -136,7 +135,7 @@ class TaskRunner:
         except asyncio.CancelledError:
             await self._stopped()
             raise
-        except (ModelhaulError, LedgerError, OSError) as e:
+        except (ModelhaulError, OSError) as e:
             await self._fail(str(e))
         except Exception as e:  # a bug: still leave the task in a truthful state
             log.exception("task %s failed unexpectedly", self.task.id)
