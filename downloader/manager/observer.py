@@ -9,7 +9,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from downloader.manager.bus import ProgressBus
-from downloader.progress import DownloadProgress, SpeedMeter, report, status_of
+from downloader.progress import (
+    DownloadProgress,
+    DownloadStatus,
+    SpeedMeter,
+    report,
+    status_of,
+)
 from storage import AT_REST, FileRecord, FileState, Ledger, TaskRecord, TaskState
 
 POLL_SECONDS = 0.5  # how often the ledger is asked about tasks no runner here reports
@@ -127,8 +133,13 @@ class LedgerView:
             TaskState.CANCELLED: "Cancelled",
         }[task.state]
         current = next((f.relpath for f in files if f.state is FileState.DOWNLOADING), None)
+        status = status_of(task.state)
+        if task.state is TaskState.DOWNLOADING and not files:
+            # Claimed, its source not yet resolved: starting, as its runner will say too
+            # (this view may be read in the moment before that runner reports).
+            status, message = DownloadStatus.STARTING, f"Starting {task.label}"
         return report(
-            status_of(task.state),
+            status,
             message,
             done=task.downloaded_bytes,
             total=task.total_bytes,
