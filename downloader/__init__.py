@@ -9,33 +9,73 @@ The whole public surface is ``__all__`` below:
 - ``ModelCache``: what is cached where, eviction; ``estimate_download_size`` and
   ``validate``: checks before a download; ``parse_spec``/``Spec``: what a spec means;
 - the errors, all under ``ModelhaulError``: catch that one, or a specific kind.
+
+Each name is imported from its module when it is first used (PEP 562), so that
+``import downloader.cli`` (``modelhaul --help``) does not load SQLAlchemy, aiohttp and the
+whole stack; ``from downloader import DownloadManager`` works as ever.
 """
 
-from downloader.cache import CacheError, ModelCache
-from downloader.errors import (
-    DestinationError,
-    DigestMismatchError,
-    DiskFullError,
-    HTTPStatusError,
-    ModelhaulError,
-    RemoteChangedError,
-    RetriesExhaustedError,
-    SpecError,
-    TransferError,
-)
-from downloader.manager import DownloadManager, Task
-from downloader.oneshot import download_model
-from downloader.preflight import estimate_download_size, validate
-from downloader.progress import DownloadProgress, DownloadStatus
-from downloader.settings import Settings
-from downloader.specs import Spec, parse_spec
-from storage import (
-    IllegalTransitionError,
-    LedgerError,
-    TaskNotFoundError,
-    TaskState,
-    TransitionConflictError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from downloader.cache import CacheError, ModelCache
+    from downloader.errors import (
+        DestinationError,
+        DigestMismatchError,
+        DiskFullError,
+        HTTPStatusError,
+        ModelhaulError,
+        RemoteChangedError,
+        RetriesExhaustedError,
+        SpecError,
+        TransferError,
+    )
+    from downloader.manager import DownloadManager, Task
+    from downloader.oneshot import download_model
+    from downloader.preflight import estimate_download_size, validate
+    from downloader.progress import DownloadProgress, DownloadStatus
+    from downloader.settings import Settings
+    from downloader.specs import Spec, parse_spec
+    from storage import (
+        IllegalTransitionError,
+        LedgerError,
+        TaskNotFoundError,
+        TaskState,
+        TransitionConflictError,
+    )
+
+# Where each public name lives (the imports above, for readers and type checkers).
+_HOMES = {
+    "CacheError": "downloader.cache",
+    "ModelCache": "downloader.cache",
+    "DestinationError": "downloader.errors",
+    "DigestMismatchError": "downloader.errors",
+    "DiskFullError": "downloader.errors",
+    "HTTPStatusError": "downloader.errors",
+    "ModelhaulError": "downloader.errors",
+    "RemoteChangedError": "downloader.errors",
+    "RetriesExhaustedError": "downloader.errors",
+    "SpecError": "downloader.errors",
+    "TransferError": "downloader.errors",
+    "DownloadManager": "downloader.manager",
+    "Task": "downloader.manager",
+    "download_model": "downloader.oneshot",
+    "estimate_download_size": "downloader.preflight",
+    "validate": "downloader.preflight",
+    "DownloadProgress": "downloader.progress",
+    "DownloadStatus": "downloader.progress",
+    "Settings": "downloader.settings",
+    "Spec": "downloader.specs",
+    "parse_spec": "downloader.specs",
+    "IllegalTransitionError": "storage",
+    "LedgerError": "storage",
+    "TaskNotFoundError": "storage",
+    "TaskState": "storage",
+    "TransitionConflictError": "storage",
+}
 
 __all__ = [
     "CacheError",
@@ -65,3 +105,17 @@ __all__ = [
     "parse_spec",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use (then kept here)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'downloader' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

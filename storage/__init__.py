@@ -1,43 +1,103 @@
 """The modelhaul ledger: tasks, files, chunks and their history in one SQL database.
 
 The ledger is the single source of truth; every process (API, CLI, server, workers) shares it.
+
+Each name is imported from its module when it is first used (PEP 562): the states, the
+errors and the ledger's location are plain Python, and a program that needs only them (the
+command line's ``--help``) does not load SQLAlchemy.
 """
 
-from storage.errors import (
-    IllegalTransitionError,
-    LeaseLostError,
-    LedgerError,
-    LedgerOpenError,
-    LedgerUnavailableError,
-    SchemaTooNewError,
-    TaskNotFoundError,
-    TransitionConflictError,
-)
-from storage.files import FileStore
-from storage.journal import LedgerJournal
-from storage.ledger import Ledger, open_ledger
-from storage.location import default_ledger_path, modelhaul_home
-from storage.records import (
-    ChunkRecord,
-    EventRecord,
-    FileCheckpoint,
-    FileRecord,
-    FileState,
-    Lease,
-    NewFile,
-    NewTask,
-    TaskRecord,
-)
-from storage.states import (
-    AT_REST,
-    FINAL_STATES,
-    RESUMABLE,
-    STANDING,
-    TRANSITIONS,
-    UNDERWAY,
-    TaskState,
-)
-from storage.tasks import TaskStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage.errors import (
+        IllegalTransitionError,
+        LeaseLostError,
+        LedgerError,
+        LedgerOpenError,
+        LedgerUnavailableError,
+        SchemaTooNewError,
+        TaskNotFoundError,
+        TransitionConflictError,
+    )
+    from storage.files import FileStore
+    from storage.journal import LedgerJournal
+    from storage.ledger import Ledger, open_ledger
+    from storage.location import default_ledger_path, modelhaul_home
+    from storage.records import (
+        ChunkRecord,
+        EventRecord,
+        FileCheckpoint,
+        FileRecord,
+        FileState,
+        Lease,
+        NewFile,
+        NewTask,
+        TaskRecord,
+    )
+    from storage.states import (
+        AT_REST,
+        FINAL_STATES,
+        RESUMABLE,
+        STANDING,
+        TRANSITIONS,
+        UNDERWAY,
+        TaskState,
+    )
+    from storage.tasks import TaskStore
+
+# Where each public name lives (the imports above, for readers and type checkers).
+_HOMES = {
+    **dict.fromkeys(
+        (
+            "IllegalTransitionError",
+            "LeaseLostError",
+            "LedgerError",
+            "LedgerOpenError",
+            "LedgerUnavailableError",
+            "SchemaTooNewError",
+            "TaskNotFoundError",
+            "TransitionConflictError",
+        ),
+        "storage.errors",
+    ),
+    "FileStore": "storage.files",
+    "LedgerJournal": "storage.journal",
+    "Ledger": "storage.ledger",
+    "open_ledger": "storage.ledger",
+    "default_ledger_path": "storage.location",
+    "modelhaul_home": "storage.location",
+    **dict.fromkeys(
+        (
+            "ChunkRecord",
+            "EventRecord",
+            "FileCheckpoint",
+            "FileRecord",
+            "FileState",
+            "Lease",
+            "NewFile",
+            "NewTask",
+            "TaskRecord",
+        ),
+        "storage.records",
+    ),
+    **dict.fromkeys(
+        (
+            "AT_REST",
+            "FINAL_STATES",
+            "RESUMABLE",
+            "STANDING",
+            "TRANSITIONS",
+            "UNDERWAY",
+            "TaskState",
+        ),
+        "storage.states",
+    ),
+    "TaskStore": "storage.tasks",
+}
 
 __all__ = [
     "AT_REST",
@@ -72,3 +132,17 @@ __all__ = [
     "modelhaul_home",
     "open_ledger",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use (then kept here)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
