@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from downloader.engine.http import Resource, open_session
-from downloader.engine.partfile import part_path
+from downloader.engine.partfile import partial_path
 from downloader.engine.probe import probe
 from downloader.errors import TooLargeError
 from downloader.progress import format_bytes
@@ -140,14 +140,24 @@ def _room(estimate: SizeEstimate) -> tuple[int | None, int | None]:
     already present, complete or partial, does not count twice)."""
     if estimate.total_bytes is None:
         return None, None
-    present, dest = 0, estimate.destination
-    for relpath, size in estimate.files:
-        for path in (dest / relpath, part_path(dest / relpath), dest, part_path(dest)):
+    present = 0
+    for target, suffix, size in _targets(estimate):
+        for path in (target, partial_path(target, suffix), partial_path(target)):
             if path.is_file():
                 present += min(path.stat().st_size, size or 0)
                 break
     free = shutil.disk_usage(_existing(estimate.destination)).free
     return free, max(0, estimate.total_bytes - present) + _margin(estimate.total_bytes)
+
+
+def _targets(estimate: SizeEstimate) -> list[tuple[Path, str | None, int | None]]:
+    """Each file's final path (where its source puts it: a folder's file, a Hugging Face or
+    Ollama blob), the suffix of its partial file, and its size."""
+    remote = estimate.resolution.files if estimate.resolution is not None else ()
+    return [
+        (f.target, f.partial_suffix, size)
+        for f, (_, size) in zip(remote, estimate.files, strict=True)
+    ]
 
 
 def _existing(path: Path) -> Path:

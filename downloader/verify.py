@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from downloader.durable import sha256_of
-from downloader.engine.partfile import bad_block_offsets, part_path
+from downloader.engine.partfile import bad_block_offsets, partial_path
 from downloader.errors import FormatError
 from downloader.formats import inspect_files
 from downloader.sources import source_for
@@ -60,7 +60,7 @@ async def verify_task(reader: TaskReader, task_id: int) -> list[FileCheck]:
 
 def _check(f: FileRecord, chunks: list[ChunkRecord]) -> FileCheck:
     final = Path(f.local_path)
-    partial = part_path(final)
+    partial = partial_path(f)
     if f.state is FileState.COMPLETED:
         target = final
     elif partial.exists():

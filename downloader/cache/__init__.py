@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from downloader.cache.scan import CacheEntry, scan, total_size
-from downloader.engine.partfile import part_path
+from downloader.engine.partfile import partial_path
 from downloader.errors import ModelhaulError
 from downloader.settings import Settings
 from downloader.sources import source_for
@@ -88,7 +88,7 @@ class ModelCache:
         for task in await self.ledger.tasks.list(UNDERWAY):
             held.append((task.id, Path(task.destination)))
             for f in await self.ledger.files.of_task(task.id):
-                held += [(task.id, Path(f.local_path)), (task.id, part_path(Path(f.local_path)))]
+                held += [(task.id, Path(f.local_path)), (task.id, partial_path(f))]
         return held
 
     async def cached_models(self) -> list[CachedModel]:

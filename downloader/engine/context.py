@@ -18,7 +18,7 @@ from downloader.engine.fetch import Expected, RangeJob
 from downloader.engine.hashing import TrailingSha256
 from downloader.engine.http import Resource
 from downloader.engine.journal import FileJournal
-from downloader.engine.partfile import PartFile, part_path
+from downloader.engine.partfile import PartFile, partial_path
 from downloader.engine.probe import if_range_value, probe
 from downloader.engine.progress import FileProgress, Phase
 from downloader.engine.ratelimit import TokenBucket
@@ -67,8 +67,8 @@ class FileRun:
 
     @property
     def part_path(self) -> Path:
-        """Where the bytes go until every check passed."""
-        return part_path(self.dest)
+        """Where the bytes go until every check passed (named as the file's source asks)."""
+        return partial_path(self.file)
 
     @property
     def wants_sha256(self) -> bool:

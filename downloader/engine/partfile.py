@@ -1,4 +1,5 @@
-"""The ``.part`` file: allocated up front, written in place at offsets, synced, renamed.
+"""The partial file (``<final>.part`` unless its source names it otherwise): allocated up
+front, written in place at offsets, synced, renamed.
 
 All blocking calls run in threads. Writes are never abandoned half-way: a cancelled caller
 stops waiting, but ``close`` waits for every write still running, so the descriptor is never
@@ -17,12 +18,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from downloader.durable import rename_durably
 from downloader.errors import DiskError, DiskFullError
+
+if TYPE_CHECKING:
+    from storage import FileRecord
 
 _libc = (
     ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -37,9 +41,21 @@ class PartStat:
     mtime_ns: int
 
 
-def part_path(dest: Path) -> Path:
-    """``<dest>.part``"""
-    return dest.with_name(dest.name + ".part")
+PART_SUFFIX = ".part"  # what a partial file is called unless its source says otherwise
+
+
+def partial_path(file: FileRecord | Path, suffix: str | None = None) -> Path:
+    """Where a file's bytes are written until every check has passed: the final name plus
+    the suffix its source chose, recorded in the file's ``meta`` (``partial_suffix``: the
+    Hugging Face cache's ``.incomplete``), else ``.part``. Give the file's record, or its
+    final path and the suffix. The one place that names a partial file: the engine, the
+    cache, ``verify``, the disk check and purges all ask here.
+
+    A file recorded before its source chose a suffix has none in its ``meta``: it keeps the
+    ``.part`` it was started under, so a download paused then resumes where it stopped."""
+    if isinstance(file, Path):
+        return file.with_name(file.name + (suffix or PART_SUFFIX))
+    return partial_path(Path(file.local_path), file.meta.get("partial_suffix"))
 
 
 def check_space(path: Path, size: int) -> None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 
-from downloader.engine.partfile import part_path
+from downloader.engine.partfile import partial_path
 from storage import FileRecord, Lease, Ledger, TaskRecord, TaskState, TransitionConflictError
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,9 @@ def process_gone(lease: Lease) -> bool:
 
 
 def purge_parts(files: Sequence[FileRecord]) -> None:
-    """Delete the partial data (``.part`` files) of ``files`` (blocking)."""
+    """Delete the partial data (``.part``, ``.incomplete``) of ``files`` (blocking)."""
     for f in files:
-        part_path(Path(f.local_path)).unlink(missing_ok=True)
+        partial_path(f).unlink(missing_ok=True)
 
 
 class Leases:

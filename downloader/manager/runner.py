@@ -383,7 +383,11 @@ def new_file(remote: RemoteFile, block_size: int) -> NewFile:
         block_size=block_size,
         size=remote.size,
         expected_sha256=remote.sha256,
-        meta={**remote.meta, "content_addressed": remote.content_addressed},
+        meta={
+            **remote.meta,
+            "content_addressed": remote.content_addressed,
+            "partial_suffix": remote.partial_suffix,
+        },
     )
 
 

@@ -35,8 +35,11 @@ class RemoteFile:
     users see it. ``target``: the local path its verified bytes end at. ``sha256``: the
     digest the source publishes, checked before the bytes take their name.
     ``content_addressed``: ``target`` is named by that digest, so a file of the right size
-    there is this one, and a damaged one may be replaced. ``meta``: what the source needs
-    back in ``finish`` (a commit, the names sharing a blob, a media type)."""
+    there is this one, and a damaged one may be replaced. ``partial_suffix``: what the
+    bytes are called until every check has passed, ``target`` plus this suffix (a store's
+    own convention: the Hugging Face cache's ``.incomplete``; None: ``.part``). ``meta``:
+    what the source needs back in ``finish`` (a commit, the names sharing a blob, a media
+    type)."""
 
     urls: tuple[str, ...]
     name: str
@@ -44,6 +47,7 @@ class RemoteFile:
     size: int | None = None
     sha256: str | None = None
     content_addressed: bool = False
+    partial_suffix: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -79,6 +79,10 @@ class HuggingFaceSource:
         targets = await asyncio.to_thread(
             _targets, destination, [siblings[p] for p in wanted], cache
         )
+        if cache:
+            # huggingface_hub makes a repo's folders before its first byte arrives; a repo
+            # folder with blobs but no snapshots/ is "corrupted" to its cache scanner.
+            await asyncio.to_thread(hfcache.make_folders, destination)
         # The same bytes under two names are fetched once: one file, every name it has.
         names: dict[Path, list[str]] = {}
         for path in wanted:
@@ -93,6 +97,9 @@ class HuggingFaceSource:
                 # In the cache a blob is named by its digest (sha256, or git's id): one of
                 # the right size there is that blob.
                 content_addressed=cache,
+                # Named as huggingface_hub names a blob it is fetching, so that its cache
+                # scanner (and 'hf cache ls') reads a paused download as one.
+                partial_suffix=hfcache.PARTIAL_SUFFIX if cache else None,
                 meta={"commit": commit, "etag": siblings[paths[0]].etag, "paths": paths},
             )
             for target, paths in names.items()

@@ -2,6 +2,7 @@
 
     <cache>/models--<owner>--<name>/
         blobs/<etag>                         the bytes (etag: LFS sha256, else git blob id)
+        blobs/<etag>.incomplete              a blob being fetched
         snapshots/<commit>/<path>   ->  ../../blobs/<etag>   (relative symlinks)
         refs/<revision>                      the commit a branch or tag points to
 
@@ -25,6 +26,7 @@ from downloader.paths import safe_path
 # before it becomes part of a path.
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 BLOB_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+PARTIAL_SUFFIX = ".incomplete"  # a blob's bytes until they are whole and checked
 
 
 def check_commit(commit: object, where: str) -> str:
@@ -49,6 +51,13 @@ def storage_folder(cache: Path, repo_id: str, repo_type: str = "model") -> Path:
 def blob_path(folder: Path, etag: str) -> Path:
     """Where the bytes of blob ``etag`` live."""
     return folder / "blobs" / check_blob_id(etag, "the Hugging Face Hub")
+
+
+def make_folders(folder: Path) -> None:
+    """The repo's ``blobs/`` and ``snapshots/``, before anything is fetched into it
+    (blocking)."""
+    for name in ("blobs", "snapshots"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
 
 
 def link_snapshot(folder: Path, commit: str, path: str, etag: str) -> Path:
