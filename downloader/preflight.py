@@ -2,8 +2,9 @@
 
 ``estimate_download_size`` asks the source (Hugging Face metadata, the Ollama manifest, or a
 one-byte ranged GET of a URL: unlike HEAD it works on signed CDN URLs too) without writing
-anything. ``validate`` turns that into reasons a download would fail (no room on the disk at
-the destination, with a margin) or warnings (the model is larger than this machine's memory,
+any file (a Hugging Face repo's empty cache folders aside). ``validate`` turns that into
+reasons a download would fail (no room on the disk at the destination, with a ``margin``
+that grows with the download) or warnings (the model is larger than this machine's memory,
 a format modelhaul cannot check).
 """
 
@@ -24,7 +25,13 @@ from downloader.settings import MiB, Settings
 from downloader.sources import Resolution, SourceContext, source_for
 from downloader.specs import Spec, parse_spec
 
-MARGIN = 256 * MiB  # room left free beyond the download itself (plus 2% of it)
+# Room left free beyond the download itself, so that it does not fill the disk to the last
+# byte (the ledger, logs and everything else on that disk still need to write): 1 % of the
+# download plus 4 MiB, at most 1 GiB. It grows with the download, so a small file fits a
+# small disk (a 6-byte file needs 4 MiB free), and a 500 GB model asks for 1 GiB, not 5 GB.
+MARGIN_FLOOR = 4 * MiB
+MARGIN_SHARE = 100  # 1 / 100 of the download
+MARGIN_CAP = 1024 * MiB
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ async def estimate_download_size(
     dest: str | None = None,
     token: str | None = None,
 ) -> SizeEstimate:
-    """The files ``spec`` resolves to and their sizes (nothing is written)."""
+    """The files ``spec`` resolves to and their sizes (no file is written)."""
     settings = settings or Settings.from_env()
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
     source = source_for(parsed.provider)
@@ -111,7 +118,7 @@ async def validate(
         problems.append(
             f"not enough disk space at {_existing(estimate.destination)}: the download needs "
             f"{format_bytes(needed)} ({needed} bytes, with a margin of "
-            f"{format_bytes(_margin(estimate.total_bytes or 0))}) but only {format_bytes(free)} "
+            f"{format_bytes(margin(estimate.total_bytes or 0))}) but only {format_bytes(free)} "
             f"({free} bytes) is free"
         )
     memory = _memory()
@@ -131,8 +138,9 @@ async def validate(
     return Validation(estimate, problems, warnings, free, needed)
 
 
-def _margin(total: int) -> int:
-    return MARGIN + total // 50
+def margin(total: int) -> int:
+    """The free space a download of ``total`` bytes must leave on its disk."""
+    return min(MARGIN_CAP, MARGIN_FLOOR + total // MARGIN_SHARE)
 
 
 def _room(estimate: SizeEstimate) -> tuple[int | None, int | None]:
@@ -147,7 +155,7 @@ def _room(estimate: SizeEstimate) -> tuple[int | None, int | None]:
                 present += min(path.stat().st_size, size or 0)
                 break
     free = shutil.disk_usage(_existing(estimate.destination)).free
-    return free, max(0, estimate.total_bytes - present) + _margin(estimate.total_bytes)
+    return free, max(0, estimate.total_bytes - present) + margin(estimate.total_bytes)
 
 
 def _targets(estimate: SizeEstimate) -> list[tuple[Path, str | None, int | None]]:
@@ -173,4 +181,4 @@ def _memory() -> int | None:
         return None
 
 
-__all__ = ["SizeEstimate", "Validation", "estimate_download_size", "validate"]
+__all__ = ["SizeEstimate", "Validation", "estimate_download_size", "margin", "validate"]
