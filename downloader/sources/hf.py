@@ -69,7 +69,9 @@ class HuggingFaceSource:
         def url(path: str) -> str:
             return f"{settings.hf_endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"
 
-        wanted = await _with_shards(wanted, siblings, url, auth, ctx.session, repo_id)
+        wanted = await _with_companions(
+            wanted, spec.patterns, siblings, url, auth, ctx.session, repo_id
+        )
         if info.gated and not token:
             raise AuthRequiredError(
                 f"Model '{repo_id}' requires authentication. Provide token parameter "
@@ -186,18 +188,34 @@ def select(
     return chosen
 
 
-async def _with_shards(
+def _asks_for_model(path: str, patterns: tuple[str, ...] | None) -> bool:
+    """Whether the spec asks for the model ``path`` belongs to, so that its companions come
+    too: one part of a split GGUF or sharded safetensors is a model file (however it was
+    matched); a shard index is a request for its model only when named exactly (or when the
+    whole repo is asked for). A glob matching an index asks for what it says, the index."""
+    if _SPLIT.match(path):
+        return True
+    if path.endswith(".safetensors.index.json"):
+        return not patterns or path in patterns
+    return False
+
+
+async def _with_companions(
     wanted: list[str],
+    patterns: tuple[str, ...] | None,
     siblings: dict[str, Any],
     url: Any,
     auth: dict[str, str],
     session: aiohttp.ClientSession,
     repo_id: str,
 ) -> list[str]:
-    """One part of a split GGUF or sharded safetensors brings all the others (and the
-    safetensors index brings every shard it names): they only work together."""
+    """A model asked for brings the files it only works with: one part of a split GGUF or
+    sharded safetensors brings all the others (and their index), and an index every shard
+    it names. Files matched only by a glob bring nothing more (``*.json`` is JSON files)."""
     out = list(wanted)
     for path in wanted:
+        if not _asks_for_model(path, patterns):
+            continue
         m = _SPLIT.match(path)
         if m:
             family = [
