@@ -1,6 +1,7 @@
 """Hugging Face cache etiquette: a paused download leaves the cache as huggingface_hub itself
 would (``blobs/<etag>.incomplete``, a ``snapshots/`` folder), so its scanner and ``hf cache
-ls`` stay clean; a download paused under the old ``.part`` name still resumes."""
+ls`` stay clean; a download paused under the old ``.part`` name still resumes;
+``HF_HUB_OFFLINE`` serves what the cache holds and names what it does not."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from clikit import run as cli
 from conftest import python_env
-from hubkit import real_client, sha256
+from hubkit import build_hub, real_client, sha256
 from managerkit import manager_settings, until
 
 from downloader import DownloadManager, TaskState
@@ -122,3 +124,79 @@ async def test_a_download_paused_under_the_old_part_name_resumes_from_its_chunks
     size = hub.file("org/big", "model.gguf").source.stat().st_size
     assert kept >= 4 * MiB and served == size - kept  # resumed: only what was missing
     assert sha256(blob) == sha and not blob.with_name(f"{sha}.part").exists()
+
+
+@pytest.fixture
+async def tiny_hub(tmp_path: Path):
+    hub = await asyncio.to_thread(build_hub, tmp_path / "tiny-hub")
+    async with hub:
+        yield hub
+
+
+def hub_requests(hub: Hub) -> int:
+    return len(hub.log) + len(hub.cdn.log)
+
+
+async def test_offline_a_cached_spec_completes_at_once_without_the_network(
+    tmp_path: Path, tiny_hub: Hub
+) -> None:
+    home, cache = tmp_path / "home", tmp_path / "hf"
+    env = {"HF_ENDPOINT": tiny_hub.endpoint, "HF_HUB_CACHE": str(cache)}
+    online = await cli(home, "get", "hf://org/tiny/model-Q4_K_M.gguf", **env)
+    assert online.code == 0, online.stderr
+    before = hub_requests(tiny_hub)
+    offline = await cli(
+        tmp_path / "home2",
+        "get",
+        "hf://org/tiny/model-Q4_K_M.gguf",
+        "--json",
+        HF_HUB_OFFLINE="1",
+        **env,
+    )
+    assert offline.code == 0, offline.stderr
+    assert hub_requests(tiny_hub) == before  # not one request
+    task = offline.json()
+    assert task["state"] == "completed"
+    [file] = task["files"]
+    assert file["sha256"] == tiny_hub.file("org/tiny", "model-Q4_K_M.gguf").lfs_sha256
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "hf://org/tiny/model-Q8_0.gguf",
+            "File 'model-Q8_0.gguf' of model 'org/tiny' is not in the cache and HF_HUB_OFFLINE "
+            "is set",
+        ),
+        (
+            "hf://org/tiny@v1.0/config.json",
+            "Model 'org/tiny' at revision 'v1.0' is not in the cache and HF_HUB_OFFLINE is set",
+        ),
+        ("hf://org/other", "Model 'org/other' is not in the cache and HF_HUB_OFFLINE is set"),
+    ],
+)
+async def test_offline_what_the_cache_does_not_hold_fails_saying_so(
+    tmp_path: Path, tiny_hub: Hub, spec: str, message: str
+) -> None:
+    home, cache = tmp_path / "home", tmp_path / "hf"
+    env = {"HF_ENDPOINT": tiny_hub.endpoint, "HF_HUB_CACHE": str(cache)}
+    online = await cli(home, "get", "hf://org/tiny/model-Q4_K_M.gguf", **env)
+    assert online.code == 0, online.stderr
+    before = hub_requests(tiny_hub)
+    offline = await cli(home, "get", spec, HF_HUB_OFFLINE="1", **env)
+    assert offline.code == 1
+    assert message in offline.stderr, offline.stderr
+    assert hub_requests(tiny_hub) == before
+
+
+async def test_a_file_already_in_the_cache_completes_at_once_for_another_ledger(
+    tmp_path: Path, tiny_hub: Hub
+) -> None:
+    env = {"HF_ENDPOINT": tiny_hub.endpoint, "HF_HUB_CACHE": str(tmp_path / "hf")}
+    first = await cli(tmp_path / "home", "get", "hf://org/tiny/model-Q8_0.gguf", **env)
+    assert first.code == 0, first.stderr
+    sent = len(tiny_hub.cdn.log)
+    again = await cli(tmp_path / "other-home", "get", "hf://org/tiny/model-Q8_0.gguf", **env)
+    assert again.code == 0, again.stderr  # its snapshot link is already there: kept
+    assert len(tiny_hub.cdn.log) == sent  # no byte fetched twice

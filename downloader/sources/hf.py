@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ class HuggingFaceSource:
 
     async def resolve(self, spec: Spec, destination: Path, ctx: SourceContext) -> Resolution:
         settings = ctx.settings
+        if await asyncio.to_thread(_offline):
+            return await self._resolve_cached(spec, destination, settings)
         token = ctx.token or await asyncio.to_thread(_stored_token)
         repo_id = spec.source
         revision = spec.options.get("commit") or spec.revision or "main"
@@ -69,9 +71,10 @@ class HuggingFaceSource:
         def url(path: str) -> str:
             return f"{settings.hf_endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"
 
-        wanted = await _with_companions(
-            wanted, spec.patterns, siblings, url, auth, ctx.session, repo_id
-        )
+        async def shards_of(index: str) -> list[str]:
+            return await _index_shards(url(index), auth, ctx.session)
+
+        wanted = await _with_companions(wanted, spec.patterns, siblings, shards_of, repo_id)
         if info.gated and not token:
             raise AuthRequiredError(
                 f"Model '{repo_id}' requires authentication. Provide token parameter "
@@ -113,6 +116,58 @@ class HuggingFaceSource:
     ) -> None:
         if self.cache_layout(spec, destination, ctx.settings):
             await asyncio.to_thread(_link_all, spec, destination, resolution.files)
+
+    async def _resolve_cached(self, spec: Spec, folder: Path, settings: Settings) -> Resolution:
+        """``HF_HUB_OFFLINE``: the spec as the cache answers it, without the network (as
+        huggingface_hub serves ``local_files_only``): the revision from ``refs/``, the files
+        from its snapshot; what the cache does not hold is a ``NotFoundError`` saying so. A
+        glob matches the snapshot's files, all the cache can know of."""
+        repo_id = spec.source
+        revision = spec.options.get("commit") or spec.revision or "main"
+        offline = "is not in the cache and HF_HUB_OFFLINE is set"
+        if not self.cache_layout(spec, folder, settings):
+            raise NotFoundError(
+                f"Model '{repo_id}' in {folder} cannot be fetched: HF_HUB_OFFLINE is set, and "
+                "only the Hugging Face cache is served offline (no --dest)"
+            )
+        at = "" if revision == "main" else f" at revision '{revision}'"
+        commit = await asyncio.to_thread(hfcache.cached_commit, folder, revision)
+        cached = await asyncio.to_thread(hfcache.cached_files, folder, commit) if commit else {}
+        if not cached:
+            raise NotFoundError(f"Model '{repo_id}'{at} {offline}")
+        assert commit is not None
+        try:
+            wanted = select(cached, spec.patterns, repo_id, revision)
+        except NotFoundError:
+            missing = [p for p in spec.patterns or () if not select_one(cached, p)]
+            raise NotFoundError(f"File '{missing[0]}' of model '{repo_id}'{at} {offline}") from None
+
+        async def shards_of(index: str) -> list[str]:
+            return await asyncio.to_thread(_cached_index_shards, cached[index].bytes_at)
+
+        try:
+            wanted = await _with_companions(wanted, spec.patterns, cached, shards_of, repo_id)
+        except NotFoundError as e:
+            raise NotFoundError(f"{e}: {offline.removeprefix('is ')}") from None
+        url = f"{settings.hf_endpoint}/{repo_id}/resolve/{commit}/"
+        names: dict[Path, list[str]] = {}
+        for path in wanted:
+            names.setdefault(cached[path].bytes_at, []).append(path)
+        files = tuple(
+            RemoteFile(
+                urls=(url + quote(paths[0]),),  # never asked: the bytes are here
+                name=paths[0],
+                target=where,
+                size=cached[paths[0]].size,
+                # A blob named by its LFS sha256 is that digest's bytes.
+                sha256=etag if (etag := cached[paths[0]].etag) and SHA256.match(etag) else None,
+                content_addressed=etag is not None,
+                partial_suffix=hfcache.PARTIAL_SUFFIX,
+                meta={"commit": commit, "etag": etag, "paths": paths},
+            )
+            for where, paths in names.items()
+        )
+        return Resolution(files, {}, {"commit": commit})
 
 
 @dataclass(frozen=True)
@@ -167,19 +222,22 @@ def _targets(folder: Path, files: list[Sibling], cache: bool) -> dict[str, Path]
     }
 
 
+def select_one(siblings: Collection[str], pattern: str) -> list[str]:
+    """The repo paths one pattern names: itself, or what it matches as a glob."""
+    if pattern in siblings:
+        return [pattern]
+    return sorted(p for p in siblings if fnmatch.fnmatch(p, pattern))
+
+
 def select(
-    siblings: dict[str, Any], patterns: tuple[str, ...] | None, repo_id: str, revision: str
+    siblings: Collection[str], patterns: tuple[str, ...] | None, repo_id: str, revision: str
 ) -> list[str]:
     """The repo paths a spec asks for: all, exact names, or globs (as ``allow_patterns``)."""
     if not patterns:
         return sorted(siblings)
     chosen: list[str] = []
     for pattern in patterns:
-        matched = (
-            [pattern]
-            if pattern in siblings
-            else sorted(p for p in siblings if fnmatch.fnmatch(p, pattern))
-        )
+        matched = select_one(siblings, pattern)
         if not matched:
             raise NotFoundError(
                 f"File '{pattern}' not found in model '{repo_id}' at revision '{revision}'"
@@ -203,15 +261,14 @@ def _asks_for_model(path: str, patterns: tuple[str, ...] | None) -> bool:
 async def _with_companions(
     wanted: list[str],
     patterns: tuple[str, ...] | None,
-    siblings: dict[str, Any],
-    url: Any,
-    auth: dict[str, str],
-    session: aiohttp.ClientSession,
+    siblings: Collection[str],
+    shards_of: Callable[[str], Awaitable[list[str]]],
     repo_id: str,
 ) -> list[str]:
     """A model asked for brings the files it only works with: one part of a split GGUF or
     sharded safetensors brings all the others (and their index), and an index every shard
-    it names. Files matched only by a glob bring nothing more (``*.json`` is JSON files)."""
+    it names (``shards_of(index)``). Files matched only by a glob bring nothing more
+    (``*.json`` is JSON files)."""
     out = list(wanted)
     for path in wanted:
         if not _asks_for_model(path, patterns):
@@ -233,7 +290,7 @@ async def _with_companions(
             index = f"{m['stem']}.safetensors.index.json"
             out += [p for p in [*sorted(family), index] if p in siblings and p not in out]
         if path.endswith(".safetensors.index.json"):
-            for shard in await _index_shards(url(path), auth, session):
+            for shard in await shards_of(path):
                 if shard not in siblings:
                     raise NotFoundError(
                         f"shard '{shard}' named by '{path}' is missing from model '{repo_id}'"
@@ -249,11 +306,30 @@ async def _index_shards(
     async with session.get(url, headers=auth) as response:
         if response.status != 200:
             raise SourceError(f"cannot read the shard index {url}: HTTP {response.status}")
-        data = parse_json(await read_limited(response, INDEX_LIMIT, url), url)
+        return _shards_named(parse_json(await read_limited(response, INDEX_LIMIT, url), url), url)
+
+
+def _cached_index_shards(index: Path) -> list[str]:
+    """The shards a cached index names (blocking; as bounded as one from the Hub)."""
+    with index.open("rb") as f:
+        data = f.read(INDEX_LIMIT + 1)
+    if len(data) > INDEX_LIMIT:
+        raise SourceError(f"{index} is more than the {INDEX_LIMIT} bytes allowed")
+    return _shards_named(parse_json(data, str(index)), str(index))
+
+
+def _shards_named(data: Any, what: str) -> list[str]:
     weights = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
-        raise SourceError(f"{url} is not a safetensors index (no weight_map of file names)")
+        raise SourceError(f"{what} is not a safetensors index (no weight_map of file names)")
     return sorted(set(weights.values()))
+
+
+def _offline() -> bool:
+    """huggingface_hub's offline mode (``HF_HUB_OFFLINE``), as it reads it itself."""
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()
 
 
 def _model_info(endpoint: str, token: str | None, repo_id: str, revision: str) -> Any:
@@ -305,6 +381,8 @@ def _link_all(spec: Spec, folder: Path, files: Sequence[RemoteFile]) -> None:
     commit = None
     for f in files:
         commit = f.meta["commit"]
+        if f.meta["etag"] is None:
+            continue  # a snapshot's own copy, served offline: already where it belongs
         for path in f.meta["paths"]:
             hfcache.link_snapshot(folder, commit, path, f.meta["etag"])
     if commit is not None:
