@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from downloader.progress import DownloadProgress
-from storage import EventRecord, FileRecord, TaskRecord
+from storage import EventRecord, FileRecord, TaskRecord, TaskState
+
+OLLAMA_MODEL = "application/vnd.ollama.image.model"  # the layer that holds the weights
+OLLAMA_REGISTRY = "registry.ollama.ai"
 
 
 def iso(ts: float | None) -> str | None:
@@ -64,6 +67,8 @@ def task_json(
     }
     if files is not None:
         data["files"] = [file_json(f) for f in files]
+        data["paths"] = usable_paths(task, files)
+        data["ollama_name"] = ollama_name_of(task)
     if events is not None:
         data["events"] = [event_json(e) for e in events]
     return data
@@ -103,3 +108,52 @@ def local_path(task: TaskRecord, files: Sequence[FileRecord]) -> str:
     if len(files) == 1 and task.provider == "url":
         return files[0].local_path
     return str(Path(task.destination))
+
+
+def usable_paths(task: TaskRecord, files: Sequence[FileRecord]) -> list[str]:
+    """The files a program can open once the task has completed (none before): a Hugging
+    Face file at its path in the snapshot folder (``snapshots/<commit>/<path>``, under
+    every name the repo gives those bytes), not its blob; an Ollama model's weights blob;
+    any other download's file itself."""
+    if task.state is not TaskState.COMPLETED:
+        return []
+    paths: list[str] = []
+    for f in files:
+        if task.provider in ("huggingface", "mlx"):
+            paths += snapshot_paths(task, f)
+        elif task.provider == "ollama":
+            if f.meta.get("media_type") == OLLAMA_MODEL:
+                paths.append(f.local_path)
+        else:
+            paths.append(f.local_path)
+    return paths
+
+
+def snapshot_paths(task: TaskRecord, f: FileRecord) -> list[str]:
+    """Where a Hugging Face file is found by name: in the cache, ``snapshots/<commit>/``
+    plus each repo path sharing its blob; in a plain folder, the file itself."""
+    commit, folder = f.meta.get("commit"), task.destination
+    if not commit or not f.local_path.startswith(f"{folder}/blobs/"):
+        return [f.local_path]
+    return [f"{folder}/snapshots/{commit}/{path}" for path in f.meta.get("paths") or [f.relpath]]
+
+
+def ollama_name(manifest: PurePath) -> str:
+    """The name ``ollama run`` knows a model by, from its manifest's path (ending in
+    ``<host>/<namespace>/<model>/<tag>``): ``llama3.2:1b`` for the default registry's
+    library, else ``host/namespace/model:tag``."""
+    host, namespace, model, tag = manifest.parts[-4:]
+    if host == OLLAMA_REGISTRY and namespace == "library":
+        return f"{model}:{tag}"
+    return f"{host}/{namespace}/{model}:{tag}"
+
+
+def ollama_name_of(task: TaskRecord) -> str | None:
+    """An Ollama task's model name (None for other providers): from the manifest it wrote,
+    else as it was asked for (a pull through the daemon)."""
+    if task.provider != "ollama":
+        return None
+    manifest = task.options.get("manifest_path")
+    if isinstance(manifest, str) and len(PurePath(manifest).parts) >= 4:
+        return ollama_name(PurePath(manifest))
+    return task.source

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from downloader.json_shapes import OLLAMA_MODEL, ollama_name
+
 Inode = tuple[int, int]
 
 
@@ -94,14 +96,6 @@ def _hf(cache: Path) -> list[CacheEntry]:
     return entries
 
 
-def ollama_name(manifest: Path, root: Path) -> str:
-    """``llama3.2:1b`` for the default registry's library, else ``host/namespace/model:tag``."""
-    host, namespace, model, tag = manifest.relative_to(root).parts[-4:]
-    if host == "registry.ollama.ai" and namespace == "library":
-        return f"{model}:{tag}"
-    return f"{host}/{namespace}/{model}:{tag}"
-
-
 def _ollama(models: Path) -> list[CacheEntry]:
     root = models / "manifests"
     entries = []
@@ -122,9 +116,9 @@ def _ollama(models: Path) -> list[CacheEntry]:
             b = blob.stat()
             files[(b.st_dev, b.st_ino)] = (blob, b.st_size)
             newest = max(newest, b.st_mtime)
-            if layer.get("mediaType") == "application/vnd.ollama.image.model":
+            if layer.get("mediaType") == OLLAMA_MODEL:
                 fmt = "gguf"
-        name = ollama_name(manifest, root)
+        name = ollama_name(manifest.relative_to(root))
         entries.append(CacheEntry(f"ollama:{name}", name, "ollama", fmt, manifest, files, newest))
     return entries
 

@@ -10,13 +10,15 @@ import contextlib
 import signal
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from downloader.cli import exitcodes
 from downloader.cli.display import Display
 from downloader.cli.output import Output
-from downloader.json_shapes import task_json
+from downloader.json_shapes import ollama_name_of, task_json, usable_paths
 from downloader.manager import DownloadManager, Task
 from downloader.progress import format_bytes
-from storage import TaskState
+from storage import FileRecord, TaskState
 
 
 async def follow(manager: DownloadManager, tasks: Sequence[Task], out: Output) -> int:
@@ -78,16 +80,17 @@ async def wait_with_progress(
 
 
 async def report(manager: DownloadManager, finals: Sequence[Task], out: Output) -> int:
-    """Print how the tasks ended (as ``show --json`` with ``--json``); the exit code."""
+    """Print how the tasks ended, and for each completed one the files a program can open
+    (``paths`` in each task's JSON with ``--json``, which is ``show --json``'s shape); the
+    exit code."""
+    files = {t.id: await manager.files(t.id) for t in finals}
     if out.json:
-        items = [
-            task_json(t, await manager.progress(t.id), files=await manager.files(t.id))
-            for t in finals
-        ]
+        items = [task_json(t, await manager.progress(t.id), files=files[t.id]) for t in finals]
         out.data(items[0] if len(items) == 1 else items)
     for t in finals:
         if t.state is TaskState.COMPLETED:
-            out.say(f"[green]✓[/green] task {t.id}: {t.label} → {t.destination}")
+            for line in _done_lines(t, files[t.id]):
+                out.say(line)
         elif t.state is TaskState.FAILED:
             out.error(f"task {t.id} failed: {t.error}")
         elif t.state is TaskState.PAUSED:
@@ -104,3 +107,22 @@ async def report(manager: DownloadManager, finals: Sequence[Task], out: Output) 
     if states <= {TaskState.COMPLETED, TaskState.PAUSED}:
         return exitcodes.INTERRUPTED  # paused from elsewhere: resumable, like Ctrl-C
     return exitcodes.FAILED
+
+
+def _done_lines(task: Task, files: Sequence[FileRecord]) -> list[str]:
+    """A completed task: its label, then where to find it. One file: ``→ path``; several:
+    a path a line; an Ollama model: the name ``ollama run`` takes, then its weights blob; a
+    task with no file of its own (a pull through the Ollama daemon): its destination."""
+    head = f"[green]✓[/green] task {task.id}: {escape(task.label)}"
+    paths = [escape(p) for p in usable_paths(task, files)]
+    name = ollama_name_of(task)
+    if name is not None:
+        return [
+            f"{head} → {escape(name)} ('ollama run {escape(name)}')",
+            *(f"  {p}" for p in paths),
+        ]
+    if len(paths) == 1:
+        return [f"{head} → {paths[0]}"]
+    if not paths:
+        return [f"{head} → {escape(task.destination)}"]
+    return [head, *(f"  {p}" for p in paths)]

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from downloader.errors import SpecError
-from downloader.json_shapes import iso, local_path
+from downloader.json_shapes import iso, local_path, snapshot_paths
 from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress
 from downloader.server import validation
@@ -97,14 +97,7 @@ def _downloads_api_local_path(task: TaskRecord, files: list) -> str | None:  # t
     if task.state is not TaskState.COMPLETED:
         return None
     if task.provider in ("huggingface", "mlx") and len(files) == 1:
-        commit = files[0].meta.get("commit")
-        folder = task.destination
-        snapshot = f"{folder}/snapshots/{commit}/{files[0].relpath}"
-        return (
-            snapshot
-            if commit and files[0].local_path.startswith(folder + "/blobs/")
-            else (files[0].local_path)
-        )
+        return snapshot_paths(task, files[0])[0]
     return local_path(task, files)
 
 
