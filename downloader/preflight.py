@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from downloader.engine.http import Resource, open_session
 from downloader.engine.partfile import partial_path
 from downloader.engine.probe import probe
 from downloader.errors import TooLargeError
+from downloader.headers import split_credentials
 from downloader.progress import format_bytes
 from downloader.settings import MiB, Settings
 from downloader.sources import Resolution, SourceContext, source_for
@@ -68,12 +70,15 @@ async def estimate_download_size(
     settings: Settings | None = None,
     dest: str | None = None,
     token: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> SizeEstimate:
-    """The files ``spec`` resolves to and their sizes (no file is written)."""
+    """The files ``spec`` resolves to and their sizes (no file is written). ``headers``:
+    the user's own (``-H``), sent as a download would send them."""
     settings = settings or Settings.from_env()
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
     source = source_for(parsed.provider)
     destination = source.destination(parsed, dest, settings)
+    credentials, others = split_credentials(headers or {})
     # A few metadata requests: a small pool of its own, not the downloads' one.
     async with open_session(settings.engine(max_connections=8, max_per_host=8)) as session:
         ctx = SourceContext(settings, session, token)
@@ -82,8 +87,13 @@ async def estimate_download_size(
         for f in resolution.files:
             size = f.size
             if size is None:
-                headers = dict(resolution.auth_headers)
-                size = (await probe(Resource(session, f.url, auth_headers=headers))).size
+                resource = Resource(
+                    session,
+                    f.url,
+                    auth_headers={**resolution.auth_headers, **credentials},
+                    headers=others,
+                )
+                size = (await probe(resource)).size
             files.append((f.name, size))
     sizes = [size for _, size in files]
     total = None if None in sizes else sum(s for s in sizes if s is not None)
@@ -96,11 +106,14 @@ async def validate(
     settings: Settings | None = None,
     dest: str | None = None,
     token: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Validation:
     """Why downloading ``spec`` to ``dest`` would fail, or what to watch out for."""
     settings = settings or Settings.from_env()
     try:
-        estimate = await estimate_download_size(spec, settings=settings, dest=dest, token=token)
+        estimate = await estimate_download_size(
+            spec, settings=settings, dest=dest, token=token, headers=headers
+        )
     except Exception as e:
         return Validation(None, problems=[str(e)])
     problems, warnings = [], []

@@ -19,6 +19,8 @@ MiB = 1 << 20
 # Bounds of what a user (CLI, manifest, request) may ask for a task.
 MAX_CONNECTIONS = 64  # per file: more only burdens the server
 MAX_PRIORITY = 1000  # priorities run from -MAX_PRIORITY to MAX_PRIORITY
+MAX_TRIES = 1000  # tries in a row without progress a task may ask for
+MAX_SECONDS = 86_400.0  # the longest timeout a task may ask for
 MAX_TASKS = 64  # tasks at once in one process
 
 # ASCII digits only (\d takes "²" too), and a bounded count of them: 400 digits made

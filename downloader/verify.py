@@ -19,7 +19,10 @@ from storage import ChunkRecord, FileRecord, FileState, TaskRecord
 
 @dataclass(frozen=True)
 class FileCheck:
-    """The verdict on one file."""
+    """The verdict on one file. ``ok``: nothing wrong was found; ``checked_bytes`` 0 with
+    ``ok`` means nothing could be checked (no digest was ever recorded for it: ``problem``
+    says so). ``file_id`` and ``bad_blocks`` (offsets) say what a repair fetches again;
+    ``repairable``: a finished file whose bytes are wrong (not missing or unreadable)."""
 
     task_id: int
     path: str
@@ -27,6 +30,9 @@ class FileCheck:
     ok: bool
     checked_bytes: int
     problem: str | None = None
+    file_id: int | None = None
+    bad_blocks: tuple[int, ...] = ()
+    repairable: bool = False
 
 
 class TaskReader(Protocol):
@@ -84,6 +90,7 @@ def _check(f: FileRecord, chunks: list[ChunkRecord]) -> FileCheck:
             if c.done:
                 bad += bad_block_offsets(fd, c.start, c.done, f.block_size, c.xxh3)
                 checked += c.done
+        finished = target == final and f.state is FileState.COMPLETED
         if bad:
             return FileCheck(
                 f.task_id,
@@ -92,20 +99,23 @@ def _check(f: FileRecord, chunks: list[ChunkRecord]) -> FileCheck:
                 False,
                 checked,
                 f"{len(bad)} block(s) differ from their XXH3 digests (first at byte {min(bad)})",
+                f.id,
+                tuple(bad),
+                finished,
             )
         want = f.expected_sha256 or f.sha256
         if target == final and want:
             sha = sha256_of(target)
             checked = size
             if sha != want:
+                problem = f"SHA-256 is {sha}, expected {want}"
                 return FileCheck(
-                    f.task_id,
-                    f.relpath,
-                    str(target),
-                    False,
-                    checked,
-                    f"SHA-256 is {sha}, expected {want}",
+                    f.task_id, f.relpath, str(target), False, checked, problem, f.id, (), finished
                 )
-        return FileCheck(f.task_id, f.relpath, str(target), True, checked)
+        if not checked and size:
+            # Found in place, never downloaded here: no digest to hold it to.
+            problem = "not checked: no digest was recorded for it"
+            return FileCheck(f.task_id, f.relpath, str(target), True, 0, problem, f.id)
+        return FileCheck(f.task_id, f.relpath, str(target), True, checked, None, f.id)
     finally:
         os.close(fd)

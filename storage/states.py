@@ -7,6 +7,7 @@ Every state change in modelhaul is checked against ``TRANSITIONS`` by
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 
 class TaskState(enum.StrEnum):
@@ -58,6 +59,16 @@ AT_REST: frozenset[TaskState] = FINAL_STATES | RESUMABLE
 STANDING: frozenset[TaskState] = frozenset(TaskState) - {TaskState.CANCELLED}
 # What a new task may start as.
 NEW_STATES: frozenset[TaskState] = frozenset({TaskState.PENDING, TaskState.PAUSED})
+
+
+def states_of(
+    value: TaskState | str | Iterable[TaskState | str] | None,
+) -> list[TaskState] | None:
+    """A state, a state's name, or several of them, as states (None stays None: all)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, TaskState | str) else list(value)
+    return [TaskState(s) for s in items]
 
 
 def is_legal(current: TaskState, requested: TaskState) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from downloader.engine.context import EngineContext, FileCheck, FileRun
-from downloader.engine.http import Resource
+from downloader.engine.http import Resource, request_timeout
 from downloader.engine.journal import FileJournal
 from downloader.engine.present import already_complete
 from downloader.engine.progress import FileProgress
@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 class FileDownload:
     """One file of one task. Everything it learns and every byte it makes durable goes to
-    ``journal``, the file's own record; ``progress`` is for whoever reports it."""
+    ``journal``, the file's own record; ``progress`` is for whoever reports it.
+    ``auth_headers`` (credentials) go only to the file's own host, never to one it is
+    redirected to; ``headers`` go with every request."""
 
     def __init__(
         self,
@@ -31,12 +33,18 @@ class FileDownload:
         journal: FileJournal,
         *,
         auth_headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         progress: FileProgress | None = None,
         overwrite: bool = False,
         check: FileCheck | None = None,
     ) -> None:
         resource = Resource(
-            ctx.session, file.url, auth_headers=auth_headers, retry=ctx.config.retry
+            ctx.session,
+            file.url,
+            auth_headers=auth_headers,
+            headers=headers,
+            retry=ctx.config.retry,
+            timeout=request_timeout(ctx.config),
         )
         self._run = FileRun(
             ctx,

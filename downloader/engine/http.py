@@ -52,23 +52,27 @@ def user_agent() -> str:
         return "modelhaul"
 
 
+def request_timeout(config: EngineConfig) -> aiohttp.ClientTimeout:
+    """No total or pool-wait timeout (a download may take hours and may queue for a
+    connection); ``sock_read`` is the stall timeout: no byte for that long and the request
+    is abandoned."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None,
+        sock_connect=config.connect_timeout,
+        sock_read=config.stall_timeout,
+    )
+
+
 def open_session(config: EngineConfig) -> aiohttp.ClientSession:
     """The one session all downloads of a process share: global and per-host connection
     limits, connect and stall timeouts, and the bytes as they are (``identity``)."""
     connector = aiohttp.TCPConnector(
         limit=config.max_connections, limit_per_host=config.max_per_host, ttl_dns_cache=300
     )
-    # No total or pool-wait timeout: a download may take hours and may queue for a connection.
-    # sock_read is the stall timeout: no byte for that long and the request is abandoned.
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=None,
-        sock_connect=config.connect_timeout,
-        sock_read=config.stall_timeout,
-    )
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=timeout,
+        timeout=request_timeout(config),
         auto_decompress=False,
         read_bufsize=config.read_buffer,
         headers={"User-Agent": user_agent(), "Accept-Encoding": "identity"},
@@ -113,12 +117,16 @@ class Resource:
         url: str,
         *,
         auth_headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
     ) -> None:
         self.session = session
         self.url = url
         self._auth = dict(auth_headers or {})
+        self._headers = dict(headers or {})  # sent everywhere (no credentials among them)
         self._retry = retry or RetryPolicy()  # which statuses are worth another attempt
+        self._timeout = timeout  # this file's own stall/connect timeouts (else the session's)
         self._resolved: str | None = None
 
     @property
@@ -144,11 +152,13 @@ class Resource:
     async def _open(self, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
         url = self.final_url
         for _ in range(MAX_REDIRECTS + 1):
-            sent = dict(headers)
+            sent = {**self._headers, **headers}
             if _origin(url) == _origin(self.url):
                 sent.update(self._auth)  # credentials never leave the original host
             try:
-                response = await self.session.get(url, headers=sent, allow_redirects=False)
+                response = await self.session.get(
+                    url, headers=sent, allow_redirects=False, timeout=self._timeout
+                )
             except aiohttp.InvalidURL as e:
                 raise TransferError(f"{url} is not a URL that can be fetched: {e}", url=url) from e
             except aiohttp.ClientConnectorDNSError as e:

@@ -11,13 +11,12 @@ from typing import Any
 
 from downloader.errors import SpecError
 from downloader.manager.leases import Leases
+from downloader.manager.tunables import RUN_OPTIONS, checked
 from downloader.paths import check_writable
 from downloader.settings import Settings
 from downloader.sources import source_for
 from downloader.specs import Spec, parse_spec
 from storage import RESUMABLE, STANDING, Ledger, NewTask, TaskRecord, TaskState
-
-RUN_OPTIONS = ("connections", "overwrite")  # options a repeated request may change
 
 Item = str | Spec | Mapping[str, Any]
 
@@ -87,9 +86,8 @@ class Intake:
         await asyncio.to_thread(check_writable, path, folder=source.folder_destination)
         opts = {**spec.options, **options}
         if connections is not None:
-            if int(connections) < 1:
-                raise SpecError(f"connections must be at least 1, not {connections}")
-            opts["connections"] = int(connections)
+            opts["connections"] = connections
+        opts = checked(opts)
         return NewTask(
             provider=spec.provider,
             source=spec.source,

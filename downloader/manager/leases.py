@@ -171,6 +171,17 @@ class Leases:
             if task.options.get("purge") and last is not None and process_gone(last):
                 await asyncio.to_thread(purge_parts, await self._ledger.files.of_task(task.id))
 
+    async def purge_unless_held(self, task: TaskRecord) -> None:
+        """Purge a task cancelled just now (``task`` as it was before) unless a live process
+        elsewhere holds it: that one purges once it stops writing."""
+        held = (
+            task.state is TaskState.DOWNLOADING
+            and task.lease is not None
+            and not owner_gone(task, stale_after=self._stale_after)
+        )
+        if not held:
+            await asyncio.to_thread(purge_parts, await self._ledger.files.of_task(task.id))
+
     async def heartbeat(self, task_ids: Iterable[int]) -> None:
         """Renew this manager's lease on ``task_ids``."""
         await self._ledger.tasks.heartbeat(self.lease, list(task_ids))

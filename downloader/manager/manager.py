@@ -13,22 +13,24 @@ on a task run by this process or by any other one; a running process notices wit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from typing import Any
 
 from downloader.engine.context import EngineContext
 from downloader.engine.http import open_session
 from downloader.engine.ratelimit import TokenBucket
+from downloader.headers import split_credentials
 from downloader.manager.bus import ProgressBus
 from downloader.manager.intake import Intake
-from downloader.manager.leases import Leases, owner_gone, purge_parts
+from downloader.manager.leases import Leases
 from downloader.manager.observer import Observer
+from downloader.manager.repair import repair_file
 from downloader.manager.runner import FileView, RunContext
 from downloader.manager.scheduler import Scheduler
+from downloader.manager.tunables import retuned
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
 from downloader.sources import Resolution
@@ -49,6 +51,7 @@ from storage import (
     TransitionConflictError,
     open_ledger,
 )
+from storage.states import states_of
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +134,19 @@ class DownloadManager:
         priority: int = 0,
         connections: int | None = None,
         token: str | None = None,
+        headers: Mapping[str, str] | None = None,
         paused: bool = False,
         resolution: Resolution | None = None,
         **options: Any,
     ) -> Task:
-        """Queue a download; returns its task. The same spec and destination again returns
-        the existing task (resuming it if it was paused or failed) instead of starting over.
-        ``resolution``: what ``estimate_download_size``/``validate`` found for this very spec
-        and destination, so that its next run does not ask the source again."""
+        """Queue a download; returns its task (the same spec and destination again: the task
+        standing for it, resumed). ``resolution``: what ``validate`` found for this very spec,
+        so its next run does not ask the source again. ``token`` and credential ``headers``
+        stay in this manager's memory (sent to each file's own host only); other headers and
+        tunables (``rate_limit``, ``max_tries``, ``timeout``, ``connect_timeout``) are kept
+        with the task, honoured by whichever process runs it."""
         [task] = await self._add(
-            [spec], dest, priority, connections, token, paused, resolution, options
+            [spec], dest, priority, connections, token, headers, paused, resolution, options
         )
         return task
 
@@ -152,12 +158,15 @@ class DownloadManager:
         priority: int = 0,
         connections: int | None = None,
         token: str | None = None,
+        headers: Mapping[str, str] | None = None,
         paused: bool = False,
         **options: Any,
     ) -> list[Task]:
         """Queue many downloads in one ledger transaction. Each item is a spec string, a
         ``Spec``, or a mapping with ``spec`` and per-item ``dest``/``priority``/options."""
-        return await self._add(specs, dest, priority, connections, token, paused, None, options)
+        return await self._add(
+            specs, dest, priority, connections, token, headers, paused, None, options
+        )
 
     async def _add(
         self,
@@ -166,11 +175,15 @@ class DownloadManager:
         priority: int,
         connections: int | None,
         token: str | None,
+        headers: Mapping[str, str] | None,
         paused: bool,
         resolution: Resolution | None,
         options: Mapping[str, Any],
     ) -> list[Task]:
         parts = self._open
+        credentials, stored = split_credentials(headers or {})
+        if stored:
+            options = {**options, "extra_headers": stored}
         tasks = await parts.intake.add_many(
             specs,
             dest=dest,
@@ -182,7 +195,10 @@ class DownloadManager:
         for task in tasks:
             pending = task.state is TaskState.PENDING
             parts.scheduler.remember(
-                task.id, token=token, resolution=resolution if pending else None
+                task.id,
+                token=token,
+                credentials=credentials,
+                resolution=resolution if pending else None,
             )
             if pending:
                 self._adopt(task.id)
@@ -205,11 +221,11 @@ class DownloadManager:
         self, state: States = None, *, limit: int | None = None, offset: int = 0
     ) -> list[Task]:
         """Tasks, newest first, optionally in some states."""
-        return await self.ledger.tasks.list(_states(state), limit=limit, offset=offset)
+        return await self.ledger.tasks.list(states_of(state), limit=limit, offset=offset)
 
     async def count(self, state: States = None) -> int:
         """How many tasks there are (in some states)."""
-        return await self.ledger.tasks.count(_states(state))
+        return await self.ledger.tasks.count(states_of(state))
 
     async def files(self, task_id: int) -> list[FileRecord]:
         """The task's files."""
@@ -233,20 +249,23 @@ class DownloadManager:
         await self._open.scheduler.stop(task_id, TaskState.PAUSED)
         return task
 
-    async def resume(self, task_id: int) -> Task:
+    async def resume(self, task_id: int, **options: Any) -> Task:
         """Queue a paused (or failed) task again; it continues from its recorded chunks. A
         task in any other state, a running one above all, is left as it is
-        (``IllegalTransitionError``)."""
-        return await self._requeue_stopped(task_id, "resumed")
+        (``IllegalTransitionError``). ``options``: new tunables for its next runs
+        (``rate_limit=``, ``connections=``, …)."""
+        return await self._requeue_stopped(task_id, "resumed", options)
 
-    async def retry(self, task_id: int) -> Task:
+    async def retry(self, task_id: int, **options: Any) -> Task:
         """Queue a failed (or paused) task again, like ``resume``."""
-        return await self._requeue_stopped(task_id, "retried")
+        return await self._requeue_stopped(task_id, "retried", options)
 
-    async def _requeue_stopped(self, task_id: int, reason: str) -> Task:
+    async def _requeue_stopped(self, task_id: int, reason: str, options: Mapping[str, Any]) -> Task:
         current = await self.ledger.tasks.get(task_id)
         if current.state not in RESUMABLE:
             raise IllegalTransitionError(task_id, current.state, TaskState.PENDING)
+        if options:
+            await self.ledger.tasks.set_options(task_id, retuned(current.options, options))
         await self._open.leases.await_last_checkpoint(current)
         # Only from the state just read: a task that started meanwhile is not interrupted.
         task = await self._transition(task_id, TaskState.PENDING, reason, current.state)
@@ -266,14 +285,8 @@ class DownloadManager:
             options={**before.options, "purge": True} if purge else None,
         )
         ran_here = await self._open.scheduler.stop(task_id, TaskState.CANCELLED)
-        held_elsewhere = (
-            before.state is TaskState.DOWNLOADING
-            and not ran_here
-            and before.lease is not None
-            and not owner_gone(before, stale_after=self.settings.stale_after)
-        )
-        if purge and not ran_here and not held_elsewhere:
-            await asyncio.to_thread(purge_parts, await self.ledger.files.of_task(task_id))
+        if purge and not ran_here:  # else its runner purged as it stopped
+            await self._open.leases.purge_unless_held(before)
         return task
 
     async def remove(self, task_id: int) -> None:
@@ -283,6 +296,13 @@ class DownloadManager:
             await self.cancel(task_id)
         await self.ledger.tasks.remove(task_id)
         self._open.scheduler.forget(task_id)
+
+    async def repair(
+        self, task_id: int, file_id: int, bad_blocks: Collection[int] = (), token: str | None = None
+    ) -> FileRecord:
+        """Fetch the ``bad_blocks`` (offsets ``verify`` found) of a finished file again, or
+        the whole file when none are named, and check it again; the task stays completed."""
+        return await repair_file(self._open.ctx, task_id, file_id, bad_blocks, token)
 
     async def release(self, task_id: int) -> None:
         """The caller that asked for this task no longer listens: pause it if this manager
@@ -373,13 +393,6 @@ class _Parts:
         self.scheduler = Scheduler(ctx, self.leases, bus)
         self.intake = Intake(ledger, ctx.settings, self.leases, self.scheduler.running)
         self.observer = Observer(ledger, bus, self.scheduler.snapshot)
-
-
-def _states(state: States) -> list[TaskState] | None:
-    if state is None:
-        return None
-    items = [state] if isinstance(state, TaskState | str) else list(state)
-    return [TaskState(s) for s in items]
 
 
 __all__ = ["DownloadManager", "DownloadStatus", "Task"]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,17 +24,16 @@ from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import purge_parts
+from downloader.manager.rows import new_file, spec_of
 from downloader.progress import DownloadProgress, DownloadStatus, SpeedMeter, report, status_of
 from downloader.settings import Settings
-from downloader.sources import PhaseUpdate, RemoteFile, Resolution, Source, SourceContext, Update
-from downloader.specs import Spec
+from downloader.sources import PhaseUpdate, Resolution, Source, SourceContext, Update
 from storage import (
     FileRecord,
     FileState,
     Lease,
     Ledger,
     LedgerUnavailableError,
-    NewFile,
     TaskNotFoundError,
     TaskRecord,
     TaskState,
@@ -82,9 +82,11 @@ class TaskRunner:
         lease: Lease,
         bus: ProgressBus,
         token: str | None = None,
+        credentials: Mapping[str, str] | None = None,
         resolution: Resolution | None = None,
     ) -> None:
         self.task = task
+        self._credentials = dict(credentials or {})  # headers for the files' own hosts
         self._resolution = resolution  # what a preflight resolved for this run, if anything
         self._ctx = ctx
         self._source = source
@@ -187,10 +189,11 @@ class TaskRunner:
                     self._ctx.engine,
                     record,
                     ledger.journal(record, self._lease.owner),
-                    auth_headers=dict(resolution.auth_headers),
+                    auth_headers={**resolution.auth_headers, **self._credentials},
+                    headers=dict(self.task.options.get("extra_headers") or {}),
                     progress=self._files[record.id],
                     overwrite=bool(self.task.options.get("overwrite")),
-                    check=_check_format,
+                    check=check_format,
                 ).run()
 
         jobs = [asyncio.create_task(one(r)) for r in self._records]
@@ -368,30 +371,7 @@ class TaskRunner:
             self._bus.publish(progress)
 
 
-def spec_of(task: TaskRecord) -> Spec:
-    """What ``task`` asks for, as sources read it (its options carry the pins of an earlier
-    run: a commit, a manifest)."""
-    return Spec(task.provider, task.source, task.revision, task.patterns, task.options)
-
-
-def new_file(remote: RemoteFile, block_size: int) -> NewFile:
-    """The ledger's row for a remote file."""
-    return NewFile(
-        url=remote.url,
-        relpath=remote.name,
-        local_path=str(remote.target),
-        block_size=block_size,
-        size=remote.size,
-        expected_sha256=remote.sha256,
-        meta={
-            **remote.meta,
-            "content_addressed": remote.content_addressed,
-            "partial_suffix": remote.partial_suffix,
-        },
-    )
-
-
-async def _check_format(part: Path, record: FileRecord) -> None:
+async def check_format(part: Path, record: FileRecord) -> None:
     """A model file's header must parse before the file takes its final name (blocking
     reads, in a thread): an HTML page named ``model.gguf`` never replaces anything."""
     await asyncio.to_thread(inspect_files, [(record.relpath, part)], complete=False)

@@ -14,13 +14,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import KeysView
+from collections.abc import KeysView, Mapping
 
-from downloader.engine.context import EngineContext
 from downloader.engine.timing import wait_a_while
 from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import Leases
 from downloader.manager.runner import FileView, RunContext, TaskRunner
+from downloader.manager.tunables import engine_for
 from downloader.progress import DownloadProgress
 from downloader.sources import Resolution, source_for
 from storage import LedgerUnavailableError, TaskRecord, TaskState
@@ -41,6 +41,7 @@ class Scheduler:
         self._mine: set[int] = set()  # tasks to run when not draining the queue
         self._drain = False
         self._tokens: dict[int, str] = {}  # in memory only: never written anywhere
+        self._credentials: dict[int, dict[str, str]] = {}  # headers, in memory only too
         self._resolutions: dict[int, Resolution] = {}  # a preflight's answers, for one run
         # Tasks whose runner ended here without being able to write how (a full disk).
         self.unrecorded: dict[int, LedgerUnavailableError] = {}
@@ -50,12 +51,19 @@ class Scheduler:
     # --- what to run ------------------------------------------------------------------------
 
     def remember(
-        self, task_id: int, *, token: str | None = None, resolution: Resolution | None = None
+        self,
+        task_id: int,
+        *,
+        token: str | None = None,
+        credentials: Mapping[str, str] | None = None,
+        resolution: Resolution | None = None,
     ) -> None:
-        """Keep, in memory only, the caller's token for ``task_id`` and a resolution found
-        for it already (used by its next run)."""
+        """Keep, in memory only, the caller's token and credential headers for ``task_id``
+        and a resolution found for it already (used by its next run)."""
         if token:
             self._tokens[task_id] = token
+        if credentials:
+            self._credentials[task_id] = dict(credentials)
         if resolution is not None:
             self._resolutions[task_id] = resolution
 
@@ -191,20 +199,18 @@ class Scheduler:
             lease=self._leases.lease,
             bus=self._bus,
             token=self._tokens.get(task.id),
+            credentials=self._credentials.get(task.id),
             resolution=self._resolutions.pop(task.id, None),
         )
         self._runners[task.id] = runner
         runner.start().add_done_callback(lambda job: self._ended(task.id, runner, job))
 
     def _ctx_for(self, task: TaskRecord) -> RunContext:
-        connections = task.options.get("connections")
-        if connections is None:
+        """The run context of ``task``: its own engine where its options tune one."""
+        engine = engine_for(self._ctx.engine, self._settings, task.options)
+        if engine is self._ctx.engine:
             return self._ctx
-        engine = self._ctx.engine
-        config = self._settings.engine(connections=int(connections))
-        return dataclasses.replace(
-            self._ctx, engine=EngineContext(engine.session, config, engine.limiter)
-        )
+        return dataclasses.replace(self._ctx, engine=engine)
 
     def _ended(self, task_id: int, runner: TaskRunner, job: asyncio.Task[None]) -> None:
         self._runners.pop(task_id, None)

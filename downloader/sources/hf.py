@@ -65,7 +65,7 @@ class HuggingFaceSource:
         where = f"the Hugging Face Hub at {settings.hf_endpoint} (model '{repo_id}')"
         commit = hfcache.check_commit(info.sha, where)
         siblings = checked_siblings(info.siblings, where, settings.max_file_size)
-        wanted = select(siblings, spec.patterns, repo_id, spec.revision or "main")
+        wanted = select(siblings, spec.patterns, repo_id, spec.revision or "main", _excluded(spec))
         auth = {"Authorization": f"Bearer {token}"} if token else {}
 
         def url(path: str) -> str:
@@ -137,7 +137,7 @@ class HuggingFaceSource:
             raise NotFoundError(f"Model '{repo_id}'{at} {offline}")
         assert commit is not None
         try:
-            wanted = select(cached, spec.patterns, repo_id, revision)
+            wanted = select(cached, spec.patterns, repo_id, revision, _excluded(spec))
         except NotFoundError:
             missing = [p for p in spec.patterns or () if not select_one(cached, p)]
             raise NotFoundError(f"File '{missing[0]}' of model '{repo_id}'{at} {offline}") from None
@@ -222,6 +222,11 @@ def _targets(folder: Path, files: list[Sibling], cache: bool) -> dict[str, Path]
     }
 
 
+def _excluded(spec: Spec) -> tuple[str, ...]:
+    exclude = spec.options.get("exclude") or ()
+    return (exclude,) if isinstance(exclude, str) else tuple(exclude)
+
+
 def select_one(siblings: Collection[str], pattern: str) -> list[str]:
     """The repo paths one pattern names: itself, or what it matches as a glob."""
     if pattern in siblings:
@@ -230,9 +235,16 @@ def select_one(siblings: Collection[str], pattern: str) -> list[str]:
 
 
 def select(
-    siblings: Collection[str], patterns: tuple[str, ...] | None, repo_id: str, revision: str
+    siblings: Collection[str],
+    patterns: tuple[str, ...] | None,
+    repo_id: str,
+    revision: str,
+    exclude: Collection[str] = (),
 ) -> list[str]:
-    """The repo paths a spec asks for: all, exact names, or globs (as ``allow_patterns``)."""
+    """The repo paths a spec asks for: all, exact names, or globs (as ``allow_patterns``),
+    less those matching an ``exclude`` glob (as ``ignore_patterns``)."""
+    if exclude:
+        siblings = [p for p in siblings if not any(fnmatch.fnmatch(p, x) for x in exclude)]
     if not patterns:
         return sorted(siblings)
     chosen: list[str] = []

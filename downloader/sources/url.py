@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from downloader.paths import file_destination, filename_from_url
 from downloader.settings import Settings
 from downloader.sources.base import RemoteFile, Resolution, SourceContext, Update
+from downloader.sources.credentials import netrc_auth
 from downloader.specs import Spec
 
 
@@ -24,7 +26,15 @@ class UrlSource:
         return None
 
     async def resolve(self, spec: Spec, destination: Path, ctx: SourceContext) -> Resolution:
-        return Resolution((RemoteFile((spec.source,), destination.name, destination),))
+        """The one file; its digest when the user gave one (``sha256``, from ``--checksum``);
+        credentials for its own host from the caller's token, else ``~/.netrc``."""
+        sha256 = spec.options.get("sha256")
+        remote = RemoteFile((spec.source,), destination.name, destination, sha256=sha256)
+        if ctx.token:
+            auth = {"Authorization": f"Bearer {ctx.token}"}
+        else:
+            auth = await asyncio.to_thread(netrc_auth, spec.source)
+        return Resolution((remote,), auth)
 
     async def finish(
         self, spec: Spec, destination: Path, resolution: Resolution, ctx: SourceContext

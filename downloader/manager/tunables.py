@@ -1,0 +1,112 @@
+"""A task's own way of being fetched: options stored with the task (so that whichever process
+runs it honours them) that tune its engine: connections, a rate limit of its own, how many
+tries, timeouts, and headers that carry no credentials.
+
+Credentials never enter the ledger: a header that could carry one (``Authorization``,
+``Cookie``, anything naming a token, key or secret) is kept in memory by the process that
+was given it, like ``--token``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from downloader.engine.context import EngineContext
+from downloader.engine.ratelimit import TokenBucket
+from downloader.errors import SpecError
+from downloader.headers import is_credential, parse_header
+from downloader.settings import MAX_CONNECTIONS, MAX_SECONDS, MAX_TRIES, Settings
+
+# Options a request for the same download again may change (what it fetches and where may
+# not: that is the task's identity).
+RUN_OPTIONS = (
+    "connections",
+    "overwrite",
+    "rate_limit",
+    "max_tries",
+    "timeout",
+    "connect_timeout",
+    "extra_headers",
+)
+
+
+def checked(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the tunables among them checked (``SpecError`` naming the bad one)."""
+    out = dict(options)
+    if "connections" in out:
+        out["connections"] = _whole(out["connections"], "connections", 1, MAX_CONNECTIONS)
+    if "rate_limit" in out:
+        out["rate_limit"] = _whole(out["rate_limit"], "rate_limit", 1024, 1 << 50)
+    if "max_tries" in out:
+        out["max_tries"] = _whole(out["max_tries"], "max_tries", 1, MAX_TRIES)
+    for name in ("timeout", "connect_timeout"):
+        if name in out:
+            out[name] = _seconds(out[name], name)
+    if "sha256" in out and not (
+        isinstance(out["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", out["sha256"])
+    ):
+        raise SpecError(f"sha256 must be 64 lowercase hex digits, not {out['sha256']!r:.80}")
+    if "extra_headers" in out:
+        headers = out["extra_headers"]
+        if not isinstance(headers, Mapping):
+            raise SpecError("extra_headers must map header names to values")
+        for name, value in headers.items():
+            parse_header(f"{name}: {value}")
+            if is_credential(str(name)):
+                raise SpecError(
+                    f"header {name!r} may carry a credential: it is never stored with a task "
+                    "(give it to the process that runs the task)"
+                )
+    return out
+
+
+def retuned(options: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A task's ``options`` with ``changes`` to its tunables (``SpecError`` for anything
+    else: what a task fetches and where cannot change)."""
+    unknown = sorted(set(changes) - set(RUN_OPTIONS))
+    if unknown:
+        raise SpecError(f"not a setting a task can change: {', '.join(unknown)}")
+    return checked({**options, **changes})
+
+
+def engine_for(
+    base: EngineContext, settings: Settings, options: Mapping[str, Any]
+) -> EngineContext:
+    """The engine context of a task with ``options``: ``base`` itself when they tune
+    nothing, else its own config (and a rate limit of its own inside the global one)."""
+    overrides: dict[str, Any] = {}
+    if "connections" in options:
+        overrides["connections"] = int(options["connections"])
+    if "max_tries" in options:
+        # "tries" counts the first one too; the policy counts the failures it tolerates.
+        overrides["retry"] = dataclasses.replace(
+            settings.retry, attempts=int(options["max_tries"]) - 1
+        )
+    if "timeout" in options:
+        overrides["stall_timeout"] = float(options["timeout"])
+    if "connect_timeout" in options:
+        overrides["connect_timeout"] = float(options["connect_timeout"])
+    rate = options.get("rate_limit")
+    if not overrides and rate is None:
+        return base
+    config = settings.engine(**overrides) if overrides else base.config
+    limiter = TokenBucket(int(rate), within=base.limiter) if rate is not None else base.limiter
+    return EngineContext(base.session, config, limiter, base.rng)
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{name} must be a whole number from {low} to {high}, not {value!r:.40}")
+    return value
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{name} must be a number of seconds, not {value!r:.40}")
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise SpecError(f"{name} must be more than 0 and at most {MAX_SECONDS:.0f} seconds")
+    return float(value)
