@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,33 @@ def python_env(**extra: str) -> dict[str, str]:
 
 PYTHON = sys.executable
 
+# The programs some tests drive, each with the Debian package that has it (.ci/run installs
+# them all). Anything else a test needs comes with pip.
+SYSTEM_PACKAGES = {
+    "nginx": "nginx-light",
+    "chromium": "chromium",
+    "tmux": "tmux",
+    "setpriv": "util-linux",
+    "mount": "mount",
+}
+# Under this variable (CI sets it) a missing program fails its tests instead of skipping them.
+REQUIRE_SYSTEM = "MODELHAUL_REQUIRE_SYSTEM"
+
+
+def system_program(name: str, package: str | None = None) -> str:
+    """The path of a system program a test needs. Where it is not installed the test is
+    skipped with a one-line reason naming the Debian package, so that the README's test
+    command passes on a fresh machine; under ``MODELHAUL_REQUIRE_SYSTEM=1`` it fails."""
+    # Debian keeps daemons in /usr/sbin, which a user's PATH often leaves out.
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(("/usr/sbin", "/sbin")))
+    if found:
+        return found
+    package = package or SYSTEM_PACKAGES[name]
+    reason = f"needs {name} (Debian package {package}): not installed"
+    if os.environ.get(REQUIRE_SYSTEM) == "1":
+        pytest.fail(f"{reason}, and {REQUIRE_SYSTEM}=1 requires it", pytrace=False)
+    pytest.skip(reason)
+
 
 @pytest.fixture(scope="session")
 def big_files(tmp_path_factory):
@@ -48,10 +76,12 @@ def big_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def nginx_server(big_files, tmp_path_factory):
+def nginx_server(tmp_path_factory, request):
     """nginx on a free port serving ``big_files`` (``/slow/`` at 20 MB/s per connection)."""
     from downloader.testing.nginx import start_nginx
 
+    system_program("nginx")  # before writing the files it would serve
+    big_files = request.getfixturevalue("big_files")
     server = start_nginx(big_files, tmp_path_factory.mktemp("nginx"))
     yield server
     server.stop()
@@ -81,7 +111,7 @@ def tmpfs(tmp_path: Path):
         folder = tmp_path / f"disk{len(mounts)}"
         folder.mkdir()
         result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            [system_program("mount"), "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
             capture_output=True,
             text=True,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +22,7 @@ from clikit import (
     start,
     wait_for_task,
 )
+from conftest import system_program
 
 from downloader.settings import MiB
 from downloader.testing.origin import Origin
@@ -120,17 +120,17 @@ async def test_a_mirror_killed_with_sigkill_completes_every_entry_once_when_run_
             assert origin.served_by_file.get(name, 0) == served_before.get(name, 0)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
 async def test_the_progress_display_in_a_terminal_shows_percent_speed_and_eta(
     tmp_path: Path,
 ) -> None:
+    tmux_program = system_program("tmux")
     home, dest = tmp_path / "home", tmp_path / "big.bin"
     data = random.Random(6).randbytes(32 * MiB)
     session = f"modelhaul-{time.monotonic_ns()}"
     socket = str(tmp_path / "tmux.sock")
     async with Origin({"big.bin": data}, throttle=MiB) as origin:
         command = f"{MODELHAUL} get {origin.url('big.bin')} --dest {dest} --connections 4"
-        tmux = ["tmux", "-S", socket]
+        tmux = [tmux_program, "-S", socket]
         subprocess.run(
             [*tmux, "new-session", "-d", "-s", session, "-x", "150", "-y", "30", command],
             check=True,

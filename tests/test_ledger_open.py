@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, python_env
+from conftest import PYTHON, python_env, system_program
 
 from storage import LedgerOpenError, SchemaTooNewError, open_ledger
 from storage.location import default_ledger_path
@@ -88,8 +87,7 @@ def test_a_folder_without_write_permission_is_named_in_the_error(tmp_path: Path)
     command = [PYTHON, "-c", script]
     if os.geteuid() == 0:
         # root ignores permission bits; drop the capabilities that let it, as the CI runs as root
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
+        setpriv = system_program("setpriv")
         caps = "-dac_override,-dac_read_search,-fowner"
         command = [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
     result = subprocess.run(command, capture_output=True, text=True, env=python_env())

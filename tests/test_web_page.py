@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import REPO
+from conftest import REPO, system_program
 from hubkit import build_hub
 from managerkit import manager_settings
 from serverkit import free_port, running_server
@@ -21,7 +20,6 @@ from downloader.settings import MiB
 from downloader.testing.origin import Origin
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("MODELHAUL_ARTIFACTS", REPO / "artifacts"))
 ARGS = [
     "--disable-gpu",
@@ -97,13 +95,12 @@ return download_id;
 
 @pytest.fixture
 async def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    chromium = system_program("chromium")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(
-            executable_path=CHROMIUM, chromium_sandbox=False, args=ARGS, headless=True
+            executable_path=chromium, chromium_sandbox=False, args=ARGS, headless=True
         )
         yield browser
         await browser.close()
@@ -111,11 +108,12 @@ async def browser():
 
 @pytest.fixture
 async def evil_browser():
+    chromium = system_program("chromium")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(
-            executable_path=CHROMIUM, chromium_sandbox=False, args=EVIL_ARGS, headless=True
+            executable_path=chromium, chromium_sandbox=False, args=EVIL_ARGS, headless=True
         )
         yield browser
         await browser.close()
