@@ -154,22 +154,33 @@ def format_eta(seconds: float | None) -> str | None:
 
 class SpeedMeter:
     """Bytes per second over the last ``window`` seconds (not the lifetime mean), so speed
-    and ETA follow the network as it is now."""
+    and ETA follow the network as it is now.
 
-    def __init__(self, window: float = 5.0) -> None:
+    It says nothing (0) until it has something to say: bytes moving for at least
+    ``settle`` seconds. Before that a rate is noise (a first read of 136 bytes after a
+    connection opened promises 77 hours), and the wait before the first byte (connecting,
+    a server's Retry-After) is left out, since it says nothing of the speed to come."""
+
+    def __init__(self, window: float = 5.0, settle: float = 1.0) -> None:
         self.window = window
+        self.settle = settle
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
 
     def add(self, total: int, now: float | None = None) -> None:
         """Record the running byte count ``total`` at ``now``."""
         now = time.monotonic() if now is None else now
+        if len(self._samples) >= 2 and self._samples[0][1] == self._samples[1][1] == total:
+            self._samples.popleft()  # nothing moved: of a wait, only its end counts
         self._samples.append((now, total))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
             self._samples.popleft()
 
     def rate(self) -> float:
-        """Bytes per second across the window (0 before two samples)."""
+        """Bytes per second across the window; 0 before bytes have moved for ``settle``
+        seconds, and 0 once they stopped for a whole window."""
         if len(self._samples) < 2:
             return 0.0
         (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        if b1 <= b0 or t1 - t0 < self.settle:
+            return 0.0
+        return (b1 - b0) / (t1 - t0)

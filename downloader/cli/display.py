@@ -15,6 +15,7 @@ from downloader.progress import DownloadProgress, format_bytes, format_eta, form
 from storage import TaskState
 
 TICK = 0.2
+LINE_EVERY = 2.0  # seconds between plain lines whose numbers alone changed
 # rich draws from its own thread, so a bar needs every field from the moment it exists.
 BLANK = {"percent": "", "bytes": "", "speed": "", "eta": ""}
 MANY = 8  # above this many tasks, only the running ones get a bar of their own
@@ -34,7 +35,7 @@ class Display:
         self._ids = list(task_ids)
         self._out = out
         self._latest: dict[int, DownloadProgress] = {}
-        self._printed: dict[int, tuple[object, float]] = {}
+        self._printed: dict[int, tuple[object, str, float]] = {}
 
     async def run(self, until: asyncio.Event) -> None:
         """Follow the tasks until ``until`` is set."""
@@ -61,6 +62,7 @@ class Display:
             TextColumn("{task.fields[eta]}"),
         )
         bars: dict[object, TaskID] = {}
+        settled: set[int] = set()  # completed tasks whose file bars say so
         with Progress(*columns, console=self._out.console, transient=False, expand=True) as view:
             while True:
                 await self._poll()
@@ -68,6 +70,9 @@ class Display:
                     self._draw_overall(view, bars)
                 for task_id, p in self._latest.items():
                     self._draw_task(view, bars, task_id, p)
+                    if p.state is TaskState.COMPLETED and task_id not in settled:
+                        await self._complete_files(view, bars, task_id)
+                        settled.add(task_id)
                 if until.is_set():
                     break
                 await _tick(until)
@@ -111,23 +116,49 @@ class Display:
                 return
             bars[key] = view.add_task(label, total=100, **fields)
         view.update(bars[key], description=label, completed=p.percent or 0, visible=shown, **fields)
-        live = {f.path: f for f in self._manager.file_views(task_id)}
-        for path, f in live.items():
-            fkey = ("file", task_id, path)
+        few = p.total_files <= MANY  # a few files keep their bars once done
+        for f in self._manager.file_views(task_id):
+            fkey = ("file", task_id, f.path)
             active = f.phase in ("downloading", "verifying", "checking", "probing")
             if fkey not in bars:
                 if not active:
                     continue
-                bars[fkey] = view.add_task(f"  {path}", total=f.size or 1, **BLANK)
+                bars[fkey] = view.add_task(f"  {f.path}", total=f.size or 1, **BLANK)
             view.update(
                 bars[fkey],
                 total=f.size or 1,
                 completed=min(f.written, f.size or f.written),
-                visible=active,
+                visible=active or (few and f.phase == "done"),
                 percent=f"{100 * f.written / f.size:.1f}%" if f.size else "",
                 bytes=_bytes(f.written, f.size),
                 speed="",
-                eta=f.phase if f.phase != "downloading" else "",
+                eta=f.phase if f.phase not in ("downloading", "done") else "",
+            )
+
+    async def _complete_files(
+        self, view: Progress, bars: dict[object, TaskID], task_id: int
+    ) -> None:
+        """Every file of a completed task at 100 %: its runner is gone, and its file bars
+        would stay where its last report left them (95-99 %). Past ``MANY`` files the
+        task's own bar says it all, and the file bars go."""
+        files = await self._manager.files(task_id)
+        few = len(files) <= MANY
+        for f in files:
+            fkey = ("file", task_id, f.relpath)
+            size = f.size or 0
+            if fkey not in bars:
+                if not few:
+                    continue
+                bars[fkey] = view.add_task(f"  {f.relpath}", total=size or 1, **BLANK)
+            view.update(
+                bars[fkey],
+                total=size or 1,
+                completed=size or 1,
+                visible=few,
+                percent="100.0%",
+                bytes=_bytes(size, size),
+                speed="",
+                eta="",
             )
 
     # --- a pipe or a log --------------------------------------------------------------------
@@ -137,12 +168,15 @@ class Display:
             await self._poll()
             now = time.monotonic()
             for task_id, p in self._latest.items():
+                line = line_for(task_id, p)
                 key = (p.status, p.files_completed, p.note)
-                before, at = self._printed.get(task_id, (None, 0.0))
-                running = p.state is TaskState.DOWNLOADING
-                if key != before or (running and now - at >= 2.0):
-                    self._printed[task_id] = (key, now)
-                    self._out.plain(line_for(task_id, p))
+                before, text, at = self._printed.get(task_id, (None, None, 0.0))
+                # A line only when it says something new: at once when the state, the
+                # files done or the note change, else when the numbers moved, at most
+                # every few seconds (a log, not a film).
+                if line != text and (key != before or now - at >= LINE_EVERY):
+                    self._printed[task_id] = (key, line, now)
+                    self._out.plain(line)
             if until.is_set():
                 return
             await _tick(until)
