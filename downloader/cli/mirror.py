@@ -3,18 +3,19 @@
 A manifest is either lines of ``SPEC [DEST]`` (``#`` starts a comment, quote a DEST with
 spaces) or TOML::
 
-    dest = "models"            # defaults for every entry (optional)
-    connections = 8
+    dest = "models"            # the folder of every entry (optional)
+    connections = 8            # a default for every entry (optional)
 
     [[download]]
     spec = "hf://owner/repo"
     dest = "models/repo"       # per-entry options: dest, priority, connections
     priority = 5
 
-Relative destinations are relative to the manifest's folder, so a rerun from anywhere names
-the same files. Every entry is one ledger task keyed by its spec and destination: running
-the manifest again after a crash (or Ctrl-C) resumes what was under way, keeps what finished
-and starts only what never began.
+A top-level ``dest`` is always a folder: each entry's files go into it under their own names,
+unless the entry gives a ``dest`` of its own. Relative destinations are relative to the
+manifest's folder, so a rerun from anywhere names the same files. Every entry is one ledger
+task keyed by its spec and destination: running the manifest again after a crash (or
+Ctrl-C) resumes what was under way, keeps what finished and starts only what never began.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def _toml_entries(path: Path, text: str) -> list[Entry]:
                 f"{MAX_PRIORITY}, connections from 1 to {MAX_CONNECTIONS}"
             )
         dest = _relative_to(path, str(fields["dest"]), where) if "dest" in fields else None
+        if dest is not None and "dest" not in table:
+            dest = dest.rstrip("/") + "/"  # the top-level dest: the folder of every entry
         entries.append(Entry(where, fields["spec"], dest, priority, connections))
     return entries
 
