@@ -82,7 +82,8 @@ async def test_sizes_count_each_blob_once_across_links_and_shared_layers(tmp_pat
             s.hf_cache_dir / "models--org--a" / "snapshots" / "c1" / "model.gguf"
         )
         assert await cache.is_cached("ollama://m2:q4") and not await cache.is_cached("ollama://m3")
-        await cache.delete("ollama://m1")  # shared layer stays for m2
+        # Made by hand here, so another tool's models: deleting them takes others=True.
+        await cache.delete("ollama://m1", others=True)  # shared layer stays for m2
         assert (s.ollama_models_dir / "blobs" / "sha256-aa").exists()
         assert not (s.ollama_models_dir / "blobs" / "sha256-bb").exists()
         with pytest.raises(CacheError, match="not in the cache"):
@@ -104,13 +105,13 @@ async def test_eviction_is_least_recently_used_first_and_spares_held_models(tmp_
             # Used (opened) in the order d, b, a, c: d is oldest but a paused task holds it.
             for i, name in enumerate(("d.bin", "b.bin", "a.bin", "c.bin")):
                 await m.ledger.uses.touch(f"file:{s.download_dir / name}", at=1_000 + i)
-            result = await cache.evict_to_fit(250 * KB)
+            result = await cache.evict_to_fit(250 * KB, others=True)  # (not modelhaul's)
             assert [x.name for x in result.evicted] == ["b.bin", "a.bin"]
             assert result.fits and result.size_after == 200 * KB
             assert sorted(p.name for p in s.download_dir.iterdir()) == ["c.bin", "d.bin"]
             with pytest.raises(CacheError, match=f"task {held.id}"):
                 await cache.delete(origin.url("d.bin"))
-            assert [x.name for x in await cache.clear_cache()] == ["c.bin"]
+            assert [x.name for x in await cache.clear_cache(others=True)] == ["c.bin"]
             assert [p.name for p in s.download_dir.iterdir()] == ["d.bin"]
 
 
@@ -129,7 +130,8 @@ async def test_the_cli_lists_with_gguf_headers_and_evicts(tmp_path: Path) -> Non
     assert (
         entry["header"]["architecture"] == "qwen2" and entry["header"]["quantization"] == "Q4_K_M"
     )
-    evicted = await run(s.home, "cache", "evict", "--max-size", "1K", "--json", **env)
+    args = ("cache", "evict", "--max-size", "1K", "--all", "--yes", "--json")  # by hand: --all
+    evicted = await run(s.home, *args, **env)
     assert evicted.code == 0 and [e["name"] for e in evicted.json()["evicted"]] == ["org/q"]
     assert not (s.hf_cache_dir / "models--org--q").exists()
 

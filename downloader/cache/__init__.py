@@ -1,19 +1,31 @@
-"""Cache management, as model managers offer it: what is cached, where, how big; evict least
-recently used to fit; delete; clear. Over the Hugging Face cache, the Ollama store and the
-download folder, with last use kept in the ledger. Nothing a pending, running or paused task
-writes to is ever evicted or deleted (a paused task's partial files are work we keep)."""
+"""Cache management, as model managers offer it: what is cached, where, how big, and who
+downloaded it; evict least recently used to fit; delete; clear. Over the Hugging Face cache,
+the Ollama store and the download folder, with last use kept in the ledger.
+
+What may be removed, by every method alike (the API's defaults are the CLI's):
+
+- Nothing a pending, running or paused task writes to (a paused task's partial files are
+  work we keep).
+- By default only what modelhaul downloaded: the files its ledger recorded as its tasks'.
+  Other tools' models (``hf download``, ``ollama pull``) share these stores and are theirs;
+  ``others=True`` (the CLI's ``--all``) includes them.
+- A removal is planned first (``plan_delete``, ``plan_eviction``, ``plan_clear``) and the
+  plan is what ``carry_out`` removes, so what a user is shown is exactly what goes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
-import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from downloader.cache.scan import CacheEntry, scan, total_size
+from downloader.cache import removal
+from downloader.cache.removal import Removal
+from downloader.cache.scan import OTHER, CachedModel, CacheEntry, Inode, scan, total_size
 from downloader.engine.partfile import partial_path
-from downloader.errors import ModelhaulError
+from downloader.errors import ModelhaulError, SpecError
 from downloader.settings import Settings
 from downloader.sources import source_for
 from downloader.specs import Spec, parse_spec
@@ -21,24 +33,8 @@ from storage import UNDERWAY, Ledger, open_ledger
 
 
 class CacheError(ModelhaulError):
-    """A cache operation that cannot be done (not cached, or a task still holds it)."""
-
-
-@dataclass(frozen=True)
-class CachedModel:
-    """One cached model as ``cached_models()`` lists it."""
-
-    key: str
-    name: str
-    provider: str
-    format: str | None
-    size: int
-    path: Path
-    last_used: float
-    held_by: int | None  # the task writing to it, which protects it
-
-    def to_dict(self) -> dict[str, object]:
-        return {**vars(self), "path": str(self.path)}
+    """A cache operation that cannot be done (not cached, a task still holds it, another
+    tool's model without ``others``)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,33 @@ class Eviction:
     freed: int
     size_before: int
     size_after: int
-    fits: bool  # False: what is left is held by tasks and still too big
+    fits: bool  # False: what is left is held by tasks, or other tools', and still too big
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """What a removal would do: each model's ``Removal`` (files and links, bytes freed), in
+    order; why some asked-for models stay (``refused``: not cached, held by a task, another
+    tool's); the caches' size before and after."""
+
+    removals: list[Removal]
+    refused: list[str]
+    size_before: int
+    size_after: int
+
+    @property
+    def freed(self) -> int:
+        return self.size_before - self.size_after
+
+    def to_dict(self) -> dict[str, object]:
+        """As ``--dry-run --json`` shows it."""
+        return {
+            "remove": [r.to_dict() for r in self.removals],
+            "refused": self.refused,
+            "freed": self.freed,
+            "size_before": self.size_before,
+            "size_after": self.size_after,
+        }
 
 
 class ModelCache:
@@ -91,22 +113,50 @@ class ModelCache:
                 held += [(task.id, Path(f.local_path)), (task.id, partial_path(f))]
         return held
 
+    async def _downloaded(self) -> frozenset[Inode]:
+        """The inodes of every file modelhaul's ledger records as downloaded by one of its
+        tasks (and their partial files), and of the Ollama manifests it wrote. A file that
+        was already in place when a task ran (``present``) is not one it downloaded."""
+        paths = []
+        for task in await self.ledger.tasks.list():
+            for f in await self.ledger.files.of_task(task.id):
+                if not f.meta.get("present"):
+                    paths += [Path(f.local_path), partial_path(f)]
+            manifest = task.options.get("manifest_path")
+            if task.provider == "ollama" and isinstance(manifest, str):
+                paths.append(Path(task.destination) / manifest)
+        return await asyncio.to_thread(_inodes, paths)
+
     async def cached_models(self) -> list[CachedModel]:
         """Every cached model, least recently used first."""
-        entries, uses, holders = (
+        return [m for m, _ in (await self._models())[0]]
+
+    async def _models(
+        self,
+    ) -> tuple[list[tuple[CachedModel, CacheEntry]], frozenset[Inode]]:
+        """Every model with its entry, least recently used first; and the inodes of the
+        files modelhaul downloaded."""
+        entries, uses, holders, downloaded = (
             await self._entries(),
             await self.ledger.uses.all(),
             await self._holders(),
+            await self._downloaded(),
         )
-        models = [self._model(e, uses, holders) for e in entries]
-        return sorted(models, key=lambda m: m.last_used)
+        models = [(self._model(e, uses, holders, downloaded), e) for e in entries]
+        return sorted(models, key=lambda pair: pair[0].last_used), downloaded
 
     def _model(
-        self, e: CacheEntry, uses: dict[str, float], holders: list[tuple[int, Path]]
+        self,
+        e: CacheEntry,
+        uses: dict[str, float],
+        holders: list[tuple[int, Path]],
+        downloaded: frozenset[Inode],
     ) -> CachedModel:
         held = next((task for task, path in holders if e.contains(path)), None)
         last = max(uses.get(e.key, 0.0), e.modified)
-        return CachedModel(e.key, e.name, e.provider, e.format, e.size, e.path, last, held)
+        return CachedModel(
+            e.key, e.name, e.provider, e.format, e.size, e.path, last, held, e.owner(downloaded)
+        )
 
     async def cache_size(self) -> int:
         """Bytes on disk, every blob once."""
@@ -153,51 +203,150 @@ class ModelCache:
 
     # --- removing ---------------------------------------------------------------------------
 
-    async def delete(self, spec: str | Spec) -> CachedModel:
-        """Remove one model from disk; ``CacheError`` if it is not cached or a task holds it."""
-        entry, _ = await self._entry(spec)
-        if entry is None:
-            raise CacheError(f"{spec} is not in the cache")
-        model = self._model(entry, await self.ledger.uses.all(), await self._holders())
-        return await self._remove(model, entry)
+    async def find(self, name: str | Spec) -> CachedModel | None:
+        """The cached model ``name`` stands for: its key or its name as ``cached_models``
+        gives them (``org/repo``, ``gemma3:1b``, ``model.gguf``), or a spec; None if it is
+        not cached. ``CacheError`` if it is none of these, or names several models."""
+        return next((m for m, _ in await self._find(name, (await self._models())[0])), None)
 
-    async def _remove(self, model: CachedModel, entry: CacheEntry) -> CachedModel:
-        if model.held_by is not None:
+    async def _find(
+        self, name: str | Spec, models: list[tuple[CachedModel, CacheEntry]]
+    ) -> list[tuple[CachedModel, CacheEntry]]:
+        if isinstance(name, str):
+            by_key = [pair for pair in models if pair[0].key == name]
+            by_name = by_key or [pair for pair in models if pair[0].name == name]
+            if len(by_name) > 1:
+                keys = ", ".join(m.key for m, _ in by_name)
+                raise CacheError(f"'{name}' names {len(by_name)} cached models: give one of {keys}")
+            if by_name:
+                return by_name
+        try:
+            key, _ = self.key_of(name)
+        except SpecError as e:
             raise CacheError(
-                f"{model.name} is being written by task {model.held_by}: cancel it first "
-                f"('modelhaul cancel {model.held_by}')"
-            )
-        others = [e for e in await self._entries() if e.key != entry.key]
-        await asyncio.to_thread(_delete, entry, others)
-        await self.ledger.uses.forget(entry.key)
-        return model
+                f"'{name}' is neither a name 'modelhaul cache ls' shows nor a download spec ({e})"
+            ) from None
+        return [pair for pair in models if pair[0].key == key]
 
-    async def evict_to_fit(self, max_bytes: int) -> Eviction:
-        """Delete least recently used models until the caches hold at most ``max_bytes``;
-        models held by tasks are skipped."""
-        before = size = await self.cache_size()
-        evicted: list[CachedModel] = []
-        for model in await self.cached_models():
-            if size <= max_bytes:
+    async def plan_delete(
+        self, names: Sequence[str | Spec], *, others: bool = False
+    ) -> RemovalPlan:
+        """What deleting the models ``names`` stand for (see ``find``) would remove; the
+        names that cannot be deleted are in ``refused``, saying why."""
+        (models, downloaded), refused, chosen = await self._models(), [], []
+        for name in names:
+            try:
+                found = await self._find(name, models)
+            except CacheError as e:
+                refused.append(str(e))
+                continue
+            if not found:
+                refused.append(f"{name} is not in the cache")
+            for model, entry in found:
+                if model.held_by is not None:
+                    refused.append(_held(model))
+                elif model.by == OTHER and not others:
+                    refused.append(
+                        f"{model.name} was downloaded by another tool, not modelhaul: pass "
+                        "--all (others=True) to delete it too"
+                    )
+                elif (model, entry) not in chosen:
+                    chosen.append((model, entry))
+        return await self._plan(chosen, models, downloaded, refused, others)
+
+    async def plan_eviction(self, max_bytes: int, *, others: bool = False) -> RemovalPlan:
+        """What evicting least recently used models until the caches hold at most
+        ``max_bytes`` would remove (models held by tasks, and other tools' unless
+        ``others``, are skipped)."""
+        models, downloaded = await self._models()
+        entries = [e for _, e in models]
+        planner = removal.Planner(entries, downloaded, others=others)
+        for model, entry in models:
+            if planner.size <= max_bytes:
                 break
-            if model.held_by is not None:
-                continue
-            entry = next((e for e in await self._entries() if e.key == model.key), None)
-            if entry is None:
-                continue
-            evicted.append(await self._remove(model, entry))
-            size = await self.cache_size()
-        return Eviction(evicted, before - size, before, size, size <= max_bytes)
-
-    async def clear_cache(self) -> list[CachedModel]:
-        """Delete every model no task holds; returns them."""
-        removed = []
-        for model in await self.cached_models():
             if model.held_by is None:
-                entry = next((e for e in await self._entries() if e.key == model.key), None)
-                if entry is not None:
-                    removed.append(await self._remove(model, entry))
-        return removed
+                await asyncio.to_thread(planner.add, model, entry)
+        return RemovalPlan(planner.removals, [], total_size(entries), planner.size)
+
+    async def plan_clear(self, *, others: bool = False) -> RemovalPlan:
+        """What deleting every model no task holds (modelhaul's, and with ``others`` every
+        other tool's too) would remove."""
+        models, downloaded = await self._models()
+        chosen = [(m, e) for m, e in models if m.held_by is None]
+        return await self._plan(chosen, models, downloaded, [], others)
+
+    async def _plan(
+        self,
+        chosen: list[tuple[CachedModel, CacheEntry]],
+        models: list[tuple[CachedModel, CacheEntry]],
+        downloaded: frozenset[Inode],
+        refused: list[str],
+        others: bool,
+    ) -> RemovalPlan:
+        entries = [e for _, e in models]
+        planner = await asyncio.to_thread(removal.plan, chosen, entries, downloaded, others=others)
+        return RemovalPlan(planner.removals, refused, total_size(entries), planner.size)
+
+    async def carry_out(self, plan: RemovalPlan) -> list[CachedModel]:
+        """Remove what ``plan`` says, model by model; returns the models removed. A model a
+        task has started to write to since the plan was made is kept (it is not among
+        those returned)."""
+        holders, entries = await self._holders(), await self._entries()
+        done = []
+        for r in plan.removals:
+            entry = next((e for e in entries if e.key == r.model.key), None)
+            if entry is not None and any(entry.contains(path) for _, path in holders):
+                continue
+            await asyncio.to_thread(removal.carry_out, r)
+            if not await asyncio.to_thread(r.model.path.exists):
+                await self.ledger.uses.forget(r.model.key)
+            done.append(r.model)
+        return done
+
+    async def delete(self, spec: str | Spec, *, others: bool = False) -> CachedModel:
+        """Remove one model from disk (only modelhaul's files of it unless ``others``);
+        ``CacheError`` if it is not cached, a task holds it, or it is another tool's."""
+        plan = await self.plan_delete([spec], others=others)
+        if plan.refused:
+            raise CacheError(plan.refused[0])
+        if not plan.removals:
+            raise CacheError(f"{spec}: nothing of it can go without removing another model's")
+        done = await self.carry_out(plan)
+        if not done:
+            raise CacheError(f"kept {spec}: a task started writing to it meanwhile")
+        return done[0]
+
+    async def evict_to_fit(self, max_bytes: int, *, others: bool = False) -> Eviction:
+        """Delete least recently used models until the caches hold at most ``max_bytes``;
+        models held by tasks, and other tools' unless ``others``, are skipped."""
+        plan = await self.plan_eviction(max_bytes, others=others)
+        evicted = await self.carry_out(plan)
+        size = await self.cache_size()
+        return Eviction(evicted, plan.size_before - size, plan.size_before, size, size <= max_bytes)
+
+    async def clear_cache(self, *, others: bool = False) -> list[CachedModel]:
+        """Delete every model no task holds: modelhaul's, and with ``others`` every other
+        tool's too; returns them."""
+        return await self.carry_out(await self.plan_clear(others=others))
+
+
+def _held(model: CachedModel) -> str:
+    """Why a model a task writes to stays."""
+    return (
+        f"{model.name} is being written by task {model.held_by}: cancel it first "
+        f"('modelhaul cancel {model.held_by}')"
+    )
+
+
+def _inodes(paths: list[Path]) -> frozenset[Inode]:
+    found = set()
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
 
 
 def _located(entry: CacheEntry, spec: Spec) -> Path | None:
@@ -223,17 +372,4 @@ def _located(entry: CacheEntry, spec: Spec) -> Path | None:
     return snapshot if any(snapshot.iterdir()) else None
 
 
-def _delete(entry: CacheEntry, others: list[CacheEntry]) -> None:
-    if entry.provider == "ollama":
-        shared = {inode for e in others for inode in e.files}
-        for inode, (path, _) in entry.files.items():
-            if inode not in shared:
-                path.unlink(missing_ok=True)
-        return
-    if entry.path.is_dir() and not entry.path.is_symlink():
-        shutil.rmtree(entry.path)
-    else:
-        entry.path.unlink(missing_ok=True)
-
-
-__all__ = ["CacheError", "CachedModel", "Eviction", "ModelCache"]
+__all__ = ["CacheError", "CachedModel", "Eviction", "ModelCache", "Removal", "RemovalPlan"]

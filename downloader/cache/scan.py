@@ -4,6 +4,9 @@ store) and plain downloads (the download folder). Blocking: run it in a thread.
 Sizes count each inode once: a Hugging Face snapshot's symlinks are not counted (their
 blobs are), hard links are counted once, and Ollama layers shared by several models are
 counted once in a total.
+
+Who downloaded an entry is told by inodes: those of the files modelhaul's ledger recorded
+(``owner``). Other tools' models are in the same stores, and stay theirs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from pathlib import Path
 from downloader.json_shapes import OLLAMA_MODEL, ollama_name
 
 Inode = tuple[int, int]
+
+# Who downloaded an entry's files: all of them modelhaul (its ledger recorded them), none of
+# them (another tool: huggingface_hub, ollama, a browser), or some of each.
+MODELHAUL, OTHER, MIXED = "modelhaul", "other", "mixed"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,28 @@ class CacheEntry:
     def size(self) -> int:
         return sum(size for _, size in self.files.values())
 
+    @property
+    def content(self) -> frozenset[Inode]:
+        """The files that hold the model (a Hugging Face repo's ``refs/`` are bookkeeping)."""
+        refs = self.path / "refs"
+        return frozenset(
+            inode
+            for inode, (path, _) in self.files.items()
+            if self.provider != "huggingface" or refs not in path.parents
+        )
+
+    def owner(self, downloaded: frozenset[Inode]) -> str:
+        """``MODELHAUL``, ``OTHER`` or ``MIXED``: who downloaded the model's files, given the
+        inodes of every file modelhaul did. An Ollama model is another tool's unless
+        modelhaul wrote its manifest (its layers may be shared with anyone's models)."""
+        content = self.content
+        mine = content & downloaded
+        if self.provider == "ollama" and _inode(self.path, self.files) not in downloaded:
+            return OTHER
+        if not mine:
+            return OTHER
+        return MODELHAUL if mine == content else MIXED
+
     def contains(self, path: Path) -> bool:
         """Whether ``path`` is this entry's or inside it."""
         return (
@@ -41,6 +70,24 @@ class CacheEntry:
             or self.path in path.parents
             or any(path == p for p, _ in self.files.values())
         )
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """One cached model as ``ModelCache.cached_models()`` lists it."""
+
+    key: str
+    name: str
+    provider: str
+    format: str | None
+    size: int
+    path: Path
+    last_used: float
+    held_by: int | None  # the task writing to it, which protects it
+    by: str = OTHER  # who downloaded it: MODELHAUL, OTHER or MIXED
+
+    def to_dict(self) -> dict[str, object]:
+        return {**vars(self), "path": str(self.path)}
 
 
 def scan(hf_cache: Path, ollama_models: Path, downloads: Path) -> list[CacheEntry]:
@@ -55,6 +102,10 @@ def total_size(entries: list[CacheEntry]) -> int:
         for inode, (_, size) in e.files.items():
             seen[inode] = size
     return sum(seen.values())
+
+
+def _inode(path: Path, files: dict[Inode, tuple[Path, int]]) -> Inode | None:
+    return next((inode for inode, (p, _) in files.items() if p == path), None)
 
 
 def _walk(root: Path) -> tuple[dict[Inode, tuple[Path, int]], float, list[str]]:

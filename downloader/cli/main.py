@@ -218,11 +218,27 @@ def build_parser() -> Parser:
     )
     cache_sub.add_parser("ls", help="cached models, least recently used first", parents=[common])
     cache_sub.add_parser("du", help="total size on disk", parents=[common])
-    rm = cache_sub.add_parser("rm", help="delete cached models", parents=[common])
-    rm.add_argument("specs", nargs="+", metavar="SPEC")
-    evict = cache_sub.add_parser("evict", help="delete LRU models to fit a size", parents=[common])
+    removing = Parser(add_help=False)  # what rm, evict and clear share: nothing without asking
+    removing.add_argument("-y", "--yes", action="store_true", help="delete without asking")
+    removing.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+    removing.add_argument(
+        "--all",
+        action="store_true",
+        help="also models other tools downloaded (by default only modelhaul's downloads)",
+    )
+    rm = cache_sub.add_parser(
+        "rm",
+        help="delete cached models: names as 'cache ls' shows them, or specs",
+        parents=[common, removing],
+    )
+    rm.add_argument("specs", nargs="+", metavar="NAME")
+    evict = cache_sub.add_parser(
+        "evict", help="delete least recently used models to fit a size", parents=[common, removing]
+    )
     evict.add_argument("--max-size", type=_size, required=True, metavar="SIZE", help="e.g. 50G")
-    cache_sub.add_parser("clear", help="delete every model no task holds", parents=[common])
+    cache_sub.add_parser(
+        "clear", help="delete every model no task holds", parents=[common, removing]
+    )
 
     demo = command("demo", "an offline demonstration: local servers, faults, a crash, resume")
     demo.add_argument(
