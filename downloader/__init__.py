@@ -18,9 +18,13 @@ whole stack; ``from downloader import DownloadManager`` works as ever.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# typing.TYPE_CHECKING without importing typing, which would be this package's one costly
+# import (type checkers know the name).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from downloader.cache import CacheError, ModelCache
     from downloader.errors import (
         DestinationError,

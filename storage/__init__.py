@@ -10,9 +10,13 @@ command line's ``--help``) does not load SQLAlchemy.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# typing.TYPE_CHECKING without importing typing, which would be this package's one costly
+# import (type checkers know the name).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from storage.errors import (
         IllegalTransitionError,
         LeaseLostError,

@@ -165,7 +165,20 @@ def _control(action: str) -> Command:
                         continue
                     else:
                         task = await getattr(manager, action)(task_id)
-                except (IllegalTransitionError, TransitionConflictError, LedgerError) as e:
+                except IllegalTransitionError as e:
+                    if action in ("resume", "retry") and e.current is TaskState.PENDING:
+                        # Where resume would put it: not an error, but nobody may be running
+                        # the queue (a detached get, or a get interrupted as it started).
+                        results.append({"id": task_id, "state": e.current.value})
+                        out.say(
+                            f"task {task_id} is queued already: 'modelhaul worker' runs the "
+                            "queue (or run the same 'modelhaul get' again to fetch it here)"
+                        )
+                        continue
+                    out.error(str(e))
+                    code = max(code, exitcodes.code_for(e))
+                    continue
+                except (TransitionConflictError, LedgerError) as e:
                     out.error(str(e))
                     code = max(code, exitcodes.code_for(e))
                     continue

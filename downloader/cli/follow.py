@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Sequence
 
 from rich.markup import escape
@@ -18,7 +17,16 @@ from downloader.cli.output import Output
 from downloader.json_shapes import ollama_name_of, task_json, usable_paths
 from downloader.manager import DownloadManager, Task
 from downloader.progress import format_bytes
-from storage import FileRecord, TaskState
+from storage import (
+    FileRecord,
+    IllegalTransitionError,
+    TaskNotFoundError,
+    TaskState,
+    TransitionConflictError,
+)
+
+RUNNABLE = frozenset({TaskState.PENDING, TaskState.DOWNLOADING})  # what a pause stops
+PAUSE_TRIES = 100  # 5 s of lost races: more would mean the ledger is stuck
 
 
 async def follow(manager: DownloadManager, tasks: Sequence[Task], out: Output) -> int:
@@ -34,38 +42,42 @@ async def wait_with_progress(
     manager: DownloadManager, tasks: Sequence[Task], out: Output
 ) -> list[Task] | None:
     """Wait for ``tasks`` (this manager runs them, or another process does) while showing
-    their progress. Returns them as they ended, or None after Ctrl-C paused them."""
+    their progress. Returns them as they ended, or None after Ctrl-C paused them.
+
+    Ctrl-C arrives as the cancellation of the command (``cli.main`` turns the signal into
+    one): the tasks are paused, each until the ledger says it is at rest, and one line per
+    task says how to go on."""
     ids = [t.id for t in tasks]
     done = asyncio.Event()
-    interrupted = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGINT, interrupted.set)
     display = asyncio.create_task(Display(manager, ids, out).run(done))
     waiters = [asyncio.create_task(manager.wait(i)) for i in ids]
-    stop = asyncio.create_task(interrupted.wait())
-    waited = asyncio.gather(*waiters)
+    interrupted = False
     try:
-        await asyncio.wait([waited, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGINT)
-        for job in (*waiters, stop):
-            job.cancel()
-    if waited.done() and not waited.cancelled() and waited.exception() is not None:
+        # Until every task ends, or one ends in a way the ledger could not record.
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        assert current is not None
+        current.uncancel()  # handled: what follows must run to the end
+        interrupted = True
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.wait(waiters)
+    # Every outcome is read, so that asyncio has nothing to complain about later.
+    errors = [w.exception() for w in waiters if not w.cancelled()]
+    unrecorded = next((e for e in errors if e is not None), None)
+    if unrecorded is not None and not interrupted:
         # A task ended in a way the ledger could not record (its disk is full): that is
         # the one thing to say, and the ledger's state would only contradict it.
         done.set()
         await display
-        raise waited.exception()  # type: ignore[misc]
-    if interrupted.is_set():
-        for task_id in ids:
-            with contextlib.suppress(Exception):
-                await manager.pause(task_id)
+        raise unrecorded
+    if interrupted:
+        await _pause(manager, ids)
     done.set()
     await display
     finals = [await manager.get(i) for i in ids]
-    if not interrupted.is_set():
+    if not interrupted:
         return finals
     paused = [t for t in finals if t.state is TaskState.PAUSED]
     for t in paused[:5]:
@@ -77,6 +89,22 @@ async def wait_with_progress(
     if len(paused) > 5:
         out.error(f"paused {len(paused) - 5} more; run the same command again to continue")
     return None
+
+
+async def _pause(manager: DownloadManager, ids: Sequence[int]) -> None:
+    """Pause each task that is still queued or running, until the ledger says it stopped. A
+    pause can lose a race (the scheduler claims the task as it is paused): it is tried again,
+    since a task left pending would wait for a worker nobody started."""
+    for task_id in ids:
+        try:
+            for _ in range(PAUSE_TRIES):
+                with contextlib.suppress(TransitionConflictError, IllegalTransitionError):
+                    await manager.pause(task_id)  # (illegal: it has nothing to pause)
+                if (await manager.get(task_id)).state not in RUNNABLE:
+                    break
+                await asyncio.sleep(0.05)
+        except TaskNotFoundError:
+            continue  # removed meanwhile
 
 
 async def report(manager: DownloadManager, finals: Sequence[Task], out: Output) -> int:

@@ -1,24 +1,29 @@
 """``modelhaul``: argument parsing, the shared options, and the one place errors become exit
-codes and one-line messages."""
+codes and one-line messages.
+
+This module is what every run imports, ``--help`` and usage errors included, so it loads
+only the standard library and the plain-Python bounds of ``downloader.settings``; a
+command's own modules (the ledger, aiohttp, rich) are imported once it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import contextlib
 import os
 import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from downloader.cli import exitcodes
-from downloader.cli.output import Output
-from downloader.errors import ModelhaulError
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY, MAX_TASKS, parse_size
 from storage import TaskState
+
+if TYPE_CHECKING:
+    from downloader.cli.output import Output
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,11 +85,23 @@ def _task_id(text: str) -> int:
     return int(text)
 
 
-def _version() -> str:
-    try:
-        return version("modelhaul")
-    except PackageNotFoundError:
-        return "unknown"
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for (reading the
+    package metadata costs every other run its time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("modelhaul")
+        except PackageNotFoundError:
+            number = "unknown"
+        sys.stdout.write(f"modelhaul {number}\n")
+        parser.exit()
 
 
 def build_parser() -> Parser:
@@ -116,7 +133,7 @@ def build_parser() -> Parser:
         epilog="Exit codes: 0 done, 1 failed, 2 usage, 130 interrupted (paused).",
         parents=[common],
     )
-    parser.add_argument("--version", action="version", version=f"modelhaul {_version()}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
@@ -249,21 +266,38 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``modelhaul``; returns the exit code."""
+    """Run ``modelhaul``; returns the exit code. Ctrl-C ends it with exit 130 and one line,
+    never a traceback: while its modules load, during a command's checks, or during a
+    download (which it pauses first)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Before the command's event loop ran: parsing, loading the command's modules.
+        sys.stderr.write("modelhaul: interrupted before it started; nothing was changed\n")
+        return exitcodes.INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    import asyncio
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not debug:
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    out = Output.create(json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
     from downloader.cli.commands import COMMANDS
+    from downloader.cli.output import Output
+    from downloader.errors import ModelhaulError
 
+    out = Output.create(json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
     try:
-        return asyncio.run(COMMANDS[args.command](args, out))
+        return asyncio.run(_until_interrupted(COMMANDS[args.command](args, out), out))
     except KeyboardInterrupt:
+        # As the event loop started or closed, outside the command's own handling.
         out.error("interrupted")
         return exitcodes.INTERRUPTED
     except (ModelhaulError, ValueError, OSError) as e:
@@ -276,6 +310,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         out.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         return exitcodes.FAILED
+
+
+async def _until_interrupted(command: Awaitable[int], out: Output) -> int:
+    """Run a command; the first Ctrl-C cancels it. A command that follows downloads takes
+    that as its cue to pause them (``cli.follow``) and says how to go on; anywhere else the
+    command ends here, with one line. Ctrl-C again is ignored: a clean stop is under way,
+    and cutting it short would leave tasks half-stopped."""
+    import asyncio
+
+    job = asyncio.current_task()
+    assert job is not None
+    presses = 0
+
+    def interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            job.cancel()
+
+    loop = asyncio.get_running_loop()
+    # Not where SIGINT is ignored (nohup, a background job): that stays as it was. No
+    # handlers in another thread or on Windows: there KeyboardInterrupt does. The handler
+    # stays until the loop closes, after the command's last task ended.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if not presses:
+            raise
+        job.uncancel()
+        out.error("interrupted; run the same command again to continue")
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":
