@@ -25,18 +25,28 @@ MAX_TASKS = 64  # tasks at once in one process
 
 # ASCII digits only (\d takes "²" too), and a bounded count of them: 400 digits made
 # float() infinite and int() of it an OverflowError.
-_SIZE = re.compile(r"\s*([0-9]{1,19}(?:\.[0-9]{1,9})?)\s*([kmgt]?)(i?b?)?\s*", re.IGNORECASE)
+_SIZE = re.compile(
+    r"\s*(?P<number>[0-9]{1,19}(?:\.[0-9]{1,9})?)\s*"
+    r"(?:(?P<prefix>[kmgt])(?P<binary>i)?)?(?P<bytes>b)?\s*",
+    re.IGNORECASE,
+)
 _WHOLE = re.compile(r"[+-]?[0-9]{1,19}")
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
 def parse_size(text: str) -> int:
-    """``10M``, ``1.5GiB``, ``800k``, ``123`` → bytes (binary multiples). Raises ValueError."""
+    """A size as people type it → bytes. ``KB``, ``MB``, ``GB``, ``TB`` are decimal (powers
+    of 1000: the units sizes are shown in); ``KiB`` … ``TiB`` and the bare ``K``, ``M``,
+    ``G``, ``T`` are binary (powers of 1024, as curl, wget and aria2c read ``10M``); no
+    unit (or ``B``) is bytes. Letters in either case; fractions allowed (``1.5GB``).
+    Raises ValueError."""
     match = _SIZE.fullmatch(str(text))
     if not match:
-        raise ValueError(f"not a size: {text!r} (use e.g. 800K, 10M, 1.5G)")
-    number, unit = Fraction(match.group(1)), match.group(2).lower()
-    return int(number * _UNITS[unit])
+        raise ValueError(f"not a size: {text!r} (use e.g. 800K, 10MB, 10MiB, 1.5G)")
+    prefix = (match["prefix"] or "").lower()
+    decimal = bool(prefix) and match["bytes"] is not None and match["binary"] is None
+    base = 1000 if decimal else 1024
+    return int(Fraction(match["number"]) * base ** _POWERS[prefix])
 
 
 def ollama_host_url(value: str) -> str:

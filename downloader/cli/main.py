@@ -37,6 +37,12 @@ MAX_TASK_ID = 2**63 - 1  # SQLite's largest rowid: a larger id is no task
 MIN_RATE = 1024  # --limit-rate: below 1 KiB/s one read of 64 KiB waits over a minute
 MAX_PORT = 65535
 DEMO_SIZES = (1 << 20, 16 << 30)  # demo --size: what makes a demo, and what fits a disk
+# How a typed size reads (parse_size); shown under every command that takes one.
+SIZES = (
+    "Sizes and rates: 10MB is 10,000,000 bytes (decimal, the units modelhaul shows); "
+    "10MiB and a bare 10M are 10,485,760 (binary, as curl, wget and aria2c read 10M). "
+    "K, G and T alike."
+)
 # ASCII digits only: int() also takes other scripts' digits and "1_000"
 _WHOLE = re.compile(r"[+-]?[0-9]{1,20}")
 _ID = re.compile(r"[0-9]{1,19}")
@@ -130,7 +136,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="modelhaul",
         description="Download model files over many connections; resume after anything.",
-        epilog="Exit codes: 0 done, 1 failed, 2 usage, 130 interrupted (paused).",
+        epilog="Exit codes: 0 done, 1 failed, 2 usage, 130 interrupted (paused). " + SIZES,
         parents=[common],
     )
     parser.add_argument("--version", action=_Version, help="show the version and exit")
@@ -262,6 +268,9 @@ def build_parser() -> Parser:
         "--size", type=_demo_size, default=96 << 20, help="the GGUF's size, 1M-16G (default 96M)"
     )
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
+    for name in ("get", "resume", "retry", "worker", "serve", "demo"):
+        sub.choices[name].epilog = SIZES
+    evict.epilog = SIZES
     return parser
 
 
