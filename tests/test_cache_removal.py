@@ -156,6 +156,10 @@ async def test_clear_removes_only_what_modelhaul_downloaded_and_all_adds_the_res
         "repos": {"org/tiny": ["config.json"], "mlx-community/small": ["config.json"]},
     }
 
+    nothing = await cli(caches.home, "cache", "clear", **caches.env())  # no question to ask
+    assert nothing.code == 0, nothing.stderr
+    assert "nothing to delete (only what modelhaul downloaded; --all for" in nothing.stdout
+
     everything = await cli(caches.home, "cache", "clear", "--all", "--yes", **caches.env())
     assert everything.code == 0, everything.stderr
     assert caches.files() == set()

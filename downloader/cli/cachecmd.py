@@ -60,6 +60,12 @@ async def _remove(
             _show(plan, out.console, args.all)
             out.say("(a dry run: nothing was deleted)")
         return _evict_code(plan.size_after, args, out, code)
+    if not plan.removals and args.cache_command != "evict":
+        if out.json:
+            out.data([])
+        elif not out.quiet:
+            _show(plan, out.console, args.all)
+        return code
     if plan.removals and not args.yes:
         answer = await _confirm(plan, args, out)
         if answer is not None:
