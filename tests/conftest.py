@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,12 @@ def python_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+# Tests press Ctrl-C in the CLI (SIGINT). A run of pytest started with SIGINT ignored (a
+# background job of a script) would hand that on to every child, and modelhaul, as Unix
+# programs do, leaves an ignored SIGINT ignored: the children get Python's own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The programs some tests drive, each with the Debian package that has it (.ci/run installs
 # them all). Anything else a test needs comes with pip.
