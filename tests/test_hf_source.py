@@ -241,11 +241,6 @@ async def test_a_glob_matching_an_index_selects_the_index_and_not_its_shards(
     assert [name for name, _ in estimate.files] == ["model.safetensors.index.json"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the format check after the download still requires an index's shards "
-    "(downloader.formats.inspect_files with complete=True): an index alone must pass it",
-)
 async def test_a_glob_matching_an_index_downloads_json_files_only(tmp_path: Path, hub) -> None:
     settings = hf_settings(tmp_path, hub)
     async with DownloadManager(settings) as m:

@@ -71,7 +71,7 @@ async def test_a_hub_identifier_or_size_of_the_wrong_shape_is_refused_before_any
     assert words in error
     assert hub.served == 0
     assert_untouched(roots, before)
-    assert not list(roots.hf.rglob("*.part"))
+    assert not list(roots.hf.rglob("*.part")) and not list(roots.hf.rglob("*.incomplete"))
 
 
 @pytest.mark.parametrize(

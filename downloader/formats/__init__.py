@@ -64,7 +64,9 @@ def inspect_files(
     )
     shards = {p: i for p, i in headers.items() if isinstance(i, SafetensorsInfo)}
     for relpath, local in files if complete else ():
-        if relpath.endswith(".safetensors.index.json"):
+        # An index fetched alone (a glob such as *.json matched it) is a JSON file like any
+        # other; with any of its shards here, it is a model that must be whole.
+        if relpath.endswith(".safetensors.index.json") and shards:
             check_index(relpath, local, shards)
     return {p: i.summary() for p, i in headers.items()}
 

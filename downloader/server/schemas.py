@@ -145,6 +145,8 @@ def schemas() -> dict[str, Any]:
                 "updated_at": nullable("string"),
                 "files": {"type": "array", "items": ref("File")},
                 "events": {"type": "array", "items": ref("Event")},
+                "paths": {"type": "array", "items": {"type": "string"}},
+                "ollama_name": nullable("string"),
             },
         ),
         "DownloadList": object_schema(
