@@ -112,3 +112,22 @@ async def test_resume_of_a_queued_task_says_it_is_queued_and_how_to_run_the_queu
     assert as_json.json() == [{"id": task.id, "state": "pending"}]
     [after] = await ledger_tasks(home)
     assert after.state is TaskState.PENDING
+
+
+async def test_ctrl_c_twice_stops_a_worker_quietly_with_its_task_back_in_the_queue(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    data = random.Random(24).randbytes(16 * MiB)
+    async with Origin({"m.bin": data}, throttle=MiB) as origin:
+        queued = await run(home, "get", "--detach", origin.url("m.bin"), "--dest", f"{tmp_path}/")
+        assert queued.code == 0, queued.stderr
+        worker = await start(home, "worker")
+        await wait_for_task(home, lambda t: downloading(t, 1))
+        worker.send_signal(signal.SIGINT)
+        worker.send_signal(signal.SIGINT)  # impatient: the second lands as it cleans up
+        got = await finish(worker, timeout=30)
+    assert got.code == 0, got.stderr
+    assert_quiet(got.stderr)
+    [task] = await ledger_tasks(home)
+    assert task.state is TaskState.PENDING  # a worker's tasks go back to the queue

@@ -323,7 +323,9 @@ async def demo(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _until_signal(job: Awaitable[Any]) -> Any:
-    """Run ``job`` until it ends or SIGTERM/SIGINT arrives (then cancel it cleanly)."""
+    """Run ``job`` until it ends or SIGTERM/SIGINT arrives (then cancel it cleanly). The
+    handlers stay until the loop closes: a second Ctrl-C while the command cleans up (its
+    tasks back in the queue, its session closed) is ignored instead of cutting that short."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(job)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -335,10 +337,6 @@ async def _until_signal(job: Awaitable[Any]) -> Any:
         if not task.cancelled():
             raise
         return None
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
 
 
 COMMANDS: dict[str, Command] = {

@@ -319,6 +319,10 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         out.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         return exitcodes.FAILED
+    finally:
+        # The command has ended and said how: Ctrl-C from here on (Python tearing down) could
+        # only turn that into a traceback or a death by signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 async def _until_interrupted(command: Awaitable[int], out: Output) -> int:
