@@ -41,8 +41,11 @@ PYTHON = sys.executable
 # Tests press Ctrl-C in the CLI (SIGINT). A run of pytest started with SIGINT ignored (a
 # background job of a script) would hand that on to every child, and modelhaul, as Unix
 # programs do, leaves an ignored SIGINT ignored: the children get Python's own handler.
+# A blocked SIGINT is handed on too, through fork and exec (CI's runner starts us so: the
+# signal then waits, undelivered, and a get ran to its end): the children get it unblocked.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 # The programs some tests drive, each with the Debian package that has it (.ci/run installs
 # them all). Anything else a test needs comes with pip.
