@@ -165,7 +165,7 @@ async def test_get_refuses_a_download_the_disk_cannot_hold_naming_both_numbers(
             origin.url("big.bin"), settings=settings_in(tmp_path), dest=str(small_disk / "big.bin")
         )
         got = await run(
-            tmp_path / "home", "get", origin.url("big.bin"), "--dest", str(small_disk / "big.bin")
+            tmp_path / "home", "get", origin.url("big.bin"), "-o", str(small_disk / "big.bin")
         )
         served = origin.served
     assert not verdict.ok and verdict.estimate.total_bytes == len(data)

@@ -27,7 +27,7 @@ async def test_get_a_url_then_ls_show_and_verify_speak_json(tmp_path: Path) -> N
             home,
             "get",
             origin.url("model.bin"),
-            "--dest",
+            "-o",
             str(dest),
             "--json",
             MODELHAUL_ALWAYS_SHA256="1",
@@ -97,7 +97,7 @@ async def test_detach_queues_and_a_worker_once_runs_the_queue(tmp_path: Path) ->
             home,
             "get",
             origin.url("a.bin"),
-            "--dest",
+            "-o",
             str(tmp_path / "a.bin"),
             "--detach",
             "--json",
@@ -121,7 +121,7 @@ async def test_quiet_prints_nothing_but_the_outcome_code(tmp_path: Path) -> None
             "--quiet",
             "get",
             origin.url("q.bin"),
-            "--dest",
+            "-o",
             str(tmp_path / "q.bin"),
             NO_COLOR="1",
         )
@@ -131,7 +131,7 @@ async def test_quiet_prints_nothing_but_the_outcome_code(tmp_path: Path) -> None
 async def test_a_failed_download_exits_1_naming_the_error(tmp_path: Path) -> None:
     home = tmp_path / "home"
     async with Origin({"a.bin": b"a"}) as origin:
-        got = await run(home, "get", origin.url("missing.bin"), "--dest", str(tmp_path / "m"))
+        got = await run(home, "get", origin.url("missing.bin"), "-o", str(tmp_path / "m"))
     assert got.code == 1
     assert "404" in got.stderr and "Traceback" not in got.stderr
 

@@ -13,7 +13,6 @@ from clikit import downloading, finish, ledger_tasks, run, start, wait_for_task
 from termkit import terminal
 
 from downloader.settings import MiB
-from downloader.testing.faults import Fault, FaultKind
 from downloader.testing.origin import Origin
 from storage import TaskState
 
@@ -51,15 +50,23 @@ async def test_ctrl_c_while_get_checks_the_remote_ends_at_once_with_nothing_queu
     tmp_path: Path,
 ) -> None:
     home, out = tmp_path / "home", tmp_path / "out"
-    async with Origin({"m.bin": b"x" * MiB}) as origin:
-        # The check's one-byte probe gets its headers, then nothing for a minute.
-        origin.inject(Fault(FaultKind.STALL, at_byte=0, seconds=60))
-        get = await start(home, "get", origin.url("m.bin"), "--dest", f"{out}/")
-        async with asyncio.timeout(30):
-            while not origin.log:
-                await asyncio.sleep(0.02)
+    asked = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()  # the check's request arrives; no answer comes
+        asked.set()
+        await asyncio.sleep(60)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        get = await start(home, "get", f"http://127.0.0.1:{port}/m.bin", "--dest", f"{out}/")
+        await asyncio.wait_for(asked.wait(), 30)
         get.send_signal(signal.SIGINT)
         got = await finish(get, timeout=30)
+    finally:
+        server.close()
     assert got.code == 130, got.stderr
     assert_quiet(got.stderr)
     assert got.stderr == "modelhaul: interrupted; run the same command again to continue\n"
@@ -120,7 +127,8 @@ async def test_ctrl_c_twice_stops_a_worker_quietly_with_its_task_back_in_the_que
     home = tmp_path / "home"
     data = random.Random(24).randbytes(16 * MiB)
     async with Origin({"m.bin": data}, throttle=MiB) as origin:
-        queued = await run(home, "get", "--detach", origin.url("m.bin"), "--dest", f"{tmp_path}/")
+        url, dest = origin.url("m.bin"), f"{tmp_path}/"
+        queued = await run(home, "get", "--detach", url, "--dest", dest, "--connections", "2")
         assert queued.code == 0, queued.stderr
         worker = await start(home, "worker")
         await wait_for_task(home, lambda t: downloading(t, 1))

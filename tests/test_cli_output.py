@@ -4,6 +4,7 @@ speed and ETA only once they mean something, and a last frame with every file at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import re
@@ -27,9 +28,10 @@ async def test_a_pipe_gets_a_line_only_when_it_changes(tmp_path: Path) -> None:
     url, out = "http://127.0.0.1:9/m.bin", f"{tmp_path / 'out'}/"
     get = await start(home, "get", "--no-check", url, "--dest", out)
     await asyncio.sleep(7)  # before, the same line every 2 s
-    get.send_signal(signal.SIGINT)
+    with contextlib.suppress(ProcessLookupError):  # (its tries may all have been quick)
+        get.send_signal(signal.SIGINT)
     got = await finish(get, timeout=30)
-    assert got.code == 130, got.stderr
+    assert got.code in (130, 1), got.stderr  # paused, or failed once out of tries
     lines = got.stdout.splitlines()
     assert lines and all(line.startswith("task 1: ") for line in lines), got.stdout
     # each line differs from the one before (a note comes and goes with each try)

@@ -41,7 +41,7 @@ BAR = re.compile(
 async def test_ctrl_c_pauses_and_the_same_get_resumes_byte_identical(tmp_path: Path) -> None:
     home, dest = tmp_path / "home", tmp_path / "m.bin"
     data = random.Random(3).randbytes(24 * MiB)
-    argv = ("get", "", "--dest", str(dest), "--connections", "4")
+    argv = ("get", "", "-o", str(dest), "--connections", "4")
     async with Origin({"m.bin": data}, throttle=MiB) as origin:
         argv = (argv[0], origin.url("m.bin"), *argv[2:])
         first = await start(home, *argv)
@@ -72,9 +72,7 @@ async def test_pause_in_one_terminal_pauses_a_get_in_another(tmp_path: Path) -> 
     data = random.Random(4).randbytes(16 * MiB)
     async with Origin({"m.bin": data}, throttle=MiB) as origin:
         # Two connections: 8 s of download, time enough for the pause even on a busy machine
-        get = await start(
-            home, "get", origin.url("m.bin"), "--dest", str(dest), "--connections", "2"
-        )
+        get = await start(home, "get", origin.url("m.bin"), "-o", str(dest), "--connections", "2")
         task = await wait_for_task(home, lambda t: downloading(t, MiB))
         paused = await run(home, "pause", str(task.id), "--json")
         assert paused.code == 0, paused.stderr
@@ -129,7 +127,7 @@ async def test_the_progress_display_in_a_terminal_shows_percent_speed_and_eta(
     session = f"modelhaul-{time.monotonic_ns()}"
     socket = str(tmp_path / "tmux.sock")
     async with Origin({"big.bin": data}, throttle=MiB) as origin:
-        command = f"{MODELHAUL} get {origin.url('big.bin')} --dest {dest} --connections 4"
+        command = f"{MODELHAUL} get {origin.url('big.bin')} -o {dest} --connections 4"
         tmux = [tmux_program, "-S", socket]
         subprocess.run(
             [*tmux, "new-session", "-d", "-s", session, "-x", "150", "-y", "30", command],

@@ -84,3 +84,35 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         downloader.Nope  # noqa: B018
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         storage.Nope  # noqa: B018
+
+
+# What belongs to other commands: the live display, get's checks, verify, the server.
+OTHERS = (
+    "rich.progress",
+    "downloader.cli.follow",
+    "downloader.cli.display",
+    "downloader.cli.getcmd",
+    "downloader.preflight",
+    "downloader.verify",
+    "downloader.server",
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls"],
+        ["ls", "--json"],
+        ["show", "1"],
+        ["pause", "1"],
+        ["resume", "1", "--detach"],
+        ["cancel", "1"],
+    ],
+)
+def test_ls_show_and_the_control_commands_load_nothing_of_other_commands(
+    argv: list[str], tmp_path
+) -> None:
+    got, modules = imported_by(*argv, "--home", str(tmp_path))
+    assert got.returncode in (0, 2), got.stderr[-2000:]  # 2: no task 1 in an empty ledger
+    loaded = sorted(m for m in modules if m.startswith(OTHERS))
+    assert loaded == [], f"modelhaul {' '.join(argv)} loaded {loaded}"

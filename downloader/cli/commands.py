@@ -1,4 +1,5 @@
-"""What each ``modelhaul`` command does."""
+"""What each ``modelhaul`` command does. A command's heavier modules (the live display, the
+checks before a download, verification) are imported when it runs, not by every command."""
 
 from __future__ import annotations
 
@@ -12,64 +13,24 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from downloader import registry
 from downloader.cli import exitcodes
-from downloader.cli.follow import follow
 from downloader.cli.options import settings_for
 from downloader.cli.output import Output
+from downloader.errors import ModelhaulError
 from downloader.json_shapes import task_json
 from downloader.manager import DownloadManager
-from downloader.preflight import validate
 from downloader.progress import format_bytes
-from downloader.sources import Resolution
 from downloader.specs import parse_spec
-from downloader.verify import verify_task
 from storage import IllegalTransitionError, LedgerError, TaskState, TransitionConflictError
 
 Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
 
 
 async def get(args: argparse.Namespace, out: Output) -> int:
-    """Download specs in the foreground (or only queue them with ``--detach``)."""
-    specs = [parse_spec(text) for text in args.specs]  # parsed once, here
-    dest = args.dest
-    if dest and len(specs) > 1 and not dest.endswith("/"):
-        dest += "/"  # several downloads: the destination is their folder
-    settings = settings_for(args)
-    # The checks resolve each spec (a Hub's file list, a manifest): that answer goes on to
-    # the download itself, which then does not ask again.
-    resolutions: list[Resolution | None] = [None] * len(specs)
-    for i, spec in enumerate([] if args.no_check else specs):
-        verdict = await validate(spec, settings=settings, dest=dest, token=args.token)
-        for warning in verdict.warnings:
-            out.error(f"warning: {warning}")
-        if verdict.estimate is not None and verdict.problems:
-            for problem in verdict.problems:
-                out.error(problem)
-            return exitcodes.FAILED
-        resolutions[i] = verdict.estimate.resolution if verdict.estimate else None
-    async with DownloadManager(settings, autostart=not args.detach) as manager:
-        tasks = [
-            await manager.add(
-                spec,
-                dest=dest,
-                priority=args.priority,
-                connections=args.connections,
-                token=args.token,
-                resolution=resolution,
-                **({"overwrite": True} if args.overwrite else {}),
-            )
-            for spec, resolution in zip(specs, resolutions, strict=True)
-        ]
-        if args.detach:
-            if out.json:
-                ids = [{"id": t.id} for t in tasks]
-                out.data(ids[0] if len(ids) == 1 else ids)
-            else:
-                for t in tasks:
-                    out.say(f"queued task {t.id}: {t.label} (run 'modelhaul worker' to fetch it)")
-            return exitcodes.OK
-        return await follow(manager, tasks, out)
+    """Download specs (``cli.getcmd``)."""
+    from downloader.cli.getcmd import get as run_get
+
+    return await run_get(args, out)
 
 
 async def ls(args: argparse.Namespace, out: Output) -> int:
@@ -164,7 +125,9 @@ def _control(action: str) -> Command:
                         out.say(f"task {task_id}: removed (its files stay)")
                         continue
                     else:
-                        task = await getattr(manager, action)(task_id)
+                        rate = getattr(args, "task_rate", None)
+                        tuning = {"rate_limit": rate} if rate is not None else {}
+                        task = await getattr(manager, action)(task_id, **tuning)
                 except IllegalTransitionError as e:
                     if action in ("resume", "retry") and e.current is TaskState.PENDING:
                         # Where resume would put it: not an error, but nobody may be running
@@ -187,6 +150,8 @@ def _control(action: str) -> Command:
                 if not foreground:
                     out.say(f"task {task.id}: {task.state.value}")
             if foreground and done:
+                from downloader.cli.follow import follow
+
                 return max(code, await follow(manager, done, out))
         if out.json:
             out.data(results)
@@ -243,24 +208,47 @@ async def serve(args: argparse.Namespace, out: Output) -> int:
 
 
 async def verify(args: argparse.Namespace, out: Output) -> int:
-    """Re-check digests on disk; exit 1 if anything differs."""
+    """Re-check digests on disk (and with ``--repair`` fetch what is bad again); exit 1 if
+    anything still differs."""
+    from downloader.verify import verify_task
+
     async with DownloadManager(settings_for(args), autostart=False) as manager:
         ids = args.ids or [t.id for t in await manager.list(TaskState.COMPLETED)]
         checks = []
         for task_id in ids:
             await manager.get(task_id)
-            checks += await verify_task(manager, task_id)
+            found = await verify_task(manager, task_id)
+            broken = [c for c in found if c.repairable and c.file_id is not None]
+            if args.repair and broken:
+                for c in broken:
+                    out.say(f"repairing task {c.task_id} {c.path}: {c.problem}")
+                    try:
+                        await manager.repair(task_id, c.file_id, c.bad_blocks)
+                    except ModelhaulError as e:
+                        out.error(f"task {c.task_id} {c.path}: cannot repair: {e}")
+                found = await verify_task(manager, task_id)  # checked again, after
+            checks += found
     if out.json:
-        out.data([vars(c) for c in checks])
+        out.data([_check_json(c) for c in checks])
     for c in checks:
-        if c.ok:
+        if c.ok and c.problem:
+            out.say(f"[yellow]?[/yellow]    task {c.task_id} {c.path}: {c.problem}")
+        elif c.ok:
             checked = format_bytes(c.checked_bytes)
             out.say(f"[green]ok[/green]   task {c.task_id} {c.path} ({checked} checked)")
         else:
-            out.error(f"task {c.task_id} {c.path}: {c.problem}")
+            hint = " (modelhaul verify --repair fetches it again)" if c.repairable else ""
+            out.error(f"task {c.task_id} {c.path}: {c.problem}{hint}")
     if not checks:
         out.say("nothing to verify")
     return exitcodes.OK if all(c.ok for c in checks) else exitcodes.FAILED
+
+
+def _check_json(check: Any) -> dict[str, Any]:
+    data = {k: v for k, v in vars(check).items() if k not in ("bad_blocks", "file_id")}
+    data["checked"] = check.checked_bytes > 0 or check.problem is None
+    data["bad_blocks"] = len(check.bad_blocks)
+    return data
 
 
 async def mirror(args: argparse.Namespace, out: Output) -> int:
@@ -272,6 +260,8 @@ async def mirror(args: argparse.Namespace, out: Output) -> int:
 
 async def models(args: argparse.Namespace, out: Output) -> int:
     """The model registry."""
+    from downloader import registry
+
     chosen = (
         [registry.info(args.alias)]
         if args.alias

@@ -80,6 +80,8 @@ async def wait_with_progress(
     if not interrupted:
         return finals
     paused = [t for t in finals if t.state is TaskState.PAUSED]
+    if not paused:
+        return finals  # all ended before the pause could stop them: said as usual
     for t in paused[:5]:
         out.error(
             f"paused task {t.id} at {format_bytes(t.downloaded_bytes)}"

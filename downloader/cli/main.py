@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import signal
@@ -19,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from downloader.cli import exitcodes
-from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY, MAX_TASKS, parse_size
+from downloader.settings import (
+    MAX_CONNECTIONS,
+    MAX_PRIORITY,
+    MAX_SECONDS,
+    MAX_TASKS,
+    MAX_TRIES,
+    parse_size,
+)
 from storage import TaskState
 
 if TYPE_CHECKING:
@@ -83,6 +91,18 @@ def _demo_size(text: str) -> int:
     if not low <= size <= high:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size from 1M to 16G")
     return size
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds from more than 0 to {MAX_SECONDS:.0f}"
+        )
+    return value
 
 
 def _task_id(text: str) -> int:
@@ -153,7 +173,21 @@ def build_parser() -> Parser:
         "ollama://model[:tag], or a model alias",
     )
     get.add_argument("specs", nargs="+", metavar="SPEC")
-    get.add_argument("--dest", help="a file or folder (a folder for several specs)")
+    get.add_argument("--dest", metavar="DIR", help="the folder the files go to")
+    get.add_argument("-o", "--output", metavar="FILE", help="the file a single URL is saved as")
+    get.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="Hugging Face: fetch the repo files matching GLOB (repeatable)",
+    )
+    get.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="Hugging Face: leave out the repo files matching GLOB (repeatable)",
+    )
+    get.add_argument("--revision", help="Hugging Face: a branch, tag or commit (default main)")
     get.add_argument(
         "--connections",
         type=_whole(1, MAX_CONNECTIONS),
@@ -161,9 +195,46 @@ def build_parser() -> Parser:
     )
     get.add_argument(
         "--limit-rate",
+        dest="task_rate",
         type=_rate,
         metavar="RATE",
-        help="e.g. 10M: bytes/s for everything (at least 1K)",
+        help="e.g. 10M: bytes/s for this download (at least 1K), kept with it",
+    )
+    get.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="an HTTP header for every request (credentials: only to the file's own host, "
+        "never stored)",
+    )
+    get.add_argument(
+        "--checksum",
+        metavar="sha256=HEX",
+        help="the file's SHA-256: the download completes only if it matches",
+    )
+    get.add_argument(
+        "--max-tries",
+        type=_whole(1, MAX_TRIES),
+        metavar="N",
+        help=f"tries in a row without progress before giving up, 1-{MAX_TRIES} (default 9)",
+    )
+    get.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up on a connection that sends nothing for this long (default 30)",
+    )
+    get.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up on connecting after this long (default 30)",
+    )
+    get.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be fetched, how much and where; fetch nothing",
     )
     get.add_argument(
         "--priority",
@@ -202,17 +273,38 @@ def build_parser() -> Parser:
             p.add_argument("--purge", action="store_true", help="also delete partial files")
         if name in ("resume", "retry"):
             p.add_argument("--detach", action="store_true", help="only queue it")
+            p.add_argument(
+                "--limit-rate",
+                dest="task_rate",
+                type=_rate,
+                metavar="RATE",
+                help="e.g. 10M: bytes/s for these downloads from now on (at least 1K)",
+            )
 
     command("watch", "a live table of every task")
 
     worker = command("worker", "run queued tasks headless (for systemd or a container)")
     worker.add_argument("--once", action="store_true", help="exit when the queue is empty")
     worker.add_argument(
+        "--limit-rate",
+        dest="process_rate",
+        type=_rate,
+        metavar="RATE",
+        help="e.g. 10M: bytes/s for everything this worker runs (at least 1K)",
+    )
+    worker.add_argument(
         "--max-tasks", type=_whole(1, MAX_TASKS), help=f"tasks at once, 1-{MAX_TASKS} (default 4)"
     )
 
     serve = command("serve", "the REST + SSE server and its web page")
     serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--limit-rate",
+        dest="process_rate",
+        type=_rate,
+        metavar="RATE",
+        help="e.g. 10M: bytes/s for everything this server runs (at least 1K)",
+    )
     serve.add_argument("--port", type=_whole(1, MAX_PORT), default=8000, help="1-65535")
     serve.add_argument(
         "--token",
@@ -222,6 +314,11 @@ def build_parser() -> Parser:
 
     verify = command("verify", "re-check chunk and file digests on disk")
     verify.add_argument("ids", nargs="*", type=_task_id, metavar="ID")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="fetch the bad blocks of finished files again, then check them again",
+    )
 
     mirror = command("mirror", "download every entry of a manifest (crash-safe: run it again)")
     mirror.add_argument("manifest", type=Path)

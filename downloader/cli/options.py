@@ -13,7 +13,8 @@ def settings_for(args: argparse.Namespace, **overrides: object) -> Settings:
     return Settings.from_env(
         home=home,
         connections=getattr(args, "connections", None),
-        rate_limit=getattr(args, "limit_rate", None),
+        # A worker's or server's own limit; a download's is kept with its task instead.
+        rate_limit=getattr(args, "process_rate", None),
         max_tasks=getattr(args, "max_tasks", None),
         **overrides,
     )
