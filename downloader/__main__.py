@@ -1,5 +1,5 @@
 """``python -m downloader`` is the ``modelhaul`` command."""
 
-from downloader.cli import main
+from downloader.cli import run
 
-raise SystemExit(main())
+run()

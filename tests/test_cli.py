@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,15 @@ def test_usage_errors_exit_2_with_one_line(argv, says, tmp_path, monkeypatch, ca
     assert len(lines) == 1, err
     assert says in lines[0]
     assert "Traceback" not in err
+
+
+def test_main_in_process_leaves_the_callers_ctrl_c_as_it_was(tmp_path: Path) -> None:
+    # The program ignores SIGINT while Python tears down; a caller in-process (a script, these
+    # tests) kept it ignored, and passed that on to every child it started: Ctrl-C did nothing.
+    before = signal.getsignal(signal.SIGINT)
+    assert before is not signal.SIG_IGN
+    assert main(["ls", "--home", str(tmp_path / "home")]) == 0
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 async def test_a_bad_manifest_line_is_named_and_nothing_is_queued(tmp_path: Path) -> None:

@@ -1,380 +1,46 @@
-"""``modelhaul``: argument parsing, the shared options, and the one place errors become exit
-codes and one-line messages.
+"""``modelhaul``: the one place errors become exit codes and one-line messages, and Ctrl-C
+becomes a clean stop.
 
 This module is what every run imports, ``--help`` and usage errors included, so it loads
-only the standard library and the plain-Python bounds of ``downloader.settings``; a
-command's own modules (the ledger, aiohttp, rich) are imported once it runs.
+only the standard library and ``cli.parser``; a command's own modules (the ledger, aiohttp,
+rich) are imported once it runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import math
-import os
-import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from downloader.cli import exitcodes
-from downloader.settings import (
-    MAX_CONNECTIONS,
-    MAX_PRIORITY,
-    MAX_SECONDS,
-    MAX_TASKS,
-    MAX_TRIES,
-    parse_size,
-)
-from storage import TaskState
+from downloader.cli.parser import build_parser
 
 if TYPE_CHECKING:
     from downloader.cli.output import Output
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line and exits 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(exitcodes.USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
-
-
-MAX_TASK_ID = 2**63 - 1  # SQLite's largest rowid: a larger id is no task
-MIN_RATE = 1024  # --limit-rate: below 1 KiB/s one read of 64 KiB waits over a minute
-MAX_PORT = 65535
-DEMO_SIZES = (1 << 20, 16 << 30)  # demo --size: what makes a demo, and what fits a disk
-# How a typed size reads (parse_size); shown under every command that takes one.
-SIZES = (
-    "Sizes and rates: 10MB is 10,000,000 bytes (decimal, the units modelhaul shows); "
-    "10MiB and a bare 10M are 10,485,760 (binary, as curl, wget and aria2c read 10M). "
-    "K, G and T alike."
-)
-# ASCII digits only: int() also takes other scripts' digits and "1_000"
-_WHOLE = re.compile(r"[+-]?[0-9]{1,20}")
-_ID = re.compile(r"[0-9]{1,19}")
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        if not _WHOLE.fullmatch(text.strip()) or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a whole number of at least {low} and at most {high}"
-            )
-        return int(text)
-
-    return parse
-
-
-def _rate(text: str) -> int:
-    rate = _size(text)
-    if rate < MIN_RATE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is too slow to download at: a rate must be at least 1K (1024 bytes/s)"
-        )
-    return rate
-
-
-def _demo_size(text: str) -> int:
-    size = _size(text)
-    low, high = DEMO_SIZES
-    if not low <= size <= high:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size from 1M to 16G")
-    return size
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds from more than 0 to {MAX_SECONDS:.0f}"
-        )
-    return value
-
-
-def _task_id(text: str) -> int:
-    if not _ID.fullmatch(text) or not 1 <= int(text) <= MAX_TASK_ID:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a task id: 'modelhaul ls' lists them")
-    return int(text)
-
-
-class _Version(argparse.Action):
-    """``--version``: the installed version, looked up only when asked for (reading the
-    package metadata costs every other run its time)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        kwargs.update(nargs=0, default=argparse.SUPPRESS)
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            number = version("modelhaul")
-        except PackageNotFoundError:
-            number = "unknown"
-        sys.stdout.write(f"modelhaul {number}\n")
-        parser.exit()
-
-
-def build_parser() -> Parser:
-    """The whole command line."""
-    common = Parser(add_help=False)
-    common.add_argument(
-        "--home",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="the folder of the ledger (default $MODELHAUL_HOME)",
-    )
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print data as JSON"
-    )
-    common.add_argument(
-        "--quiet",
-        "-q",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print nothing but results and errors",
-    )
-    common.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks and debug logs"
-    )
-
-    parser = Parser(
-        prog="modelhaul",
-        description="Download model files over many connections; resume after anything.",
-        epilog="Exit codes: 0 done, 1 failed, 2 usage, 130 interrupted (paused). " + SIZES,
-        parents=[common],
-    )
-    parser.add_argument("--version", action=_Version, help="show the version and exit")
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=Parser
-    )
-
-    def command(name: str, help: str) -> Parser:
-        return sub.add_parser(name, help=help, description=help, parents=[common])
-
-    get = command(
-        "get",
-        "download: a URL, hf://owner/repo[@rev][/file-or-glob], mlx://owner/repo, "
-        "ollama://model[:tag], or a model alias",
-    )
-    get.add_argument("specs", nargs="+", metavar="SPEC")
-    get.add_argument("--dest", metavar="DIR", help="the folder the files go to")
-    get.add_argument("-o", "--output", metavar="FILE", help="the file a single URL is saved as")
-    get.add_argument(
-        "--include",
-        action="append",
-        metavar="GLOB",
-        help="Hugging Face: fetch the repo files matching GLOB (repeatable)",
-    )
-    get.add_argument(
-        "--exclude",
-        action="append",
-        metavar="GLOB",
-        help="Hugging Face: leave out the repo files matching GLOB (repeatable)",
-    )
-    get.add_argument("--revision", help="Hugging Face: a branch, tag or commit (default main)")
-    get.add_argument(
-        "--connections",
-        type=_whole(1, MAX_CONNECTIONS),
-        help=f"connections per file, 1-{MAX_CONNECTIONS} (default 16)",
-    )
-    get.add_argument(
-        "--limit-rate",
-        dest="task_rate",
-        type=_rate,
-        metavar="RATE",
-        help="e.g. 10M: bytes/s for this download (at least 1K), kept with it",
-    )
-    get.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        metavar="'NAME: VALUE'",
-        help="an HTTP header for every request (credentials: only to the file's own host, "
-        "never stored)",
-    )
-    get.add_argument(
-        "--checksum",
-        metavar="sha256=HEX",
-        help="the file's SHA-256: the download completes only if it matches",
-    )
-    get.add_argument(
-        "--max-tries",
-        type=_whole(1, MAX_TRIES),
-        metavar="N",
-        help=f"tries in a row without progress before giving up, 1-{MAX_TRIES} (default 9)",
-    )
-    get.add_argument(
-        "--timeout",
-        type=_seconds,
-        metavar="SECONDS",
-        help="give up on a connection that sends nothing for this long (default 30)",
-    )
-    get.add_argument(
-        "--connect-timeout",
-        type=_seconds,
-        metavar="SECONDS",
-        help="give up on connecting after this long (default 30)",
-    )
-    get.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="show what would be fetched, how much and where; fetch nothing",
-    )
-    get.add_argument(
-        "--priority",
-        type=_whole(-MAX_PRIORITY, MAX_PRIORITY),
-        default=0,
-        help=f"higher runs first, {-MAX_PRIORITY} to {MAX_PRIORITY} (default 0)",
-    )
-    get.add_argument("--token", help="an access token (used in memory only)")
-    get.add_argument("--detach", action="store_true", help="only queue it for a worker or server")
-    get.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a different file already at the destination (once the new bytes "
-        "pass every check)",
-    )
-    get.add_argument(
-        "--no-check", action="store_true", help="skip the disk-space check before starting"
-    )
-
-    ls = command("ls", "list tasks")
-    ls.add_argument("--state", choices=[s.value for s in TaskState])
-
-    show = command("show", "one task: files, chunks, history")
-    show.add_argument("id", type=_task_id)
-
-    for name, help in (
-        ("pause", "pause tasks (their progress is kept)"),
-        ("resume", "resume paused tasks (in the foreground unless --detach)"),
-        ("retry", "retry failed tasks (in the foreground unless --detach)"),
-        ("cancel", "cancel tasks for good"),
-        ("rm", "forget tasks (their files stay)"),
-    ):
-        p = command(name, help)
-        p.add_argument("ids", nargs="+", type=_task_id, metavar="ID")
-        if name == "cancel":
-            p.add_argument("--purge", action="store_true", help="also delete partial files")
-        if name in ("resume", "retry"):
-            p.add_argument("--detach", action="store_true", help="only queue it")
-            p.add_argument(
-                "--limit-rate",
-                dest="task_rate",
-                type=_rate,
-                metavar="RATE",
-                help="e.g. 10M: bytes/s for these downloads from now on (at least 1K)",
-            )
-
-    command("watch", "a live table of every task")
-
-    worker = command("worker", "run queued tasks headless (for systemd or a container)")
-    worker.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    worker.add_argument(
-        "--limit-rate",
-        dest="process_rate",
-        type=_rate,
-        metavar="RATE",
-        help="e.g. 10M: bytes/s for everything this worker runs (at least 1K)",
-    )
-    worker.add_argument(
-        "--max-tasks", type=_whole(1, MAX_TASKS), help=f"tasks at once, 1-{MAX_TASKS} (default 4)"
-    )
-
-    serve = command("serve", "the REST + SSE server and its web page")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument(
-        "--limit-rate",
-        dest="process_rate",
-        type=_rate,
-        metavar="RATE",
-        help="e.g. 10M: bytes/s for everything this server runs (at least 1K)",
-    )
-    serve.add_argument("--port", type=_whole(1, MAX_PORT), default=8000, help="1-65535")
-    serve.add_argument(
-        "--token",
-        default=os.environ.get("MODELHAUL_TOKEN"),
-        help="require this bearer token (default $MODELHAUL_TOKEN)",
-    )
-
-    verify = command("verify", "re-check chunk and file digests on disk")
-    verify.add_argument("ids", nargs="*", type=_task_id, metavar="ID")
-    verify.add_argument(
-        "--repair",
-        action="store_true",
-        help="fetch the bad blocks of finished files again, then check them again",
-    )
-
-    mirror = command("mirror", "download every entry of a manifest (crash-safe: run it again)")
-    mirror.add_argument("manifest", type=Path)
-    mirror.add_argument(
-        "--max-tasks", type=_whole(1, MAX_TASKS), help=f"tasks at once, 1-{MAX_TASKS} (default 4)"
-    )
-
-    models = command("models", "the model registry: aliases that work as specs")
-    models.add_argument("alias", nargs="?", help="show one model")
-    models.add_argument("--provider", choices=["huggingface", "ollama", "mlx"])
-    models.add_argument("--capability")
-    models.add_argument("--recommended", action="store_true")
-
-    cache = command("cache", "what is cached (HF cache, Ollama store, downloads); evict, delete")
-    cache_sub = cache.add_subparsers(
-        dest="cache_command", required=True, metavar="ACTION", parser_class=Parser
-    )
-    cache_sub.add_parser("ls", help="cached models, least recently used first", parents=[common])
-    cache_sub.add_parser("du", help="total size on disk", parents=[common])
-    removing = Parser(add_help=False)  # what rm, evict and clear share: nothing without asking
-    removing.add_argument("-y", "--yes", action="store_true", help="delete without asking")
-    removing.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
-    removing.add_argument(
-        "--all",
-        action="store_true",
-        help="also models other tools downloaded (by default only modelhaul's downloads)",
-    )
-    rm = cache_sub.add_parser(
-        "rm",
-        help="delete cached models: names as 'cache ls' shows them, or specs",
-        parents=[common, removing],
-    )
-    rm.add_argument("specs", nargs="+", metavar="NAME")
-    evict = cache_sub.add_parser(
-        "evict", help="delete least recently used models to fit a size", parents=[common, removing]
-    )
-    evict.add_argument("--max-size", type=_size, required=True, metavar="SIZE", help="e.g. 50G")
-    cache_sub.add_parser(
-        "clear", help="delete every model no task holds", parents=[common, removing]
-    )
-
-    demo = command("demo", "an offline demonstration: local servers, faults, a crash, resume")
-    demo.add_argument(
-        "--size", type=_demo_size, default=96 << 20, help="the GGUF's size, 1M-16G (default 96M)"
-    )
-    demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
-    for name in ("get", "resume", "retry", "worker", "serve", "demo"):
-        sub.choices[name].epilog = SIZES
-    evict.epilog = SIZES
-    return parser
+def run() -> NoReturn:
+    """The ``modelhaul`` program: runs the command line and exits with its code. Once the
+    command has ended and said how, SIGINT stays ignored while Python tears down: Ctrl-C
+    there could only turn that into a traceback or a death by signal."""
+    raise SystemExit(_guarded(None))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``modelhaul``; returns the exit code. Ctrl-C ends it with exit 130 and one line,
-    never a traceback: while its modules load, during a command's checks, or during a
-    download (which it pauses first)."""
+    """Run ``modelhaul`` in this process (tests, scripts); returns the exit code. Ctrl-C ends
+    it with exit 130 and one line, never a traceback: while its modules load, during a
+    command's checks, or during a download (which it pauses first). The caller's SIGINT
+    handling is as it was afterwards (an ignored SIGINT would pass to its child processes)."""
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        return _guarded(argv)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _guarded(argv: Sequence[str] | None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -457,4 +123,4 @@ async def _until_interrupted(command: Awaitable[int], out: Output) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
