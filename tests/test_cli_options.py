@@ -198,6 +198,8 @@ async def test_dry_run_says_what_where_and_how_much_and_fetches_nothing(tmp_path
     assert plan["total_bytes"] == sum(f["size"] for f in plan["files"])
     assert plan["destination"].endswith("models--org--tiny")
     assert fetched == [] and await _tasks(home) == []
+    # nothing written, not even the repo's folders (hf cache ls would list an empty repo)
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").rglob("*")) == []
 
 
 async def test_a_tasks_own_settings_are_kept_and_resume_can_change_them(tmp_path: Path) -> None:

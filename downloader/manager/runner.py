@@ -166,6 +166,8 @@ class TaskRunner:
         if pinned != dict(self.task.options):
             await ledger.tasks.set_options(self.task.id, pinned)
             self.task = await ledger.tasks.get(self.task.id)
+        for folder in resolution.folders:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         block = self._ctx.settings.block_size
         self._records = await ledger.files.add(
             self.task.id, [new_file(f, block) for f in resolution.files]

@@ -59,12 +59,15 @@ class RemoteFile:
 @dataclass(frozen=True)
 class Resolution:
     """The files of a spec; headers (credentials) the engine sends only to each file's own
-    host, never to a host it is redirected to; and ``pins``, options to keep with the task so
-    that a later run resolves the same thing (a branch's commit, a manifest)."""
+    host, never to a host it is redirected to; ``pins``, options to keep with the task so
+    that a later run resolves the same thing (a branch's commit, a manifest); and
+    ``folders``, made before the first byte is fetched (not by a resolve alone: a dry run
+    or a size check leaves nothing behind)."""
 
     files: tuple[RemoteFile, ...]
     auth_headers: Mapping[str, str] = field(default_factory=dict)
     pins: Mapping[str, Any] = field(default_factory=dict)
+    folders: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

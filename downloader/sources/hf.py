@@ -84,10 +84,6 @@ class HuggingFaceSource:
         targets = await asyncio.to_thread(
             _targets, destination, [siblings[p] for p in wanted], cache
         )
-        if cache:
-            # huggingface_hub makes a repo's folders before its first byte arrives; a repo
-            # folder with blobs but no snapshots/ is "corrupted" to its cache scanner.
-            await asyncio.to_thread(hfcache.make_folders, destination)
         # The same bytes under two names are fetched once: one file, every name it has.
         names: dict[Path, list[str]] = {}
         for path in wanted:
@@ -109,7 +105,10 @@ class HuggingFaceSource:
             )
             for target, paths in names.items()
         )
-        return Resolution(files, auth, {"commit": commit})
+        # huggingface_hub makes a repo's folders before its first byte arrives; a repo
+        # folder with blobs but no snapshots/ is "corrupted" to its cache scanner.
+        folders = hfcache.repo_folders(destination) if cache else ()
+        return Resolution(files, auth, {"commit": commit}, folders)
 
     async def finish(
         self, spec: Spec, destination: Path, resolution: Resolution, ctx: SourceContext

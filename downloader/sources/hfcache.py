@@ -103,11 +103,9 @@ def cached_files(folder: Path, commit: str) -> dict[str, CachedFile]:
     return found
 
 
-def make_folders(folder: Path) -> None:
-    """The repo's ``blobs/`` and ``snapshots/``, before anything is fetched into it
-    (blocking)."""
-    for name in ("blobs", "snapshots"):
-        (folder / name).mkdir(parents=True, exist_ok=True)
+def repo_folders(folder: Path) -> tuple[Path, ...]:
+    """The repo's ``blobs/`` and ``snapshots/``, made before anything is fetched into it."""
+    return (folder / "blobs", folder / "snapshots")
 
 
 def link_snapshot(folder: Path, commit: str, path: str, etag: str) -> Path:
