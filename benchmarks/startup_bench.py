@@ -5,14 +5,17 @@
 Each pair is run in turn (modelhaul, then hf, then modelhaul again ...) so that a machine
 whose speed drifts moves both alike; each figure is the median wall time of whole processes
 (Python's start included), and each ratio the median of the pairs' ratios. ``modelhaul ls``
-reads an empty home, ``hf cache ls`` an empty cache. Targets (issue 16): ``modelhaul --help``
-at most 0.3x ``hf --help``; ``modelhaul ls`` at most 1.0x ``hf cache ls``. Needs ``time``
-(GNU time) and ``hf``, which huggingface_hub installs beside modelhaul.
+lists a ledger of 20 tasks, ``hf cache ls`` a cache of 20 repos (one file each). Targets
+(issue 16): ``modelhaul --help`` at most 0.3x ``hf --help``; ``modelhaul ls`` at most 1.0x
+``hf cache ls``. Needs ``time`` (GNU time) and ``hf``, which huggingface_hub installs beside
+modelhaul.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import json
 import os
 import statistics
@@ -35,6 +38,39 @@ def pairs(home: Path) -> dict[str, tuple[list[str], list[str]]]:
     }
 
 
+MODELS = 20
+
+
+def fill(home: Path) -> None:
+    """A ledger of MODELS tasks (one with its files) and an HF cache of MODELS repos."""
+    from storage import NewFile, NewTask, open_ledger
+
+    async def ledger() -> None:
+        led = await open_ledger(home / "modelhaul" / "ledger.db")
+        try:
+            tasks = [
+                NewTask("huggingface", f"org/model-{i}", str(home / "hf" / "hub"))
+                for i in range(MODELS)
+            ]
+            ids = await led.tasks.enqueue(tasks)
+            await led.files.add(ids[0], [NewFile("http://e/x", "x.gguf", "/x", 1 << 20, size=6)])
+        finally:
+            await led.close()
+
+    asyncio.run(ledger())
+    for i in range(MODELS):
+        repo = home / "hf" / "hub" / f"models--org--model-{i}"
+        data = f"model {i}\n".encode()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        commit = hashlib.sha1(data).hexdigest()
+        link = repo / "snapshots" / commit / "model.gguf"
+        for folder in (blob.parent, link.parent, repo / "refs"):
+            folder.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link.symlink_to(Path("..", "..", "blobs", blob.name))
+        (repo / "refs" / "main").write_text(commit)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="pairs per comparison")
@@ -43,7 +79,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
-        (home / "hf" / "hub").mkdir(parents=True)
+        fill(home)
         env = dict(
             os.environ,
             HF_HOME=str(home / "hf"),  # an empty cache for 'hf cache ls'

@@ -13,7 +13,14 @@ from sqlalchemy.engine import Connection
 from storage.db import Database
 from storage.errors import LeaseLostError
 from storage.models import Chunk, File, Task
-from storage.records import ChunkRecord, FileCheckpoint, FileRecord, FileState, NewFile
+from storage.records import (
+    ChunkRecord,
+    FileCheckpoint,
+    FileRecord,
+    FileState,
+    NewFile,
+    file_record,
+)
 
 _F = File.__table__
 _C = Chunk.__table__
@@ -247,30 +254,4 @@ def _chunk_row(c: ChunkRecord) -> dict[str, Any]:
 def _chunk_record(row: Any) -> ChunkRecord:
     return ChunkRecord(
         file_id=row.file_id, start=row.start, end=row.end, done=row.done, xxh3=bytes(row.xxh3)
-    )
-
-
-def file_record(row: Any) -> FileRecord:
-    """Build a ``FileRecord`` from a row of the files table."""
-    return FileRecord(
-        id=row.id,
-        task_id=row.task_id,
-        position=row.position,
-        url=row.url,
-        relpath=row.relpath,
-        local_path=row.local_path,
-        size=row.size,
-        expected_sha256=row.expected_sha256,
-        etag=row.etag,
-        last_modified=row.last_modified,
-        accept_ranges=row.accept_ranges,
-        state=FileState(row.state),
-        downloaded_bytes=row.downloaded_bytes,
-        sha256=row.sha256,
-        block_size=row.block_size,
-        part_mtime_ns=row.part_mtime_ns,
-        part_size=row.part_size,
-        dirty=bool(row.dirty),
-        error=row.error,
-        meta=row.meta or {},
     )

@@ -217,3 +217,63 @@ class FileCheckpoint:
     downloaded_bytes: int
     part_mtime_ns: int | None = None
     part_size: int | None = None
+
+
+# Rows to records: ``row`` is any object with a table's columns as attributes and its JSON
+# columns decoded (a SQLAlchemy row, or storage.glance's reading of the file).
+
+
+def task_record(row: Any) -> TaskRecord:
+    """Build a ``TaskRecord`` from a row of the tasks table."""
+    lease = Lease.parse(row.lease_owner) if row.lease_owner is not None else None
+    return TaskRecord(
+        id=row.id,
+        provider=row.provider,
+        source=row.source,
+        revision=row.revision,
+        patterns=tuple(row.patterns) if row.patterns is not None else None,
+        destination=row.destination,
+        options=row.options or {},
+        spec_key=row.spec_key,
+        label=row.label,
+        state=TaskState(row.state),
+        priority=row.priority,
+        error=row.error,
+        total_bytes=row.total_bytes,
+        downloaded_bytes=row.downloaded_bytes,
+        files_total=row.files_total,
+        files_done=row.files_done,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        lease=lease,
+        heartbeat_at=row.heartbeat_at,
+        last_owner=row.last_owner,
+    )
+
+
+def file_record(row: Any) -> FileRecord:
+    """Build a ``FileRecord`` from a row of the files table."""
+    return FileRecord(
+        id=row.id,
+        task_id=row.task_id,
+        position=row.position,
+        url=row.url,
+        relpath=row.relpath,
+        local_path=row.local_path,
+        size=row.size,
+        expected_sha256=row.expected_sha256,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        accept_ranges=row.accept_ranges,
+        state=FileState(row.state),
+        downloaded_bytes=row.downloaded_bytes,
+        sha256=row.sha256,
+        block_size=row.block_size,
+        part_mtime_ns=row.part_mtime_ns,
+        part_size=row.part_size,
+        dirty=bool(row.dirty),
+        error=row.error,
+        meta=row.meta or {},
+    )

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from storage.errors import TaskNotFoundError
 from storage.models import Event, Task
-from storage.records import EventRecord, Lease, NewTask, TaskRecord
+from storage.records import EventRecord, NewTask, TaskRecord, task_record
 from storage.states import TaskState
 
 TASKS = Task.__table__
@@ -63,36 +63,6 @@ def new_task_row(task: NewTask, now: float) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
-
-
-def task_record(row: Any) -> TaskRecord:
-    """Build a ``TaskRecord`` from a row of the tasks table."""
-    lease = Lease.parse(row.lease_owner) if row.lease_owner is not None else None
-    return TaskRecord(
-        id=row.id,
-        provider=row.provider,
-        source=row.source,
-        revision=row.revision,
-        patterns=tuple(row.patterns) if row.patterns is not None else None,
-        destination=row.destination,
-        options=row.options or {},
-        spec_key=row.spec_key,
-        label=row.label,
-        state=TaskState(row.state),
-        priority=row.priority,
-        error=row.error,
-        total_bytes=row.total_bytes,
-        downloaded_bytes=row.downloaded_bytes,
-        files_total=row.files_total,
-        files_done=row.files_done,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        lease=lease,
-        heartbeat_at=row.heartbeat_at,
-        last_owner=row.last_owner,
-    )
 
 
 def event_record(row: Any) -> EventRecord:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from storage import moves
 from storage.db import Database
 from storage.errors import TaskNotFoundError
-from storage.records import EventRecord, Lease, NewTask, TaskRecord
+from storage.records import EventRecord, Lease, NewTask, TaskRecord, task_record
 from storage.states import TaskState
 from storage.task_rows import (
     EVENTS,
@@ -23,7 +23,6 @@ from storage.task_rows import (
     get_task,
     new_task_row,
     set_columns,
-    task_record,
 )
 
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -18,10 +18,12 @@ from downloader.cli.options import settings_for
 from downloader.cli.output import Output
 from downloader.errors import ModelhaulError
 from downloader.json_shapes import task_json
-from downloader.manager import DownloadManager
 from downloader.progress import format_bytes
 from downloader.specs import parse_spec
 from storage import IllegalTransitionError, LedgerError, TaskState, TransitionConflictError
+
+if TYPE_CHECKING:
+    from downloader.manager import DownloadManager
 
 Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
 
@@ -35,29 +37,14 @@ async def get(args: argparse.Namespace, out: Output) -> int:
 
 async def ls(args: argparse.Namespace, out: Output) -> int:
     """List tasks."""
-    async with DownloadManager(settings_for(args), autostart=False) as manager:
-        tasks = await manager.list(args.state)
-        if out.json:
-            out.data([task_json(t, files=await manager.files(t.id)) for t in tasks])
-            return exitcodes.OK
-        if not tasks:
-            out.say("no tasks")
-            return exitcodes.OK
-        table = Table(box=None, header_style="bold")
-        for column in ("ID", "STATE", "DONE", "SIZE", "FILES", "WHAT"):
-            table.add_column(column, no_wrap=column != "WHAT")
-        for t in tasks:
-            done = f"{100 * t.downloaded_bytes / t.total_bytes:.1f}%" if t.total_bytes else ""
-            size = format_bytes(t.total_bytes) if t.total_bytes is not None else "?"
-            files = f"{t.files_done}/{t.files_total}" if t.files_total else ""
-            table.add_row(str(t.id), t.state.value, done, size, files, t.label)
-        out.console.print(table)
-    return exitcodes.OK
+    from downloader.cli.listing import list_tasks
+
+    return await list_tasks(args, out)
 
 
 async def show(args: argparse.Namespace, out: Output) -> int:
     """One task: its fields, files, chunks and history."""
-    async with DownloadManager(settings_for(args), autostart=False) as manager:
+    async with _manager(args, autostart=False) as manager:
         task = await manager.get(args.id)
         files = await manager.files(task.id)
         by_file = await manager.chunks(task.id)
@@ -114,7 +101,7 @@ def _control(action: str) -> Command:
     async def run(args: argparse.Namespace, out: Output) -> int:
         foreground = action in ("resume", "retry") and not args.detach
         code, done, results = exitcodes.OK, [], []
-        async with DownloadManager(settings_for(args), autostart=foreground) as manager:
+        async with _manager(args, autostart=foreground) as manager:
             for task_id in args.ids:
                 try:
                     if action == "cancel":
@@ -164,7 +151,7 @@ async def watch(args: argparse.Namespace, out: Output) -> int:
     """A live table of every task until Ctrl-C."""
     from downloader.cli.watch import watch_tasks
 
-    async with DownloadManager(settings_for(args), autostart=False) as manager:
+    async with _manager(args, autostart=False) as manager:
         with contextlib.suppress(asyncio.CancelledError):
             await _until_signal(watch_tasks(manager, out))
     return exitcodes.OK
@@ -174,7 +161,7 @@ async def worker(args: argparse.Namespace, out: Output) -> int:
     """Run queued tasks headless; SIGTERM or Ctrl-C put running tasks back in the queue."""
     from downloader.cli.display import line_for
 
-    async with DownloadManager(settings_for(args)) as manager:
+    async with _manager(args) as manager:
 
         async def log() -> None:
             async for p in manager.watch():
@@ -212,7 +199,7 @@ async def verify(args: argparse.Namespace, out: Output) -> int:
     anything still differs."""
     from downloader.verify import verify_task
 
-    async with DownloadManager(settings_for(args), autostart=False) as manager:
+    async with _manager(args, autostart=False) as manager:
         ids = args.ids or [t.id for t in await manager.list(TaskState.COMPLETED)]
         checks = []
         for task_id in ids:
@@ -310,6 +297,14 @@ async def demo(args: argparse.Namespace, out: Output) -> int:
     from downloader.cli.demo import run_demo
 
     return await run_demo(args, out)
+
+
+def _manager(args: argparse.Namespace, *, autostart: bool = True) -> DownloadManager:
+    # Loaded when a command needs it: the manager brings the engine and aiohttp, which
+    # 'ls' (storage.glance) does without.
+    from downloader.manager import DownloadManager
+
+    return DownloadManager(settings_for(args), autostart=autostart)
 
 
 async def _until_signal(job: Awaitable[Any]) -> Any:
