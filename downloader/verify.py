@@ -82,8 +82,11 @@ def _check(f: FileRecord, chunks: list[ChunkRecord]) -> FileCheck:
     try:
         size = os.fstat(fd).st_size
         if target == final and f.size is not None and size != f.size:
+            # Wrong bytes, no block to name: a repair fetches the whole file again.
+            problem = f"{size} bytes, not {f.size}"
+            completed = f.state is FileState.COMPLETED
             return FileCheck(
-                f.task_id, f.relpath, str(target), False, 0, f"{size} bytes, not {f.size}"
+                f.task_id, f.relpath, str(target), False, 0, problem, f.id, (), completed
             )
         checked, bad = 0, []
         for c in chunks:

@@ -285,3 +285,22 @@ async def test_verify_says_when_a_file_could_not_be_checked(tmp_path: Path) -> N
     [check] = checked.json()
     assert check["ok"] and not check["checked"]
     assert check["problem"] == "not checked: no digest was recorded for it"
+
+
+async def test_verify_repair_fetches_a_whole_file_whose_size_changed(tmp_path: Path) -> None:
+    home, target = tmp_path / "home", tmp_path / "m.bin"
+    data = random.Random(6).randbytes(3 * MiB)
+    async with Origin({"m.bin": data}) as origin:
+        got = await run(home, "get", origin.url("m.bin"), "-o", str(target))
+        assert got.code == 0, got.stderr
+        with target.open("ab") as f:  # something wrote past its end: no block names it
+            f.write(b"tail")
+        found = await run(home, "verify")
+        assert found.code == 1, found.stderr
+        served = origin.served
+        repaired = await run(home, "verify", "--repair")
+        refetched = origin.served - served
+    assert repaired.code == 0, repaired.stderr
+    assert target.read_bytes() == data
+    assert refetched == len(data)  # all of it, once
+    assert (await run(home, "verify")).code == 0

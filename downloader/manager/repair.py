@@ -20,7 +20,7 @@ from downloader.engine.plan import repair as repaired_chunks
 from downloader.errors import SpecError, TransferError
 from downloader.manager.rows import spec_of
 from downloader.manager.runner import RunContext, check_format
-from downloader.sources import SourceContext, source_for
+from downloader.sources import Resolution, SourceContext, source_for
 from storage import FileRecord, FileState, IllegalTransitionError, TaskState
 
 
@@ -58,15 +58,7 @@ async def repair_file(
         # passed every check, then gives way (it is this task's own).
         await ledger.tasks.note(task.id, f"repairing {record.relpath}: fetching all of it again")
         record = await ledger.files.replace_chunks(record.id, [], state=FileState.DOWNLOADING)
-        download = FileDownload(
-            ctx.engine,
-            record,
-            ledger.journal(record, None),
-            auth_headers=dict(resolution.auth_headers),
-            overwrite=True,
-            check=check_format,
-        )
-        done = await download.run()
+        done = await _fetch(ctx, record, resolution, overwrite=True)
     else:
         # Some blocks again: in place, in the partial file the engine writes.
         note = f"repairing {record.relpath}: fetching {len(bad_blocks)} block(s) again"
@@ -76,14 +68,7 @@ async def repair_file(
             record = await ledger.files.replace_chunks(
                 record.id, plan, state=FileState.DOWNLOADING, dirty=False, sha256=None
             )
-            download = FileDownload(
-                ctx.engine,
-                record,
-                ledger.journal(record, None),
-                auth_headers=dict(resolution.auth_headers),
-                check=check_format,
-            )
-            done = await download.run()
+            done = await _fetch(ctx, record, resolution, overwrite=False)
         except BaseException:
             await asyncio.shield(_put_back(ctx, record, part, dest))
             raise
@@ -96,3 +81,18 @@ async def _put_back(ctx: RunContext, record: FileRecord, part: Path, dest: Path)
     if await asyncio.to_thread(part.is_file) and not await asyncio.to_thread(dest.exists):
         await asyncio.to_thread(rename_durably, part, dest)
         await ctx.ledger.files.update(record.id, state=FileState.COMPLETED, dirty=False)
+
+
+async def _fetch(
+    ctx: RunContext, record: FileRecord, resolution: Resolution, *, overwrite: bool
+) -> FileRecord:
+    """Fetch what ``record``'s chunks still lack, checked like any download."""
+    download = FileDownload(
+        ctx.engine,
+        record,
+        ctx.ledger.journal(record, None),
+        auth_headers=dict(resolution.auth_headers),
+        overwrite=overwrite,
+        check=check_format,
+    )
+    return await download.run()
