@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from downloader.engine.config import EngineConfig
+from downloader.engine.network import NetworkConfig
 from downloader.engine.retry import RetryPolicy
 from storage.location import modelhaul_home
 
@@ -138,6 +139,9 @@ class Settings:
     # allocated or planned (a hostile or broken server can claim any size). 4 TiB holds
     # the largest single model files published today several times over.
     max_file_size: int = 4 << 40
+    # Proxies (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY; MODELHAUL_PROXY) and trusted CAs
+    # (MODELHAUL_CA_CERTIFICATE, REQUESTS_CA_BUNDLE, SSL_CERT_FILE): from_env reads them.
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
     hf_endpoint: str = "https://huggingface.co"  # HF_ENDPOINT
     hf_cache: Path | None = None  # HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub
@@ -196,10 +200,26 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from ``MODELHAUL_*`` variables, then explicit overrides."""
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        proxy: str | None = None,
+        ca_certificate: str | Path | None = None,
+        insecure: bool = False,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from ``MODELHAUL_*`` variables (and the proxy and CA variables other
+        tools read), then explicit overrides: ``proxy``, ``ca_certificate`` and
+        ``insecure`` are the command line's network options."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {"home": modelhaul_home(env)}
+        insecure = insecure or env.get("MODELHAUL_INSECURE", "").lower() in ("1", "true", "yes")
+        values: dict[str, Any] = {
+            "home": modelhaul_home(env),
+            "network": NetworkConfig.from_env(
+                env, proxy=proxy, ca_certificate=ca_certificate, insecure=insecure
+            ),
+        }
         if env.get("MODELHAUL_LEDGER"):
             values["ledger"] = env["MODELHAUL_LEDGER"]
         if env.get("MODELHAUL_DOWNLOADS"):

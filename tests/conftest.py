@@ -55,6 +55,7 @@ SYSTEM_PACKAGES = {
     "tmux": "tmux",
     "setpriv": "util-linux",
     "mount": "mount",
+    "tinyproxy": "tinyproxy",
 }
 # Under this variable (CI sets it) a missing program fails its tests instead of skipping them.
 REQUIRE_SYSTEM = "MODELHAUL_REQUIRE_SYSTEM"

@@ -9,6 +9,7 @@ rich) are imported once it runs.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Sequence
@@ -66,6 +67,13 @@ def _main(argv: Sequence[str] | None) -> int:
     from downloader.errors import ModelhaulError
 
     out = Output.create(json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
+    insecure = os.environ.get("MODELHAUL_INSECURE", "").lower() in ("1", "true", "yes")
+    if insecure or getattr(args, "insecure", False):
+        # Loud on purpose, every time: the bytes of this run can be changed by anyone on the way.
+        out.error(
+            "warning: certificates are not checked (--insecure): anyone on the way can change "
+            "the bytes; only digests the source publishes still hold them"
+        )
     try:
         return asyncio.run(_until_interrupted(COMMANDS[args.command](args, out), out))
     except KeyboardInterrupt:

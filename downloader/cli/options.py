@@ -16,5 +16,8 @@ def settings_for(args: argparse.Namespace, **overrides: object) -> Settings:
         # A worker's or server's own limit; a download's is kept with its task instead.
         rate_limit=getattr(args, "process_rate", None),
         max_tasks=getattr(args, "max_tasks", None),
+        proxy=getattr(args, "proxy", None),
+        ca_certificate=getattr(args, "ca_certificate", None),
+        insecure=getattr(args, "insecure", False),
         **overrides,
     )

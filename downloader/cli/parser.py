@@ -99,6 +99,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _proxy(text: str) -> str:
+    from downloader.engine.network import Proxy
+
+    try:
+        Proxy.parse(text, "--proxy")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--proxy: ")) from None
+    return text
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
+    return path
+
+
 def _task_id(text: str) -> int:
     if not _ID.fullmatch(text) or not 1 <= int(text) <= MAX_TASK_ID:
         raise argparse.ArgumentTypeError(f"{text!r} is not a task id: 'modelhaul ls' lists them")
@@ -145,6 +162,27 @@ def build_parser() -> Parser:
     )
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks and debug logs"
+    )
+    common.add_argument(
+        "--proxy",
+        type=_proxy,
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="an HTTP proxy for every request (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; "
+        "NO_PROXY bypasses either)",
+    )
+    common.add_argument(
+        "--ca-certificate",
+        type=_existing_file,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="trust the CAs in this PEM bundle too (default: REQUESTS_CA_BUNDLE, SSL_CERT_FILE)",
+    )
+    common.add_argument(
+        "--insecure",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="check no certificate at all (anyone on the way can change the bytes)",
     )
 
     parser = Parser(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from downloader.engine.network import NetworkConfig
 from downloader.engine.retry import RetryPolicy
 
 
@@ -36,3 +37,4 @@ class EngineConfig:
     rate_limit: int | None = None  # bytes per second for everything, None = unlimited
     max_restarts: int = 3  # times a file may start over because the remote changed
     max_file_size: int = 4 << 40  # a larger announced size is refused before anything
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # proxies, trusted CAs

@@ -42,6 +42,7 @@ class RangeJob:
     on_written: Callable[[int], None]  # a block reached the file (hasher, checkpoints)
     rng: random.Random
     on_wait: Callable[[str | None], None] | None = None  # a long wait before a retry, or its end
+    reached: bool = False  # some connection of this file has had bytes from the remote
 
 
 class _Progressed(TransientError):
@@ -57,7 +58,9 @@ async def work(job: RangeJob, plan: Plan, worker: int) -> None:
             await fetch_span(job, span)
         except TransientError as e:
             if isinstance(e, _Progressed):  # bytes flowed before it failed: a full budget
-                policy = policy.reset()
+                policy, job.reached = policy.reset(), True
+            elif job.reached:  # another connection got bytes: the host is there
+                policy = policy.knowing_reached()
             policy = await policy.next_attempt(
                 e, job.resource.url, rng=job.rng, on_wait=job.on_wait
             )
@@ -65,7 +68,7 @@ async def work(job: RangeJob, plan: Plan, worker: int) -> None:
         except BaseException:
             plan.release(span)
             raise
-        policy = policy.reset()
+        policy, job.reached = policy.reset(), True
         plan.release(span)
         span = plan.acquire(worker)
 

@@ -16,10 +16,13 @@ from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from yarl import URL
 
 from downloader.engine.config import EngineConfig
+from downloader.engine.network import ProxyRoutes
 from downloader.engine.retry import RetryPolicy, TransientError, parse_retry_after
 from downloader.errors import HTTPStatusError, TransferError
+from downloader.headers import is_credential
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -66,9 +69,13 @@ def request_timeout(config: EngineConfig) -> aiohttp.ClientTimeout:
 
 def open_session(config: EngineConfig) -> aiohttp.ClientSession:
     """The one session all downloads of a process share: global and per-host connection
-    limits, connect and stall timeouts, and the bytes as they are (``identity``)."""
+    limits, connect and stall timeouts, the bytes as they are (``identity``), and the way
+    out (``config.network``: each request's proxy, the CAs trusted)."""
     connector = aiohttp.TCPConnector(
-        limit=config.max_connections, limit_per_host=config.max_per_host, ttl_dns_cache=300
+        limit=config.max_connections,
+        limit_per_host=config.max_per_host,
+        ttl_dns_cache=300,
+        ssl=config.network.ssl(),
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -76,7 +83,43 @@ def open_session(config: EngineConfig) -> aiohttp.ClientSession:
         auto_decompress=False,
         read_bufsize=config.read_buffer,
         headers={"User-Agent": user_agent(), "Accept-Encoding": "identity"},
+        request_class=_routed(config.network.proxies),
     )
+
+
+class ProxyCredentialsError(TransferError):
+    """A request to a plain-HTTP origin carries credentials and would go through a proxy,
+    which reads plain HTTP: not sent."""
+
+
+def _routed(routes: ProxyRoutes) -> type[aiohttp.ClientRequest]:
+    """aiohttp's request, routed through ``routes``' proxy for its URL: the one place every
+    request of the session (range requests, probes, Hub and Ollama metadata) is routed."""
+
+    class RoutedRequest(aiohttp.ClientRequest):
+        def update_proxy(
+            self,
+            proxy: URL | None,
+            proxy_auth: aiohttp.BasicAuth | None,
+            proxy_headers: Mapping[str, str] | None,
+        ) -> None:
+            chosen = routes.for_url(self.url.scheme, self.url.host or "") if proxy is None else None
+            if chosen is not None and chosen.refused:
+                raise TransferError(f"{chosen.refused}; {self.url.host} not reached")
+            if chosen is not None:
+                if self.url.scheme == "http" and any(is_credential(k) for k in self.headers):
+                    raise ProxyCredentialsError(
+                        f"{self.url.with_query(None)} would get its credentials through the "
+                        f"proxy {chosen.url} in clear (plain HTTP); not sent. Use https, or "
+                        f"put {self.url.host} in NO_PROXY",
+                        url=str(self.url),
+                    )
+                proxy = URL(chosen.url)
+                if chosen.user is not None:
+                    proxy_auth = aiohttp.BasicAuth(chosen.user, chosen.password or "")
+            super().update_proxy(proxy, proxy_auth, proxy_headers)  # type: ignore[arg-type]
+
+    return RoutedRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +210,18 @@ class Resource:
                     raise TransferError(
                         f"the host {host} does not exist (DNS): {url}", url=url
                     ) from e
-                raise TransientError(f"{type(e).__name__}: {e}") from e
+                raise TransientError(f"{type(e).__name__}: {e}", unreachable=True) from e
+            except aiohttp.ClientConnectorCertificateError as e:
+                raise TransferError(_untrusted(url, e), url=url) from e
+            except aiohttp.ClientSSLError as e:
+                host = urlsplit(url).hostname
+                raise TransferError(
+                    f"TLS with {host} failed: {e.os_error or e} ({url})", url=url
+                ) from e
+            except aiohttp.ClientHttpProxyError as e:
+                raise TransferError(_proxy_refused(url, e.status, e.message), url=url) from e
+            except aiohttp.ClientConnectorError as e:
+                raise TransientError(f"{type(e).__name__}: {e}", unreachable=True) from e
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 raise TransientError(f"{type(e).__name__}: {e or 'connection failed'}") from e
             status = response.status
@@ -187,12 +241,29 @@ class Resource:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             reason = response.reason or ""
             response.close()
+            if status == 407:  # from a proxy: the origin was not even asked
+                raise TransferError(_proxy_refused(url, status, reason), url=url)
             if status in (403, 410) and _origin(url) != _origin(self.url):
                 raise ExpiredURLError(f"HTTP {status} from redirect target {_origin(url)[1]}")
             if self._retry.is_retry(status):
                 raise TransientError(f"HTTP {status} {reason}".strip(), retry_after=retry_after)
             raise HTTPStatusError(self.url, status, reason, detail)
         raise TransferError(f"more than {MAX_REDIRECTS} redirects for {self.url}", url=self.url)
+
+
+def _proxy_refused(url: str, status: int, reason: str) -> str:
+    hint = " (proxy credentials go in its URL: http://user:pass@host:port)" if status == 407 else ""
+    return f"the proxy refused to reach {urlsplit(url).hostname}: HTTP {status} {reason}{hint}"
+
+
+def _untrusted(url: str, error: aiohttp.ClientConnectorCertificateError) -> str:
+    """One line: which host's certificate, why it is not trusted, and what would trust it."""
+    host = urlsplit(url).hostname
+    why = getattr(error.certificate_error, "verify_message", None) or str(error.certificate_error)
+    return (
+        f"the certificate of {host} is not trusted: {why} ({url}); to trust a private CA, "
+        "give its bundle with --ca-certificate FILE or REQUESTS_CA_BUNDLE"
+    )
 
 
 def _redirect_target(url: str, location: str) -> str:

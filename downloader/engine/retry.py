@@ -20,10 +20,14 @@ NOTE_AFTER = 2.0  # a wait at least this long is shown in the progress, not slep
 
 
 class TransientError(Exception):
-    """A failure that another attempt may fix (connection reset, 503, stall, …)."""
+    """A failure that another attempt may fix (connection reset, 503, stall, …).
+    ``unreachable``: no connection could be made at all (refused, no route, a DNS outage)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, unreachable: bool = False
+    ) -> None:
         self.retry_after = retry_after
+        self.unreachable = unreachable
         super().__init__(message)
 
 
@@ -33,6 +37,7 @@ class Attempt:
 
     error: str
     retry_after: float | None = None
+    unreachable: bool = False
 
 
 class RetriesExhausted(Exception):
@@ -52,6 +57,11 @@ class RetryPolicy:
     progress through flaky connections never runs out (callers ``reset()`` on progress).
     Backoff is exponential with full jitter: ``uniform(0, min(backoff_max, factor * 2**n))``,
     except that a server's ``Retry-After`` (429/503) is honoured up to ``retry_after_max``.
+
+    A host never reached (refused, no route) before any byte came is given only
+    ``unreachable_attempts`` quick tries, a few seconds in all, as curl and aria2c give up
+    at once: a typo'd port should not take a minute to say so. Once bytes have flowed
+    (``reset``), a refused connection is a server restarting, with the whole budget.
     """
 
     attempts: int = 8
@@ -59,22 +69,33 @@ class RetryPolicy:
     backoff_max: float = 20.0
     retry_after_max: float = 600.0  # a server asking for longer is asked again after this
     statuses: frozenset[int] = RETRYABLE_STATUSES
+    unreachable_attempts: int = 3
     history: tuple[Attempt, ...] = field(default=())
+    reached: bool = False  # bytes have come from the remote since this policy began
 
     def is_retry(self, status: int) -> bool:
         """Whether an HTTP ``status`` is worth another attempt (any 5xx is)."""
         return status in self.statuses or status >= 500
 
-    def increment(self, error: str, retry_after: float | None = None) -> RetryPolicy:
+    def increment(
+        self, error: str, retry_after: float | None = None, *, unreachable: bool = False
+    ) -> RetryPolicy:
         """The policy after one more failure; raises ``RetriesExhausted`` past the budget."""
-        new = replace(self, history=(*self.history, Attempt(error, retry_after)))
+        new = replace(self, history=(*self.history, Attempt(error, retry_after, unreachable)))
         if len(new.history) > self.attempts:
+            raise RetriesExhausted(new)
+        never_reached = not self.reached and all(a.unreachable for a in new.history)
+        if never_reached and len(new.history) > self.unreachable_attempts:
             raise RetriesExhausted(new)
         return new
 
     def reset(self) -> RetryPolicy:
         """The policy after progress: a full budget again."""
-        return replace(self, history=())
+        return replace(self, history=(), reached=True)
+
+    def knowing_reached(self) -> RetryPolicy:
+        """The same budget, knowing the remote has been reached (by another connection)."""
+        return replace(self, reached=True)
 
     def backoff(self, rng: random.Random | None = None) -> float:
         """Seconds to wait before the next attempt."""
@@ -84,6 +105,8 @@ class RetryPolicy:
         if last.retry_after is not None:
             return min(max(0.0, last.retry_after), self.retry_after_max)
         ceiling = min(self.backoff_max, self.backoff_factor * 2 ** (len(self.history) - 1))
+        if last.unreachable and not self.reached:
+            ceiling = min(ceiling, 2.0)  # the quick tries: seconds in all
         return (rng or random).uniform(0.0, ceiling)
 
     async def next_attempt(
@@ -99,7 +122,7 @@ class RetryPolicy:
         Past the budget, ``RetriesExhaustedError`` instead, naming the URL and the last error.
         """
         try:
-            policy = self.increment(str(error), error.retry_after)
+            policy = self.increment(str(error), error.retry_after, unreachable=error.unreachable)
         except RetriesExhausted as e:
             raise RetriesExhaustedError(url, len(e.policy.history), str(error)) from e
         await policy.sleep(rng, on_wait)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -67,6 +68,7 @@ class Origin:
     port: int = 0
     ranges: bool = True  # False: a server that ignores Range and advertises no support
     sized: bool = True  # False: no Content-Length (chunked), so the size is unknown
+    tls: Any = None  # an ssl.SSLContext with the server's certificate: https on both ports
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -100,13 +102,14 @@ class Origin:
         app.router.add_route("HEAD", "/signed/{name:.+}", self._signed)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        main = web.TCPSite(self._runner, self.host, self.port)
-        cdn = web.TCPSite(self._runner, self.host, 0)
+        main = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
+        cdn = web.TCPSite(self._runner, self.host, 0, ssl_context=self.tls)
         await main.start()
         await cdn.start()
         self.port = _bound_port(main)
-        self.base_url = f"http://{self.host}:{self.port}"
-        self.cdn_url = f"http://{self.host}:{_bound_port(cdn)}"
+        scheme = "https" if self.tls is not None else "http"
+        self.base_url = f"{scheme}://{self.host}:{self.port}"
+        self.cdn_url = f"{scheme}://{self.host}:{_bound_port(cdn)}"
         return self
 
     async def stop(self) -> None:
