@@ -6,11 +6,16 @@ changed or deleted (the whole temp tree is listed before and after)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 from hostilekit import assert_untouched, failed, make_roots, run_one, snapshot
 
+from downloader.errors import SourceError
+from downloader.sources import hubapi
 from downloader.testing.hostile import (
     VICTIM,
     DaemonAttack,
@@ -57,7 +62,7 @@ async def test_a_hub_file_name_that_leaves_the_folder_fails_the_task_and_writes_
         (HubAttack.COMMIT_TRAVERSAL, "commit id '../../x', which is not 40 hex digits"),
         (HubAttack.SIZE_NOT_NUMBER, "the size 'abc': not a whole number"),
         (HubAttack.SIZE_HUGE, "the size 1000000000000000000: not a whole number from 0 to"),
-        (HubAttack.SIBLINGS_NOT_LIST, "sent model info for 'evil/model' that cannot be read"),
+        (HubAttack.SIBLINGS_NOT_LIST, "(model 'evil/model') sent no list of files"),
     ],
 )
 async def test_a_hub_identifier_or_size_of_the_wrong_shape_is_refused_before_any_write(
@@ -205,3 +210,53 @@ async def test_escape_sequences_in_a_remote_error_reach_the_terminal_only_as_tex
     assert "boom" in err
     assert "\x1b" not in err + out and "\x07" not in err + out
     assert "\\x1b]0;pwned\\x07\\x1b[2Jboom" in err  # shown, not obeyed
+
+
+async def _hub_answering(handler) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_get("/api/models/evil/model/revision/main", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+
+async def _endless(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b'{"siblings": [')
+    with contextlib.suppress(ConnectionError):
+        while True:
+            await response.write(b'{"rfilename": "a"},' * 4096)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (web.json_response([1, 2]), "sent no model info for 'evil/model'"),
+        (web.json_response({"sha": "a" * 40, "siblings": [{"size": 1}]}), "without a name"),
+        (web.json_response({"siblings": [{"rfilename": 5}]}), "without a name"),
+        (
+            web.json_response({}, status=500, headers={"X-Error-Message": "the hub is down"}),
+            "answered: HTTP 500 Internal Server Error: the hub is down",
+        ),
+        (web.json_response({}, status=401), "Model 'evil/model' not found"),
+        (web.Response(body=b"{not json"), "is not valid JSON"),
+        (_endless, f"more than the {hubapi.INFO_LIMIT} bytes allowed"),
+    ],
+    ids=["not_a_dict", "no_name", "name_not_text", "error", "unauthorized", "not_json", "endless"],
+)
+async def test_the_hubs_model_info_is_read_bounded_and_checked(answer, words) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await answer(request) if callable(answer) else answer
+
+    runner, endpoint = await _hub_answering(handler)
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(SourceError) as caught:
+                await hubapi.model_info(session, endpoint, None, "evil/model", "main")
+    finally:
+        await runner.cleanup()
+    assert words in str(caught.value)

@@ -66,9 +66,9 @@ async def test_a_hugging_face_download_goes_through_the_proxy_metadata_and_bytes
 ) -> None:
     hub = await asyncio.to_thread(build_hub, tmp_path / "hub")
     async with Tinyproxy(tmp_path / "proxy") as proxy, hub:
-        env = {**DIRECT, "HTTP_PROXY": proxy.url, "HF_ENDPOINT": hub.endpoint}
-        env["HF_HUB_CACHE"] = str(tmp_path / "cache")
-        got = await run(tmp_path / "home", "get", "hf://org/tiny", **env)
+        # --proxy, not a variable: huggingface_hub's own client would never have heard of it
+        env = {**DIRECT, "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(tmp_path / "cache")}
+        got = await run(tmp_path / "home", "get", "hf://org/tiny", "--proxy", proxy.url, **env)
         assert got.code == 0, got.stderr
         hub_requests = [r for r in hub.log if r.method == "GET"]
         cdn_requests = [r for r in hub.cdn.log if r.method == "GET"]

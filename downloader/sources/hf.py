@@ -25,7 +25,7 @@ import aiohttp
 from downloader.errors import AuthRequiredError, NotFoundError, SourceError, UnsafePathError
 from downloader.paths import check_relpath, safe_path
 from downloader.settings import Settings
-from downloader.sources import hfcache
+from downloader.sources import hfcache, hubapi
 from downloader.sources.base import RemoteFile, Resolution, SourceContext, Update
 from downloader.sources.bodies import INDEX_LIMIT, parse_json, read_limited
 from downloader.specs import Spec
@@ -61,7 +61,7 @@ class HuggingFaceSource:
         token = ctx.token or await asyncio.to_thread(_stored_token)
         repo_id = spec.source
         revision = spec.options.get("commit") or spec.revision or "main"
-        info = await asyncio.to_thread(_model_info, settings.hf_endpoint, token, repo_id, revision)
+        info = await hubapi.model_info(ctx.session, settings.hf_endpoint, token, repo_id, revision)
         where = f"the Hugging Face Hub at {settings.hf_endpoint} (model '{repo_id}')"
         commit = hfcache.check_commit(info.sha, where)
         siblings = checked_siblings(info.siblings, where, settings.max_file_size)
@@ -341,45 +341,6 @@ def _offline() -> bool:
     from huggingface_hub import constants
 
     return constants.is_offline_mode()
-
-
-def _model_info(endpoint: str, token: str | None, repo_id: str, revision: str) -> Any:
-    """``HfApi.model_info`` with every file's metadata, its errors as ours (blocking)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        return HfApi(endpoint=endpoint, token=token or False).model_info(
-            repo_id, revision=revision, files_metadata=True
-        )
-    except RevisionNotFoundError as e:
-        raise NotFoundError(
-            f"Revision '{revision}' not found for model '{repo_id}' on HuggingFace Hub"
-        ) from e
-    except GatedRepoError as e:
-        raise AuthRequiredError(
-            f"Model '{repo_id}' requires authentication. Provide token parameter."
-        ) from e
-    except RepositoryNotFoundError as e:
-        raise NotFoundError(f"Model '{repo_id}' not found on HuggingFace Hub") from e
-    except HfHubHTTPError as e:
-        raise SourceError(f"the Hugging Face Hub at {endpoint} answered: {e}") from e
-    except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as e:
-        # huggingface_hub builds its ModelInfo from whatever JSON came back: a wrong shape
-        # surfaces as one of these.
-        raise SourceError(
-            f"the Hugging Face Hub at {endpoint} sent model info for '{repo_id}' that cannot be "
-            f"read: {type(e).__name__}: {str(e)[:200]}"
-        ) from e
-    except Exception as e:  # the client's transport errors (its HTTP library's own types)
-        raise SourceError(
-            f"cannot reach the Hugging Face Hub at {endpoint}: {type(e).__name__}: {e}"
-        ) from e
 
 
 def _stored_token() -> str | None:
