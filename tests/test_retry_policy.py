@@ -81,3 +81,24 @@ async def test_next_attempt_past_the_budget_gives_up_naming_the_url_and_the_last
         await policy.next_attempt(TransientError("stalled"), "http://e/m")
     assert raised.value.attempts == 2 and raised.value.last_error == "stalled"
     assert str(raised.value).startswith("gave up on http://e/m after 2 attempts")
+
+
+def test_a_host_never_reached_gets_a_few_quick_tries_and_one_reached_the_whole_budget() -> None:
+    never = RetryPolicy(attempts=8, unreachable_attempts=3)
+    for _ in range(3):
+        never = never.increment("refused", unreachable=True)
+        assert never.backoff(random.Random(1)) <= 2.0  # quick: seconds in all
+    with pytest.raises(RetriesExhausted):
+        never.increment("refused", unreachable=True)
+    # once bytes flowed, a refused connection is a server restarting: the whole budget
+    reached = RetryPolicy(attempts=8, unreachable_attempts=3).reset()
+    for _ in range(8):
+        reached = reached.increment("refused", unreachable=True)
+    with pytest.raises(RetriesExhausted):
+        reached.increment("refused", unreachable=True)
+    # known from another connection of the same file: the same
+    told = RetryPolicy(unreachable_attempts=1).knowing_reached()
+    assert len(told.increment("x", unreachable=True).increment("x", unreachable=True).history) == 2
+    # a failure after the connection was made (a 503) is not "unreachable": full budget
+    mixed = RetryPolicy(attempts=8, unreachable_attempts=1).increment("503")
+    assert len(mixed.increment("refused", unreachable=True).history) == 2
