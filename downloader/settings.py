@@ -50,6 +50,15 @@ def parse_size(text: str) -> int:
     return int(Fraction(match["number"]) * base ** _POWERS[prefix])
 
 
+def check_proxy(text: str, where: str = "--proxy") -> str:
+    """A proxy URL as typed, once it is one modelhaul can use (``ValueError`` naming
+    ``where`` otherwise: SOCKS, https://, a path, no host)."""
+    from downloader.engine.network import Proxy
+
+    Proxy.parse(text, where)
+    return text
+
+
 def ollama_host_url(value: str) -> str:
     """``OLLAMA_HOST`` as ollama reads it: ``host[:port]`` or ``scheme://host[:port]``,
     default scheme http and port 11434 (``0.0.0.0`` means this machine)."""

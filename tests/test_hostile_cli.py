@@ -42,6 +42,13 @@ BAD_NUMBERS = [
     (["demo", "--size", "1T"], "--size", "from 1M to 16G"),
     (["cache", "evict", "--max-size", "-5"], "--max-size", "not a size"),
     (["cache", "evict", "--max-size", "1e400"], "--max-size", "not a size"),
+    # network options: not numbers, but bounded the same way
+    (["get", URL, "--proxy", "socks5://127.0.0.1:1080"], "--proxy", "SOCKS proxy"),
+    (["get", URL, "--proxy", "https://proxy:443"], "--proxy", "not an http:// proxy"),
+    (["get", URL, "--proxy", "http://proxy:99999"], "--proxy", "not a proxy URL"),
+    (["get", URL, "--proxy", "http://proxy:80/path?q"], "--proxy", "not a proxy URL"),
+    (["get", URL, "--proxy", "http://"], "--proxy", "not a proxy URL"),
+    (["get", URL, "--ca-certificate", "/no/such/ca.pem"], "--ca-certificate", "is not a file"),
 ]
 
 

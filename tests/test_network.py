@@ -207,3 +207,20 @@ async def test_a_proxy_the_environment_names_but_modelhaul_cannot_use_is_refused
     assert listed.code == 0, listed.stderr
     assert got.code == 1 and "SOCKS" in got.stderr and "ALL_PROXY" in got.stderr, got.stderr
     assert origin.log == []  # never went straight out instead
+
+
+async def test_a_ca_bundle_that_is_no_bundle_is_named_before_anything_is_asked(
+    tmp_path: Path,
+) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("this is not a certificate\n")
+    async with Origin({"m.bin": b"z" * 100}) as origin:
+        env = {**DIRECT, "REQUESTS_CA_BUNDLE": str(not_pem)}
+        got = await run(
+            tmp_path / "home", "get", origin.url("m.bin"), "-o", str(tmp_path / "m"), **env
+        )
+        listed = await run(tmp_path / "home", "ls", **env)  # asks nothing: unaffected
+    assert got.code == 2
+    assert got.stderr.strip() == got.stderr.strip().splitlines()[0]  # one line
+    assert f"REQUESTS_CA_BUNDLE: {not_pem} is not a readable CA bundle" in got.stderr
+    assert origin.log == [] and listed.code == 0

@@ -23,6 +23,7 @@ from downloader.settings import (
     MAX_SECONDS,
     MAX_TASKS,
     MAX_TRIES,
+    check_proxy,
     parse_size,
 )
 from storage import TaskState
@@ -100,13 +101,10 @@ def _seconds(text: str) -> float:
 
 
 def _proxy(text: str) -> str:
-    from downloader.engine.network import Proxy
-
     try:
-        Proxy.parse(text, "--proxy")
+        return check_proxy(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--proxy: ")) from None
-    return text
 
 
 def _existing_file(text: str) -> Path:
