@@ -76,6 +76,7 @@ class Crew:
         self._seen: dict[int, int] = {}
         self._races: dict[asyncio.Task[None], _Race] = {}
         self._racers: set[int] = set()
+        self._handed: set[int] = set()  # lanes whose range has moved already
         self._ids = 0
         self._window = (0.0, 0, True)  # seconds, bytes, busy throughout
         self.stats = CrewStats()
@@ -101,7 +102,7 @@ class Crew:
                         await self._settle(task)
                 now = self._clock()
                 if now - last >= self._tick:
-                    self._watch(now - last)
+                    await self._watch(now - last)
                     last = now
                 self._top_up()
         finally:
@@ -135,7 +136,7 @@ class Crew:
 
     # --- slow connections ---------------------------------------------------------------------
 
-    def _watch(self, seconds: float) -> None:
+    async def _watch(self, seconds: float) -> None:
         rates: dict[Lane, float] = {}
         total = 0
         for lane in self._tasks.values():
@@ -148,7 +149,10 @@ class Crew:
                 if meter.full:
                     rates[lane] = meter.rate
         for lane in slow(rates, self._config.slow_fraction):
-            if not lane.retiring and lane.id not in self._racers and lane.span is not None:
+            if lane.id in self._racers:
+                await self._rerace(lane)
+            # A retiring lane too: it would otherwise hold its span to the end at its pace.
+            elif lane.id not in self._handed and lane.span is not None:
                 self._hand_over(lane, rates)
         self._adapt(seconds, total)
 
@@ -157,6 +161,7 @@ class Crew:
         assert span is not None
         slow_task = next(t for t, other in self._tasks.items() if other is lane)
         lane.retiring = True
+        self._handed.add(lane.id)
         self.stats.handed_over += 1
         log.info(
             "connection %d runs at %.0f B/s against a median of %.0f: moving bytes %d-%d",
@@ -170,16 +175,31 @@ class Crew:
         rest = self._plan.split(span, span.pos, new_id)
         if rest is not None:
             self._start(lambda fresh: work(self._job, self._plan, fresh, first=rest))
-        if span.finished:
-            return
+        if not span.finished:
+            self._race(span, slow_task)
+
+    def _race(self, span: Span, slow_task: asyncio.Task[None]) -> None:
+        """Ask for ``span``'s unfinished tail again on a fresh connection."""
         shadow = self._plan.shadow(span)
         quiet = replace(self._job, on_written=lambda n: None)  # counted once, when adopted
         racer = self._start(lambda fresh: fetch_fully(quiet, shadow, fresh))
+        # A racer is judged sooner: it has little to fetch, and a slow one helps nobody.
+        self._meters[racer.id] = Meter(2 * self._tick)
         self._racers.add(racer.id)
         racer_task = next(t for t, other in self._tasks.items() if other is racer)
         race = _Race(span, slow_task, shadow, racer_task)
         self._races[slow_task] = race
         self._races[racer_task] = race
+
+    async def _rerace(self, racer: Lane) -> None:
+        """The fresh connection is slow too: drop it and try another."""
+        task = next(t for t, other in self._tasks.items() if other is racer)
+        race = self._races.pop(task)
+        self._races.pop(race.slow, None)
+        self._racers.discard(racer.id)
+        await self._drop(task)
+        if race.slow in self._tasks and not race.span.finished:
+            self._race(race.span, race.slow)
 
     async def _settle(self, task: asyncio.Task[None]) -> None:
         """A lane ended: if it was in a race, drop the other one."""
@@ -221,5 +241,7 @@ class Crew:
             return
         self._window = (0.0, 0, True)
         target = self._climb.observe(got / spent, busy)
-        for lane in reversed(regular[target:]):  # the newest leave first
+        # The slowest leave first: whatever the count, the connections kept are the best.
+        by_rate = sorted(regular, key=lambda lane: self._meters[lane.id].rate)
+        for lane in by_rate[: max(0, len(regular) - target)]:
             lane.retiring = True

@@ -60,6 +60,11 @@ class SlowEdges:
             self._slow[peer] = self._seen % self.every == 0
         return self.rate if self._slow[peer] else None
 
+    @property
+    def capped(self) -> set[int]:
+        """The client ports of the connections that were slow."""
+        return {port for (_, port), capped in self._slow.items() if capped}
+
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | str | None:
     """One ``bytes=`` range → (start, end exclusive), "unsatisfiable", or None (ignore it)."""

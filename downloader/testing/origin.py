@@ -7,12 +7,10 @@
 Serves ``/files/<name>`` (GET, HEAD; ``Range``, ``If-Range``, strong ETags, 206/416) and
 ``/redirect/<name>``, which answers 302 to a signed URL on a second port (another origin,
 like a CDN) that expires after ``signed_ttl`` seconds (then 403). Every request is logged
-with its headers, and every body byte sent is counted, so tests can assert on both.
-
-``slow=SlowEdges(every=4, rate=...)`` caps every fourth TCP connection, as CDN edges cap some.
-
-Run standalone: ``python -m downloader.testing.origin DIR [--port N] [--throttle 10M]
-[--slow-every 4 --slow-rate 1M]``.
+with its headers and client port, and every body byte sent is counted (per file and per
+client port), so tests can assert on both. ``slow=SlowEdges(every=4, rate=...)`` caps every
+fourth TCP connection, as CDN edges cap some. Run standalone: ``python -m
+downloader.testing.origin DIR [--port N] [--throttle 10M] [--slow-every 4 --slow-rate 1M]``.
 """
 
 from __future__ import annotations
@@ -89,6 +87,7 @@ class Origin:
         self.log: list[RequestLog] = []
         self.served = 0
         self.served_by_file: dict[str, int] = {}
+        self.served_by_peer: dict[int, int] = {}  # by client port
         self.base_url = ""
         self.cdn_url = ""
 
@@ -275,9 +274,9 @@ class Origin:
             FaultKind.STALL,
         ):
             cut = min(end - start, fault.at_byte)
-        rate = self.throttle
+        rate, peer = self.throttle, _peer(request)
         if self.slow is not None:
-            cap = self.slow.rate_of(_peer(request))
+            cap = self.slow.rate_of(peer)
             rate = min(rate or cap, cap) if cap else rate
         began = time.monotonic()
         sent = 0
@@ -304,6 +303,7 @@ class Origin:
                 sent += len(data)
                 self.served += len(data)
                 self.served_by_file[name] = self.served_by_file.get(name, 0) + len(data)
+                self.served_by_peer[peer[1]] = self.served_by_peer.get(peer[1], 0) + len(data)
                 if rate:
                     ahead = sent / rate - (time.monotonic() - began)
                     if ahead > 0:
