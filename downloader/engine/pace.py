@@ -82,14 +82,15 @@ class Climb:
             self._before = None
             return self.target
         if self._before is not None:
-            share = self._before / max(1, self.target - 1)
-            if total < self._before + GAIN * share:
+            before, self._before = self._before, None
+            if total < before + GAIN * before / max(1, self.target - 1):
                 self.target -= 1
                 self._hold = HOLD
-            self._before = None
+                return self.target
         elif self._hold > 0:
             self._hold -= 1
-        elif self.target < self.high:
+            return self.target
+        if self.target < self.high:
             self._before = total
             self.target += 1
         self.target = max(self.low, min(self.high, self.target))
