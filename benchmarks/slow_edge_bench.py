@@ -2,7 +2,7 @@
 below the others (CDN edges that cap connections), for modelhaul, aria2c and curl.
 
     python benchmarks/slow_edge_bench.py [--size 512M] [--throttle 16M] [--every 4]
-        [--runs 1] [--dir DIR]
+        [--runs 1] [--slow-seconds 3] [--tools modelhaul,aria2c,curl] [--dir DIR]
 
 Serves a random file with our test origin (``python -m downloader.testing.origin``) at
 ``--throttle`` per connection, once with every connection alike and once with every
@@ -10,7 +10,8 @@ Serves a random file with our test origin (``python -m downloader.testing.origin
 meets the same sequence of connections). Times, medians of ``--runs``:
 
 - modelhaul: ``downloader.testing.fetch`` with 16 connections and its defaults (a
-  connection under a quarter of the median for 3 s hands its range over);
+  connection under a quarter of the median for ``--slow-seconds``, 3 s, hands its range
+  over: on a run of a few seconds that wait is most of the cost);
 - ``aria2c -x16 -s16 -k1M --file-allocation=none``;
 - ``curl -o``: one connection, the origin's first, never a capped one; its ratio says
   what a single stream costs when its edge is fine, not what it costs when it is capped.
@@ -51,12 +52,12 @@ def origin(www: Path, throttle: str, every: int | None, slow_rate: int):
         proc.wait()
 
 
-def commands(tool: str, url: str, out: Path) -> list[str]:
+def commands(tool: str, url: str, out: Path, slow_seconds: str) -> list[str]:
     target = out / "model.bin"
     if tool == "modelhaul":
         ledger = out / "ledger.db"
         fetch = [sys.executable, "-m", "downloader.testing.fetch"]
-        return [*fetch, str(ledger), url, str(target), "16"]
+        return [*fetch, str(ledger), url, str(target), "16", "--slow-seconds", slow_seconds]
     if tool == "aria2c":
         return [
             "aria2c",
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--throttle", default="16M", help="bytes per second per connection")
     parser.add_argument("--every", type=int, default=4, help="every Nth connection is capped")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--slow-seconds", default="3", help="modelhaul's slow_seconds")
     parser.add_argument("--tools", default="modelhaul,aria2c,curl")
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
@@ -102,7 +104,7 @@ def main() -> None:
                     shutil.rmtree(out, ignore_errors=True)
                     out.mkdir()
                     with origin(work / "www", args.throttle, every, slow_rate) as url:
-                        runs.append(timed(commands(tool, url, out)))
+                        runs.append(timed(commands(tool, url, out, args.slow_seconds)))
                 seconds[(tool, mode)] = median(runs).wall
                 print(f"{tool:10} {mode:11} {seconds[(tool, mode)]:7.2f} s", flush=True)
     print(
