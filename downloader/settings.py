@@ -92,6 +92,8 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "stall_timeout": (0.001, 86400),
     "connect_timeout": (0.001, 86400),
     "max_restarts": (0, 1000),
+    "slow_fraction": (0.01, 0.9),
+    "slow_seconds": (0.2, 3600),
     "max_file_size": (1, None),
     "heartbeat_seconds": (0.001, 3600),
     "watch_seconds": (0.001, 3600),
@@ -144,6 +146,12 @@ class Settings:
     stall_timeout: float = 30.0
     connect_timeout: float = 30.0
     max_restarts: int = 3  # times a file may start over because the remote changed
+    # A connection under this share of the median rate of its file's connections for
+    # slow_seconds hands its range to a fresh connection (a slow CDN edge, say).
+    slow_fraction: float = 0.25
+    slow_seconds: float = 3.0
+    # Add connections to a file (up to max_per_host) while each raises its total rate.
+    adaptive_connections: bool = True
     # The largest file a remote may announce: a size past it is refused before anything is
     # allocated or planned (a hostile or broken server can claim any size). 4 TiB holds
     # the largest single model files published today several times over.

@@ -127,3 +127,49 @@ def test_any_interleaving_keeps_spans_tiled_aligned_and_owned_once(size, steps) 
         write(span, size)
         plan.release(span)
     assert plan.finished and plan.prefix() == size
+
+
+def test_a_slow_spans_rest_is_cut_at_the_next_block_past_what_it_received() -> None:
+    plan = Plan(16 * B, B, [Span(0, 16 * B)], min_steal=2 * B)
+    slow = plan.acquire(0)
+    write(slow, 3 * B)
+    slow.pos = 3 * B + 10  # received, not yet written
+    rest = plan.split(slow, slow.pos, 1)
+    assert (slow.end, rest.start, rest.end, rest.owner) == (4 * B, 4 * B, 16 * B, 1)
+    assert [s.start for s in plan.spans] == [0, 4 * B]
+
+
+def test_a_shadow_that_finishes_first_stands_for_the_spans_tail_digest_for_digest() -> None:
+    plan = Plan(4 * B + 100, B, [Span(0, 4 * B + 100)], min_steal=2 * B)
+    slow = plan.acquire(0)
+    write(slow, 2 * B)
+    slow.done += 50  # half a block written, not yet digested
+    shadow = plan.shadow(slow)
+    assert (shadow.start, shadow.end) == (2 * B, 4 * B + 100)
+    shadow.done, shadow.digests = shadow.end - shadow.start, bytearray(b"s" * DIGEST_SIZE * 3)
+    plan.release(slow, 0)
+    assert plan.adopt(slow, shadow) == 4 * B + 100 - (2 * B + 50)
+    assert slow.finished and plan.finished
+    assert bytes(slow.digests) == b"d" * 2 * DIGEST_SIZE + b"s" * 3 * DIGEST_SIZE
+    [record] = plan.records(1)
+    Plan.from_chunks(plan.size, B, [record], 2 * B)  # what the ledger gets is consistent
+
+
+def test_a_shadow_from_elsewhere_than_a_digested_block_is_refused() -> None:
+    plan = Plan(4 * B, B, [Span(0, 4 * B)], min_steal=2 * B)
+    span = plan.acquire(0)
+    write(span, B)
+    early = Span(2 * B, 4 * B, done=2 * B, digests=bytearray(b"s" * 2 * DIGEST_SIZE))
+    try:
+        plan.adopt(span, early)
+    except ValueError:
+        return
+    raise AssertionError("a shadow past the digested blocks was adopted")
+
+
+def test_release_by_a_worker_that_no_longer_owns_the_span_changes_nothing() -> None:
+    plan = Plan(4 * B, B, [Span(0, 4 * B)], min_steal=2 * B)
+    span = plan.acquire(0)
+    span.owner = 7  # handed to another connection meanwhile
+    plan.release(span, 0)
+    assert span.owner == 7

@@ -33,7 +33,12 @@ class EngineConfig:
     stall_timeout: float = 30.0  # no byte for this long and a request is abandoned
     connect_timeout: float = 30.0
     max_connections: int = 64  # all files of all tasks together
-    max_per_host: int = 32
+    max_per_host: int = 32  # also how far a file's connections may grow
+    # A connection under ``slow_fraction`` of the median rate of the file's streaming
+    # connections for ``slow_seconds`` has its range moved to a fresh connection.
+    slow_fraction: float = 0.25
+    slow_seconds: float = 3.0
+    adaptive_connections: bool = True  # add connections while they raise the file's total
     rate_limit: int | None = None  # bytes per second for everything, None = unlimited
     max_restarts: int = 3  # times a file may start over because the remote changed
     max_file_size: int = 4 << 40  # a larger announced size is refused before anything

@@ -1,5 +1,6 @@
 """Fetch workers: each takes a span, streams it with one range request, writes whole blocks
-in place, and moves on to the next span (or steals half of another's) until none is left."""
+in place, and moves on to the next span (or steals half of another's) until none is left
+or its crew retires it."""
 
 from __future__ import annotations
 
@@ -45,17 +46,48 @@ class RangeJob:
     reached: bool = False  # some connection of this file has had bytes from the remote
 
 
+@dataclass(eq=False)
+class Lane:
+    """One connection of a file as its crew sees it: the bytes it received, whether a
+    response is streaming now (only then is its rate judged), the span it works on, and
+    whether it is to stop after that span."""
+
+    id: int
+    received: int = 0
+    streaming: bool = False
+    span: Span | None = None
+    retiring: bool = False
+
+
 class _Progressed(TransientError):
     """A transient failure after some bytes of this attempt were written."""
 
 
-async def work(job: RangeJob, plan: Plan, worker: int) -> None:
-    """One connection's loop: fetch spans until the plan has nothing left to give."""
-    policy = job.policy
-    span = plan.acquire(worker)
+async def work(job: RangeJob, plan: Plan, lane: Lane, first: Span | None = None) -> None:
+    """One connection's loop: fetch spans (``first``, then whatever the plan gives) until
+    the plan has nothing left or the lane is told to retire."""
+    span = first if first is not None else plan.acquire(lane.id)
     while span is not None:
+        lane.span = span
         try:
-            await fetch_span(job, span)
+            await fetch_fully(job, span, lane)
+        finally:
+            plan.release(span, lane.id)
+            lane.span = None
+        if lane.retiring:
+            return
+        span = plan.acquire(lane.id)
+
+
+async def fetch_fully(job: RangeJob, span: Span, lane: Lane | None = None) -> None:
+    """Fetch ``span`` to its end, asking again after transient failures (a full budget
+    again whenever bytes flowed)."""
+    policy = job.policy
+    while True:
+        try:
+            await fetch_span(job, span, lane)
+            job.reached = True
+            return
         except TransientError as e:
             if isinstance(e, _Progressed):  # bytes flowed before it failed: a full budget
                 policy, job.reached = policy.reset(), True
@@ -64,16 +96,9 @@ async def work(job: RangeJob, plan: Plan, worker: int) -> None:
             policy = await policy.next_attempt(
                 e, job.resource.url, rng=job.rng, on_wait=job.on_wait
             )
-            continue
-        except BaseException:
-            plan.release(span)
-            raise
-        policy, job.reached = policy.reset(), True
-        plan.release(span)
-        span = plan.acquire(worker)
 
 
-async def fetch_span(job: RangeJob, span: Span) -> None:
+async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> None:
     """Stream ``span`` from where it stands to its end (which may shrink while we read)."""
     start = span.start + span.done
     if start >= span.end:
@@ -85,7 +110,9 @@ async def fetch_span(job: RangeJob, span: Span) -> None:
     try:
         async with job.resource.get(headers) as response:
             _check(job, response, start)
-            wrote = await stream_into(job, span, response)
+            if lane is not None:
+                lane.streaming = True
+            wrote = await stream_into(job, span, response, lane=lane)
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
         error = _Progressed if span.start + span.done > start else TransientError
         raise error(f"{type(e).__name__}: {e or 'connection lost'}") from e
@@ -93,6 +120,9 @@ async def fetch_span(job: RangeJob, span: Span) -> None:
         if span.start + span.done > start:
             raise _Progressed(str(e), retry_after=e.retry_after) from e
         raise
+    finally:
+        if lane is not None:
+            lane.streaming = False
     if span.start + span.done < span.end:
         # The body ended early (truncated, or a shorter range than asked): ask for the rest.
         error = _Progressed if wrote else TransientError
@@ -140,7 +170,12 @@ async def fetch_whole(job: RangeJob, span: Span) -> None:
 
 
 async def stream_into(
-    job: RangeJob, span: Span, response: aiohttp.ClientResponse, *, final_at_eof: bool = False
+    job: RangeJob,
+    span: Span,
+    response: aiohttp.ClientResponse,
+    *,
+    final_at_eof: bool = False,
+    lane: Lane | None = None,
 ) -> int:
     """Write the body into the span as it arrives; returns the bytes written.
 
@@ -154,6 +189,8 @@ async def stream_into(
     buffered = 0
     async for data in response.content.iter_any():
         job.on_received(len(data))
+        if lane is not None:
+            lane.received += len(data)
         at = span.start + span.done + buffered
         if at >= span.end:  # another worker took the rest of this span
             break

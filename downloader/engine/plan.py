@@ -142,25 +142,69 @@ class Plan:
                 return s
         return self._steal(worker)
 
-    def release(self, span: Span) -> None:
-        """``span``'s worker stopped working on it."""
+    def release(self, span: Span, worker: int | None = None) -> None:
+        """``span``'s worker stopped working on it. With ``worker``, only if it still owns
+        the span: a span handed to another connection meanwhile stays theirs."""
+        if worker is not None and span.owner != worker:
+            return
         span.owner = None
         span.pos = span.start + span.done
+
+    def has_work(self) -> bool:
+        """Whether ``acquire`` would find something: an unowned unfinished span, or a range
+        large enough to steal."""
+        return any(
+            (s.owner is None and not s.finished)
+            or (s.owner is not None and s.remaining >= self.min_steal)
+            for s in self._spans
+        )
+
+    def split(self, span: Span, at: int, worker: int) -> Span | None:
+        """Cut ``span`` at ``at`` (rounded up to a block): its owner keeps what comes before,
+        ``worker`` gets the rest as a new span. None when nothing past what its owner has
+        received is left to cut off."""
+        at = align_up(max(at, span.pos), self.block)
+        if not span.start + span.done <= span.pos <= at < span.end:
+            return None
+        new = Span(at, span.end, owner=worker)
+        span.end = at
+        i = bisect.bisect(self._starts, at)
+        self._spans.insert(i, new)
+        self._starts.insert(i, at)
+        return new
+
+    def shadow(self, span: Span) -> Span:
+        """A second fetch of ``span``'s unfinished tail, from the last block it digested: a
+        span outside the plan, so two connections never write into one span's digests.
+        ``adopt`` takes it in if it finishes first."""
+        digested = len(span.digests) // DIGEST_SIZE * self.block
+        return Span(span.start + digested, span.end)
+
+    def adopt(self, span: Span, shadow: Span) -> int:
+        """``shadow`` finished before ``span``'s own fetch (which was stopped): its blocks
+        stand for ``span``'s from where it began. Both fetches asked for the same bytes of
+        the same version (``If-Range``), so whichever of their writes lands last leaves the
+        file the same. Returns how many bytes ``span`` gained."""
+        skip = shadow.start - span.start
+        if skip % self.block or shadow.end < span.end or not shadow.finished:
+            raise ValueError(f"shadow {shadow.start}-{shadow.end} cannot stand for {span.start}")
+        kept = span.digests[: skip // self.block * DIGEST_SIZE]
+        if len(kept) * self.block != skip * DIGEST_SIZE:
+            raise ValueError(f"span at {span.start} has not digested up to {shadow.start}")
+        gained = span.end - span.start - span.done
+        own = blocks_in(span.end - shadow.start, self.block) * DIGEST_SIZE
+        span.digests = kept + shadow.digests[:own]
+        span.done = span.end - span.start
+        span.pos = span.end
+        span.hasher = xxhash.xxh3_64()  # the stopped fetch's write may still feed the old one
+        return gained
 
     def _steal(self, worker: int) -> Span | None:
         victims = [s for s in self._spans if s.owner is not None and s.remaining >= self.min_steal]
         if not victims:
             return None
         victim = max(victims, key=lambda s: s.remaining)
-        mid = align_up(victim.pos + victim.remaining // 2, self.block)
-        if not victim.pos < mid < victim.end:
-            return None
-        stolen = Span(mid, victim.end, owner=worker)
-        victim.end = mid
-        i = bisect.bisect(self._starts, mid)
-        self._spans.insert(i, stolen)
-        self._starts.insert(i, mid)
-        return stolen
+        return self.split(victim, victim.pos + victim.remaining // 2, worker)
 
     def records(self, file_id: int) -> tuple[ChunkRecord, ...]:
         """Every span as the ledger stores it."""

@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 from downloader.engine.checkpoint import Checkpointer
 from downloader.engine.context import FileRun
-from downloader.engine.fetch import work
+from downloader.engine.crew import Crew
 from downloader.engine.finish import finish
 from downloader.engine.hashing import bad_blocks
 from downloader.engine.partfile import PartFile, check_space
@@ -136,7 +134,16 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
     remaining = size - plan.written
     count = max(1, min(config.connections, -(-remaining // config.min_chunk)))
     try:
-        await _run_all([work(job, plan, w) for w in range(count)], guard=guard)
+        crew = Crew(job, plan, config, count)
+        await crew.run(guard)
+        if crew.stats.handed_over:
+            log.info(
+                "%s: %d slow connection(s) handed over, %d re-request(s) won, at most %d at once",
+                run.file.relpath,
+                crew.stats.handed_over,
+                crew.stats.races_won,
+                crew.stats.most,
+            )
         if not plan.finished:  # workers only stop early by raising; this is a bug guard
             raise RuntimeError(f"workers stopped with {run.file.relpath} unfinished")
         await checkpointer.stop()
@@ -156,28 +163,6 @@ async def _last_checkpoint(run: FileRun, checkpointer: Checkpointer) -> None:
     await checkpointer.checkpoint()
     # Everything written is now recorded: the next run need not re-hash the blocks.
     await run.update(dirty=False)
-
-
-async def _run_all(
-    coroutines: list[Coroutine[Any, Any, None]], *, guard: asyncio.Task[None]
-) -> None:
-    """Run workers until all are done. The first failure, of a worker or of ``guard`` (the
-    checkpointer, which runs as long as they do), cancels the rest and is raised as itself."""
-    tasks = [asyncio.create_task(c) for c in coroutines]
-    try:
-        pending = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(
-                pending | {guard}, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            pending.discard(guard)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _quietly(awaitable) -> None:  # type: ignore[no-untyped-def]

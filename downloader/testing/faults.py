@@ -4,7 +4,7 @@ range semantics it otherwise gets right (``Range``, ``If-Range``)."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
 
@@ -36,6 +36,34 @@ class Fault:
     path: str | None = None  # only this file's name
     ranged_only: bool = False  # only requests with a Range header
     seen: int = 0  # matching requests so far
+
+
+@dataclass
+class SlowEdges:
+    """Some connections capped far below the rest, as CDN edges cap some connections: every
+    ``every``-th TCP connection (the ``every``-th, the ``2 * every``-th, …) sends at most
+    ``rate`` bytes per second for as long as it lives."""
+
+    every: int
+    rate: int
+    _seen: int = 0
+    _slow: dict[tuple[str, int], bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.rate < 1:
+            raise ValueError(f"slow edges need every >= 1 and rate >= 1, not {self}")
+
+    def rate_of(self, peer: tuple[str, int]) -> int | None:
+        """The cap of the connection from ``peer`` (counted on first sight), or None."""
+        if peer not in self._slow:
+            self._seen += 1
+            self._slow[peer] = self._seen % self.every == 0
+        return self.rate if self._slow[peer] else None
+
+    @property
+    def capped(self) -> set[int]:
+        """The client ports of the connections that were slow."""
+        return {port for (_, port), capped in self._slow.items() if capped}
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | str | None:

@@ -2,8 +2,10 @@
 holds for it: the process that crash tests kill and benchmarks time.
 
     python -m downloader.testing.fetch LEDGER URL DEST CONNECTIONS [EXPECTED_SHA256]
+        [--slow-seconds S]
 
 With EXPECTED_SHA256 the file is verified against it, as a hub's published digest would be.
+``--slow-seconds`` sets how long a connection may run far below the others.
 
 Prints "started rss_kib=N" once running, then at the end
 "done <sha256> fetched=<n> checked=<n> baseline_kib=<n> peak_kib=<n>".
@@ -11,8 +13,8 @@ Prints "started rss_kib=N" once running, then at the end
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 from downloader.engine.context import EngineContext
@@ -34,9 +36,19 @@ def status_kib(field: str) -> int:
 
 
 async def main(
-    ledger_path: str, url: str, dest: str, connections: int, expected: str | None
+    ledger_path: str,
+    url: str,
+    dest: str,
+    connections: int,
+    expected: str | None,
+    slow_seconds: float = Settings.slow_seconds,
 ) -> None:
-    settings = Settings(home=Path(ledger_path).parent, connections=connections, connect_timeout=10)
+    settings = Settings(
+        home=Path(ledger_path).parent,
+        connections=connections,
+        connect_timeout=10,
+        slow_seconds=slow_seconds,
+    )
     config = settings.engine()
     async with await open_ledger(ledger_path) as ledger:
         spec = NewTask("url", url, dest)
@@ -64,5 +76,12 @@ async def main(
 
 
 if __name__ == "__main__":
-    expected = sys.argv[5] if len(sys.argv) > 5 else None
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), expected))
+    parser = argparse.ArgumentParser(description="Download one URL through the engine alone.")
+    parser.add_argument("ledger")
+    parser.add_argument("url")
+    parser.add_argument("dest")
+    parser.add_argument("connections", type=int)
+    parser.add_argument("expected", nargs="?")
+    parser.add_argument("--slow-seconds", type=float, default=Settings.slow_seconds)
+    a = parser.parse_args()
+    asyncio.run(main(a.ledger, a.url, a.dest, a.connections, a.expected, a.slow_seconds))

@@ -7,9 +7,10 @@
 Serves ``/files/<name>`` (GET, HEAD; ``Range``, ``If-Range``, strong ETags, 206/416) and
 ``/redirect/<name>``, which answers 302 to a signed URL on a second port (another origin,
 like a CDN) that expires after ``signed_ttl`` seconds (then 403). Every request is logged
-with its headers, and every body byte sent is counted, so tests can assert on both.
-
-Run standalone: ``python -m downloader.testing.origin DIR [--port N] [--throttle 10M]``.
+with its headers and client port, and every body byte sent is counted (per file and per
+client port), so tests can assert on both. ``slow=SlowEdges(every=4, rate=...)`` caps every
+fourth TCP connection, as CDN edges cap some. Run standalone: ``python -m
+downloader.testing.origin DIR [--port N] [--throttle 10M] [--slow-every 4 --slow-rate 1M]``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from typing import Any
 
 from aiohttp import web
 
-from downloader.testing.faults import Fault, FaultKind, if_range_holds, parse_range
+from downloader.testing.faults import (
+    Fault,
+    FaultKind,
+    SlowEdges,
+    if_range_holds,
+    parse_range,
+)
 
 PIECE = 64 * 1024
 
@@ -44,6 +51,7 @@ class RequestLog:
     status: int
     range: str | None
     at: float
+    peer: int = 0  # the client's port: requests with the same one came on one connection
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class Origin:
     ranges: bool = True  # False: a server that ignores Range and advertises no support
     sized: bool = True  # False: no Content-Length (chunked), so the size is unknown
     tls: Any = None  # an ssl.SSLContext with the server's certificate: https on both ports
+    slow: SlowEdges | None = None  # some connections capped far below ``throttle``
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -80,6 +89,7 @@ class Origin:
         self.log: list[RequestLog] = []
         self.served = 0
         self.served_by_file: dict[str, int] = {}
+        self.served_by_peer: dict[int, int] = {}  # by client port
         self.base_url = ""
         self.cdn_url = ""
 
@@ -267,6 +277,10 @@ class Origin:
             FaultKind.STALL,
         ):
             cut = min(end - start, fault.at_byte)
+        rate, peer = self.throttle, _peer(request)
+        if self.slow is not None:
+            cap = self.slow.rate_of(peer)
+            rate = min(rate or cap, cap) if cap else rate
         began = time.monotonic()
         sent = 0
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
@@ -292,8 +306,9 @@ class Origin:
                 sent += len(data)
                 self.served += len(data)
                 self.served_by_file[name] = self.served_by_file.get(name, 0) + len(data)
-                if self.throttle:
-                    ahead = sent / self.throttle - (time.monotonic() - began)
+                self.served_by_peer[peer[1]] = self.served_by_peer.get(peer[1], 0) + len(data)
+                if rate:
+                    ahead = sent / rate - (time.monotonic() - began)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
         finally:
@@ -332,12 +347,18 @@ class Origin:
                 status,
                 request.headers.get("Range"),
                 time.time(),
+                _peer(request)[1],
             )
         )
 
     def _logged(self, request: web.Request, response: web.Response) -> web.Response:
         self._record(request, response.status)
         return response
+
+
+def _peer(request: web.Request) -> tuple[str, int]:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return (str(peer[0]), int(peer[1])) if peer else ("", 0)
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -352,6 +373,7 @@ async def _serve_forever(args: argparse.Namespace, files: dict[str, Path]) -> No
     origin = Origin(
         files,
         throttle=parse_size(args.throttle) if args.throttle else None,
+        slow=SlowEdges(args.slow_every, parse_size(args.slow_rate)) if args.slow_every else None,
         port=args.port,
         signed_ttl=args.signed_ttl,
     )
@@ -366,6 +388,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--throttle", help="bytes per second per response, e.g. 10M")
     parser.add_argument("--signed-ttl", type=float, default=60.0)
+    parser.add_argument("--slow-every", type=int, help="every Nth connection is slow")
+    parser.add_argument("--slow-rate", default="1M", help="what a slow connection sends a second")
     args = parser.parse_args()
     files = {p.name: p for p in sorted(Path(args.dir).iterdir()) if p.is_file()}
     asyncio.run(_serve_forever(args, files))
@@ -375,4 +399,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["Fault", "FaultKind", "Origin", "RequestLog"]
+__all__ = ["Fault", "FaultKind", "Origin", "RequestLog", "SlowEdges"]
