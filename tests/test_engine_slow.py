@@ -40,9 +40,9 @@ class Timed:
 
 async def timed_fetch(tmp_path: Path, source: Path, slow: SlowEdges | None, name: str) -> Timed:
     """Download ``source`` from an origin at ``FAST`` per connection (some capped by
-    ``slow``) into a fresh ledger, slowness judged over one second (the default is three)
-    so that a run of a few seconds shows it."""
-    settings = small_settings(tmp_path / name, slow_seconds=1.0)
+    ``slow``) into a fresh ledger, with the default settings: a connection at a twentieth
+    of the others is judged after a quarter of ``slow_seconds``."""
+    settings = small_settings(tmp_path / name)  # the default slow_seconds
     async with (
         await open_ledger(str(tmp_path / f"{name}.db")) as ledger,
         Origin({"big.bin": source}, throttle=FAST, slow=slow) as origin,

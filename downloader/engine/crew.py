@@ -2,7 +2,8 @@
 move a slow one's range to a fresh connection, and keep as many as raise the total.
 
 A connection is slow when it runs under ``slow_fraction`` of the median rate of the file's
-streaming connections for ``slow_seconds`` (a CDN edge that caps some connections). Its
+streaming connections for ``slow_seconds``, or under a quarter of that fraction for a
+quarter of that time (a CDN edge that caps some connections far below the rest). Its
 span is split at the next block boundary past what it has received: a fresh connection
 gets the rest. What it keeps (at most a block and what it buffered) is asked for again on a
 second fresh connection, into a shadow span outside the plan; whichever of the two finishes
@@ -28,6 +29,7 @@ from downloader.engine.plan import Plan, Span
 log = logging.getLogger(__name__)
 
 ADAPT_SECONDS = 2.0  # how long each connection count is measured before the next step
+EARLY = 0.25  # a connection far behind is judged after this part of slow_seconds
 
 
 @dataclass(eq=False)
@@ -146,9 +148,16 @@ class Crew:
             meter = self._meters[lane.id]
             if lane.streaming:
                 meter.add(seconds, got)
-                if meter.full:
+                if meter.seconds >= self._config.slow_seconds * EARLY:
                     rates[lane] = meter.rate
+        # Under the fraction for a whole window, or far under it (a sixteenth of the median
+        # at the defaults, as a capped CDN edge is) after a quarter of one: the further
+        # behind, the less time it is given to hold the tail.
+        far = set(slow(rates, self._config.slow_fraction / 4))
+        judged = {lane for lane in rates if self._meters[lane.id].full or lane in far}
         for lane in slow(rates, self._config.slow_fraction):
+            if lane not in judged:
+                continue
             if lane.id in self._racers:
                 await self._rerace(lane)
             # A retiring lane too: it would otherwise hold its span to the end at its pace.

@@ -42,6 +42,11 @@ class Meter:
         return self._seconds >= self.window * 0.999
 
     @property
+    def seconds(self) -> float:
+        """Seconds of streaming seen (up to the window)."""
+        return self._seconds
+
+    @property
     def rate(self) -> float:
         """Bytes per second over the window."""
         return self._bytes / self._seconds if self._seconds > 0 else 0.0
