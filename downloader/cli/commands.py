@@ -181,7 +181,7 @@ async def worker(args: argparse.Namespace, out: Output) -> int:
 async def serve(args: argparse.Namespace, out: Output) -> int:
     """The server, until SIGTERM or Ctrl-C."""
     from downloader.server import serve as run_server
-    from downloader.server import server_url
+    from downloader.server.serve import bind_address, server_url
 
     settings = settings_for(args)
     ready = asyncio.Event()
@@ -198,7 +198,7 @@ async def serve(args: argparse.Namespace, out: Output) -> int:
         [job, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
     )
     if ready.is_set():
-        out.plain(f"modelhaul serving on {server_url(args.host, args.port)}")
+        out.plain(f"modelhaul serving on {server_url(bind_address(args.host), args.port)}")
     await job
     return exitcodes.OK
 

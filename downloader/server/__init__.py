@@ -2,6 +2,6 @@
 else. ``create_app`` embeds it in another aiohttp app; ``serve`` runs it."""
 
 from downloader.server.app import create_app
-from downloader.server.serve import BindError, check_bind, serve, server_url
+from downloader.server.serve import BindError, check_bind, serve
 
-__all__ = ["BindError", "check_bind", "create_app", "serve", "server_url"]
+__all__ = ["BindError", "check_bind", "create_app", "serve"]

@@ -48,8 +48,11 @@ Origin = tuple[str, str, int]  # scheme, host, port: how two origins are compare
 
 
 def host_name(value: str) -> str:
-    """``value`` as hosts are compared: lower case, no brackets, no trailing dot."""
-    return value.strip().strip("[]").rstrip(".").lower()
+    """``value`` as hosts are compared: lower case, no brackets, no trailing dot, and an IP
+    address in its one standard form (``[0:0::1]`` and ``[::1]`` are one host)."""
+    name = value.strip().strip("[]").rstrip(".").lower()
+    ip = _ip(name)
+    return str(ip) if ip is not None else name
 
 
 def parse_origin(value: str) -> Origin | None:

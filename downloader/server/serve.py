@@ -47,6 +47,12 @@ def _loopback(host: str) -> bool:
             return False
 
 
+def bind_address(host: str) -> str:
+    """``--host`` as the socket takes it: ``[::1]``, as written in a URL, is ``::1``."""
+    host = host.strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def server_url(host: str, port: int) -> str:
     """The server's address as a URL: an IPv6 address goes in brackets."""
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -64,6 +70,7 @@ async def serve(
 ) -> None:
     """Serve until cancelled; running downloads are paused (resumable) on the way out.
     ``cors_origins``: other sites whose pages may call it (``--cors-origin``)."""
+    host = bind_address(host)
     check_bind(host, token)
     # The address it listens on is a name it answers to (a LAN name, or any IP for 0.0.0.0).
     app = create_app(

@@ -105,8 +105,10 @@ class Origin:
         await main.start()
         await cdn.start()
         self.port = _bound_port(main)
-        self.base_url = f"http://{self.host}:{self.port}"
-        self.cdn_url = f"http://{self.host}:{_bound_port(cdn)}"
+        # An IPv6 address (``::1``) goes in brackets in a URL.
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{shown}:{self.port}"
+        self.cdn_url = f"http://{shown}:{_bound_port(cdn)}"
         return self
 
     async def stop(self) -> None:
@@ -349,6 +351,7 @@ async def _serve_forever(args: argparse.Namespace, files: dict[str, Path]) -> No
     origin = Origin(
         files,
         throttle=parse_size(args.throttle) if args.throttle else None,
+        host=args.host,
         port=args.port,
         signed_ttl=args.signed_ttl,
     )
@@ -360,6 +363,7 @@ async def _serve_forever(args: argparse.Namespace, files: dict[str, Path]) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve a folder with range support.")
     parser.add_argument("dir")
+    parser.add_argument("--host", default="127.0.0.1", help="e.g. ::1 for IPv6 loopback")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--throttle", help="bytes per second per response, e.g. 10M")
     parser.add_argument("--signed-ttl", type=float, default=60.0)
