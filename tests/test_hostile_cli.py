@@ -38,6 +38,15 @@ BAD_NUMBERS = [
     (["mirror", "list.txt", "--max-tasks", "65"], "--max-tasks", "at most 64"),
     (["serve", "--port", "0"], "--port", "at least 1"),
     (["serve", "--port", "65536"], "--port", "at most 65535"),
+    (["serve", "--cors-origin", "*"], "--cors-origin", "'*': wildcards are not allowed"),
+    (["serve", "--cors-origin", "null"], "--cors-origin", "'null'"),
+    (["serve", "--cors-origin", "http://a.example/"], "--cors-origin", "has a path"),
+    (["serve", "--cors-origin", "file:///x"], "--cors-origin", "http or https"),
+    (
+        ["serve", "--cors-origin", "http://ok.example", "--cors-origin", "http://a@b"],
+        "--cors-origin",
+        "'http://a@b' has user information",
+    ),
     (["demo", "--size", "0"], "--size", "from 1M to 16G"),
     (["demo", "--size", "1T"], "--size", "from 1M to 16G"),
     (["cache", "evict", "--max-size", "-5"], "--max-size", "not a size"),
@@ -100,6 +109,19 @@ async def test_a_bad_setting_in_the_environment_is_a_usage_error_naming_the_vari
     home = tmp_path / "home"
     got = await run(home, "get", "--no-check", URL, timeout=60, **{variable: value})
     assert_usage_error(got, variable, says)
+    assert not (home / "ledger.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("http://ok.example, null", "'null'"), ("http://ok.example:99999", "1 to 65535")],
+)
+async def test_a_bad_cors_origin_in_the_environment_stops_serve_naming_it(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    home = tmp_path / "home"
+    got = await run(home, "serve", "--port", "9", timeout=60, MODELHAUL_CORS_ORIGINS=value)
+    assert_usage_error(got, "MODELHAUL_CORS_ORIGINS", says)
     assert not (home / "ledger.db").exists()
 
 

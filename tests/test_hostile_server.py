@@ -326,6 +326,22 @@ async def test_the_configured_host_is_answered_and_others_are_not(tmp_path) -> N
             assert status == 403
 
 
+async def test_an_ipv6_host_is_one_host_however_it_is_written(tmp_path) -> None:
+    async with running_server(_settings(tmp_path), allowed_hosts={"2001:DB8::5"}) as (url, app):  # noqa: SIM117
+        async with aiohttp.ClientSession(url) as http:
+            server = Server(url, http, app[MANAGER])
+            for host in ("[2001:db8::5]:8000", "[2001:0db8:0:0::5]", "[::1]:1", "[0:0::1]:80"):
+                status, _ = await server.call("GET", "/health", headers={"Host": host})
+                assert status == 200, host
+            # its own page at [0:0::0:1] is the same origin as [::1]
+            own = {"Host": f"[::1]:{server.port}", "Origin": f"http://[0::1]:{server.port}"}
+            status, _ = await server.call("GET", "/api/v1/downloads", headers=own)
+            assert status == 200
+            for host in ("[2001:db8::6]", "[::1%lo]:80", "[fe80::1]", "[::1"):
+                status, _ = await server.call("GET", "/health", headers={"Host": host})
+                assert status in (400, 403), host
+
+
 async def test_a_wildcard_bind_answers_any_ip_but_no_unknown_name(tmp_path) -> None:
     async with running_server(_settings(tmp_path), allowed_hosts={"0.0.0.0"}) as (url, app):  # noqa: SIM117
         async with aiohttp.ClientSession(url) as http:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from downloader.cli import exitcodes
-from downloader.cli.options import settings_for
+from downloader.cli.options import cors_origins, settings_for
 from downloader.cli.output import Output
 from downloader.errors import ModelhaulError
 from downloader.json_shapes import task_json
@@ -180,16 +181,24 @@ async def worker(args: argparse.Namespace, out: Output) -> int:
 async def serve(args: argparse.Namespace, out: Output) -> int:
     """The server, until SIGTERM or Ctrl-C."""
     from downloader.server import serve as run_server
+    from downloader.server.serve import bind_address, server_url
 
     settings = settings_for(args)
     ready = asyncio.Event()
-    server = run_server(settings, host=args.host, port=args.port, token=args.token, ready=ready)
+    server = run_server(
+        settings,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        cors_origins=cors_origins(args.cors_origin, os.environ),
+        ready=ready,
+    )
     job = asyncio.ensure_future(_until_signal(server))
     await asyncio.wait(
         [job, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
     )
     if ready.is_set():
-        out.plain(f"modelhaul serving on http://{args.host}:{args.port}/")
+        out.plain(f"modelhaul serving on {server_url(bind_address(args.host), args.port)}")
     await job
     return exitcodes.OK
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
 from downloader.settings import Settings
+from downloader.weborigin import parse_web_origins, split_origins
 
 
 def settings_for(args: argparse.Namespace, **overrides: object) -> Settings:
@@ -21,3 +23,14 @@ def settings_for(args: argparse.Namespace, **overrides: object) -> Settings:
         insecure=getattr(args, "insecure", False),
         **overrides,
     )
+
+
+def cors_origins(given: list[str] | None, env: Mapping[str, str]) -> frozenset[str]:
+    """``serve``'s other sites: its ``--cors-origin`` values (checked by the parser), else
+    ``MODELHAUL_CORS_ORIGINS`` (comma-separated); a bad one is a usage error naming it."""
+    if given:
+        return frozenset(given)
+    try:
+        return parse_web_origins(split_origins(env.get("MODELHAUL_CORS_ORIGINS", "")))
+    except ValueError as e:
+        raise ValueError(f"MODELHAUL_CORS_ORIGINS: {e}") from None

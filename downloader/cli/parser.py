@@ -26,6 +26,7 @@ from downloader.settings import (
     check_proxy,
     parse_size,
 )
+from downloader.weborigin import parse_web_origin
 from storage import TaskState
 
 
@@ -69,6 +70,13 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
         return int(text)
 
     return parse
+
+
+def _web_origin(text: str) -> str:
+    try:
+        return parse_web_origin(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _rate(text: str) -> int:
@@ -340,6 +348,15 @@ def build_parser() -> Parser:
         "--token",
         default=os.environ.get("MODELHAUL_TOKEN"),
         help="require this bearer token (default $MODELHAUL_TOKEN)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        type=_web_origin,
+        metavar="ORIGIN",
+        help="let pages from this other site call the API, e.g. http://localhost:3000 "
+        "(repeatable; default: comma-separated $MODELHAUL_CORS_ORIGINS, else none); "
+        "its requests still need the token",
     )
 
     verify = command("verify", "re-check chunk and file digests on disk")

@@ -4,10 +4,11 @@
     web.run_app(app, host="127.0.0.1", port=8000)
 
 Safe by default: other web sites are kept out (``guard``: loopback or configured ``Host``
-only, no foreign ``Origin``, JSON bodies only); every route needs the bearer token when one
-is set (compared in constant time; ``?access_token=`` works too, for ``EventSource``);
-bodies over 64 KiB get 413; malformed JSON 400; bad fields 422 naming the field;
-destinations stay inside the download root; every error is JSON with a code and a message.
+only, no foreign ``Origin``, JSON bodies only), except those listed (``cors``); every route
+needs the bearer token when one is set (compared in constant time; ``?access_token=``
+works too, for ``EventSource``); bodies over 64 KiB get 413; malformed JSON 400; bad fields
+422 naming the field; destinations stay inside the download root; every error is JSON with a
+code and a message.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from downloader.manager import DownloadManager
-from downloader.server import compat, v1
+from downloader.server import compat, cors, v1
 from downloader.server.context import EVENTS, MANAGER, ROOT, SITE, TOKEN
 from downloader.server.errors import error_response, respond_to
 from downloader.server.events import EventHub
@@ -54,9 +55,12 @@ def create_app(
 
     ``allowed_hosts``: ``Host`` names it answers besides loopback ones (the address it was
     told to listen on); ``allowed_origins``: other sites (``scheme://host[:port]``) whose
-    pages may call it. See ``downloader.server.guard``."""
+    pages may call it, with CORS (a ``ValueError`` names one that is no origin). See
+    ``downloader.server.guard`` and ``downloader.server.cors``."""
     settings = settings or Settings.from_env()
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, guard, authenticate])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[errors, guard, cors.preflight, authenticate]
+    )
     app[SITE] = SitePolicy(frozenset(allowed_hosts), frozenset(allowed_origins))
     app[TOKEN] = token or ""
     app[ROOT] = (root or settings.download_dir).absolute()
@@ -66,6 +70,7 @@ def create_app(
     app.router.add_get("/", _page)
     app.router.add_get("/static/{name}", _static)
     app.cleanup_ctx.append(_lifecycle(settings, manager, heartbeat))
+    app.on_response_prepare.append(cors.allow_origin)
     app.on_shutdown.append(_end_streams)
     return app
 

@@ -10,7 +10,8 @@ it can read. So:
   ``127.x.y.z``, ``[::1]``, any port) or a host the server was configured to listen on: a
   rebinding page's requests carry the attacker's name;
 - an ``Origin`` other than the server's own (scheme, host and port the request was sent to)
-  or one of ``origins`` is refused, ``null`` included; so is ``Sec-Fetch-Site: cross-site``
+  or, written exactly as a browser writes it, one of ``origins`` (``serve --cors-origin``)
+  is refused, ``null`` included; so is ``Sec-Fetch-Site: cross-site``
   or ``same-site`` (another site's subdomain);
 - a body must be ``application/json``, which no browser sends cross-site without asking
   (a preflight we never answer); a browser form's media type is refused even without a body.
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from aiohttp import hdrs, web
 
 from downloader.server.errors import RequestError
+from downloader.weborigin import parse_web_origins
 
 _LOOPBACK_NAMES = ("localhost",)
 _WILDCARDS = frozenset({"0.0.0.0", "::"})
@@ -46,8 +48,11 @@ Origin = tuple[str, str, int]  # scheme, host, port: how two origins are compare
 
 
 def host_name(value: str) -> str:
-    """``value`` as hosts are compared: lower case, no brackets, no trailing dot."""
-    return value.strip().strip("[]").rstrip(".").lower()
+    """``value`` as hosts are compared: lower case, no brackets, no trailing dot, and an IP
+    address in its one standard form (``[0:0::1]`` and ``[::1]`` are one host)."""
+    name = value.strip().strip("[]").rstrip(".").lower()
+    ip = _ip(name)
+    return str(ip) if ip is not None else name
 
 
 def parse_origin(value: str) -> Origin | None:
@@ -95,22 +100,27 @@ class SitePolicy:
 
     ``hosts``: the names the server was told to listen on (``serve --host``); a wildcard
     bind (``0.0.0.0``, ``::``) also admits any IP address, which no rebinding can fake (it
-    needs a name). ``origins``: other sites allowed to call the API (``--cors-origin``,
-    none until that option exists), as ``scheme://host[:port]``.
+    needs a name). ``origins``: other sites allowed to call the API (``--cors-origin``),
+    as ``scheme://host[:port]``; a ``ValueError`` names one that is not an origin
+    (``downloader.weborigin``).
     """
 
     hosts: frozenset[str] = frozenset()
     origins: frozenset[str] = frozenset()
     _hosts: frozenset[str] = field(init=False, repr=False)
-    _origins: frozenset[Origin] = field(init=False, repr=False)
+    _origins: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hosts", frozenset(host_name(h) for h in self.hosts))
-        parsed = {o: parse_origin(o) for o in self.origins}
-        bad = sorted(o for o, p in parsed.items() if p is None)
-        if bad:
-            raise ValueError(f"not an origin (scheme://host[:port]): {', '.join(bad)}")
-        object.__setattr__(self, "_origins", frozenset(p for p in parsed.values() if p))
+        object.__setattr__(self, "_origins", parse_web_origins(self.origins))
+
+    def listed_origin(self, request: web.Request) -> str | None:
+        """The request's ``Origin`` if it is one of ``origins``, byte for byte as a browser
+        writes it (so it can be echoed back); None otherwise. Look-alikes
+        (``http://127.0.0.1:80.evil.example``, another port or scheme, upper case) are no
+        match."""
+        raw = request.headers.get(hdrs.ORIGIN)
+        return raw if raw is not None and raw in self._origins else None
 
     def check(self, request: web.Request) -> None:
         """Raise ``RequestError`` (400, 403 or 415) unless ``request`` may be answered."""
@@ -145,10 +155,9 @@ class SitePolicy:
     def _same_site(self, request: web.Request, own: Origin) -> None:
         raw = request.headers.get(hdrs.ORIGIN)
         if raw is not None:
-            origin = parse_origin(raw)
-            if origin in self._origins:
+            if self.listed_origin(request) is not None:
                 return  # an allowed other site: its requests are cross-site by definition
-            if origin != own:
+            if parse_origin(raw) != own:
                 raise RequestError(
                     403, "CROSS_ORIGIN", f"requests from {raw[:100]!r} are not allowed"
                 )

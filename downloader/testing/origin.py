@@ -118,8 +118,10 @@ class Origin:
         await cdn.start()
         self.port = _bound_port(main)
         scheme = "https" if self.tls is not None else "http"
-        self.base_url = f"{scheme}://{self.host}:{self.port}"
-        self.cdn_url = f"{scheme}://{self.host}:{_bound_port(cdn)}"
+        # An IPv6 address (``::1``) goes in brackets in a URL.
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"{scheme}://{shown}:{self.port}"
+        self.cdn_url = f"{scheme}://{shown}:{_bound_port(cdn)}"
         return self
 
     async def stop(self) -> None:
@@ -374,6 +376,7 @@ async def _serve_forever(args: argparse.Namespace, files: dict[str, Path]) -> No
         files,
         throttle=parse_size(args.throttle) if args.throttle else None,
         slow=SlowEdges(args.slow_every, parse_size(args.slow_rate)) if args.slow_every else None,
+        host=args.host,
         port=args.port,
         signed_ttl=args.signed_ttl,
     )
@@ -385,6 +388,7 @@ async def _serve_forever(args: argparse.Namespace, files: dict[str, Path]) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve a folder with range support.")
     parser.add_argument("dir")
+    parser.add_argument("--host", default="127.0.0.1", help="e.g. ::1 for IPv6 loopback")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--throttle", help="bytes per second per response, e.g. 10M")
     parser.add_argument("--signed-ttl", type=float, default=60.0)
