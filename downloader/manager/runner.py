@@ -20,6 +20,7 @@ import aiohttp
 from downloader.engine.context import EngineContext
 from downloader.engine.download import FileDownload
 from downloader.engine.progress import FileProgress, Phase
+from downloader.engine.ratelimit import TokenBucket
 from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
@@ -320,6 +321,11 @@ class TaskRunner:
     def file_views(self) -> list[FileView]:
         """Each file of the task and how far it is (for per-file progress bars)."""
         return [FileView(f.relpath, f.written, f.size, f.phase.value) for f in self._files.values()]
+
+    @property
+    def limiter(self) -> TokenBucket:
+        """The bucket this run's bytes are taken from (its lane of the rate limit)."""
+        return self._ctx.engine.limiter
 
     def snapshot(self) -> DownloadProgress:
         """The task's progress now."""
