@@ -148,8 +148,12 @@ def _checked(rules: list[Rule]) -> Schedule:
                 raise ValueError(f"rules {seen[minute]} and {rule} overlap at {_hhmm(minute)}")
             seen[minute] = rule
     if len(seen) < DAY:
-        gap = min(set(range(DAY)) - set(seen))
-        raise ValueError(f"the schedule leaves {_hhmm(gap)} without a rule: cover all 24 hours")
+        # Name the gap as the user would: from where a rule ends to where the next begins.
+        start = next(m for m in range(DAY) if m not in seen and (m - 1) % DAY in seen)
+        end = next((start + k) % DAY for k in range(DAY) if (start + k) % DAY in seen)
+        raise ValueError(
+            f"the schedule has no rule from {_hhmm(start)} to {_hhmm(end)}: cover all 24 hours"
+        )
     return Schedule(tuple(rules))
 
 
