@@ -106,7 +106,9 @@ class Schedule:
             raise ValueError("a stored schedule must be a list of [start, end, rate]")
         rules = []
         for start, end, rate in value:
-            if not all(isinstance(m, int) and 0 <= m < DAY for m in (start, end)):
+            if not (isinstance(start, int) and isinstance(end, int)) or not (
+                0 <= start < DAY and 0 <= end <= DAY
+            ):
                 raise ValueError("a stored schedule's times must be minutes of the day")
             rules.append(Rule(start, end, None if rate is None else check_rate(rate)))
         return _checked(rules)
@@ -134,7 +136,8 @@ def parse_schedule(text: str) -> Schedule:
         start, dash, end = span.partition("-")
         if not eq or not dash:
             raise ValueError(f"{part!r:.60} is not a rule like 08:00-18:00=2M")
-        rules.append(Rule(_minute(start), _minute(end), parse_rate(rate)))
+        # 24:00 ends a day ("00:00-24:00=1M": all of it) and starts the next one.
+        rules.append(Rule(_minute(start) % DAY, _minute(end), parse_rate(rate)))
     return _checked(rules)
 
 
@@ -162,7 +165,7 @@ def _minute(text: str) -> int:
     hours, minutes = (int(match[1]), int(match[2])) if match else (-1, -1)
     if not (0 <= hours <= 24 and 0 <= minutes < 60) or (hours == 24 and minutes):
         raise ValueError(f"{text.strip()!r:.20} is not a time of day like 08:00")
-    return (hours * 60 + minutes) % DAY
+    return hours * 60 + minutes
 
 
 def _hhmm(minute: int) -> str:

@@ -78,6 +78,8 @@ class Origin:
         self.log: list[RequestLog] = []
         self.served = 0
         self.served_by_file: dict[str, int] = {}
+        # (time.monotonic(), file name, bytes) of every piece written: rates as served
+        self.sent_log: list[tuple[float, str, int]] = []
         self.base_url = ""
         self.cdn_url = ""
 
@@ -289,6 +291,7 @@ class Origin:
                 sent += len(data)
                 self.served += len(data)
                 self.served_by_file[name] = self.served_by_file.get(name, 0) + len(data)
+                self.sent_log.append((time.monotonic(), name, len(data)))
                 if self.throttle:
                     ahead = sent / self.throttle - (time.monotonic() - began)
                     if ahead > 0:
@@ -298,6 +301,13 @@ class Origin:
         await response.write_eof()
 
     # --- faults and logs ----------------------------------------------------------------------
+
+    def served_between(self, start: float, end: float, name: str | None = None) -> int:
+        """Body bytes written from ``start`` to ``end`` (``time.monotonic()``), of one file
+        or of all: what a rate limit let through, measured where the bytes leave."""
+        return sum(
+            n for at, file, n in self.sent_log if start <= at < end and name in (None, file)
+        )
 
     def _fault_for(self, request: web.Request, name: str) -> Fault | None:
         if request.method != "GET":
