@@ -28,7 +28,7 @@ class TokenBucket:
         self._within = within  # a wider limit these bytes count against too (the global one)
         self._burst = burst_seconds
         self._capacity = (rate or 0) * burst_seconds
-        self._tokens = self._capacity
+        self._tokens = 0.0  # no burst at the start: it would only fill socket buffers
         self._stamp = time.monotonic()
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import random
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ class Origin:
     port: int = 0
     ranges: bool = True  # False: a server that ignores Range and advertises no support
     sized: bool = True  # False: no Content-Length (chunked), so the size is unknown
+    # The kernel's send buffer of each response's socket (None: the system's, which grows
+    # to megabytes). Small, bytes leave the origin at the rate the client takes them, so
+    # the sent log measures a rate limit.
+    send_buffer: int | None = None
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -266,6 +271,10 @@ class Origin:
             FaultKind.STALL,
         ):
             cut = min(end - start, fault.at_byte)
+        if self.send_buffer is not None and request.transport is not None:
+            sock = request.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         began = time.monotonic()
         sent = 0
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
