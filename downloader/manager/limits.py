@@ -15,8 +15,10 @@ How the limits combine (the strictest applies):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 
 from downloader.engine.ratelimit import TokenBucket
 from downloader.limits import (
@@ -36,6 +38,29 @@ Clock = Callable[[], datetime]  # the local time now (tests move it)
 def local_now() -> datetime:
     """The local time now (a schedule's times are local)."""
     return datetime.now()
+
+
+CLOCK_OFFSET = "MODELHAUL_CLOCK_OFFSET"  # a testing hook: seconds added to the local time
+_MAX_OFFSET = 10 * 366 * 86400.0
+
+
+def local_clock(env: Mapping[str, str] = os.environ) -> Clock:
+    """The clock a manager reads a schedule by: the local time, moved by
+    ``MODELHAUL_CLOCK_OFFSET`` seconds where that is set. It is for tests (a process in
+    another process's test sees a schedule's boundary come when they choose) and moves
+    nothing else: not logs, leases or timestamps in the ledger. ValueError if it is not a
+    number of seconds (within ten years)."""
+    raw = env.get(CLOCK_OFFSET, "").strip()
+    if not raw:
+        return local_now
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or abs(seconds) > _MAX_OFFSET:
+        raise ValueError(f"{CLOCK_OFFSET}: {raw[:40]!r} is not a number of seconds (testing)")
+    offset = timedelta(seconds=seconds)
+    return lambda: datetime.now() + offset
 
 
 def global_limit(record: LimitRecord) -> GlobalLimit:

@@ -7,9 +7,8 @@ collaborators, each with one job, depending one way::
                     ─► Leases     who holds what; requeues and take-overs
                     ─► LiveLimits the bandwidth limit the ledger holds, in the buckets
 
-Control calls (pause, resume, cancel, retry) are ledger transitions, so they work the same
-on a task run by this process or by any other one; a running process notices within
-``settings.watch_seconds`` and stops its connections.
+Control calls (pause, resume, cancel, retry) are ledger transitions: they work alike on
+tasks run by any process, which notices within ``settings.watch_seconds`` and stops them.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from downloader.engine.ratelimit import TokenBucket
 from downloader.headers import split_credentials
 from downloader.limits import Limits, Schedule
 from downloader.manager.bus import ProgressBus
-from downloader.manager.limits import Clock, local_now
+from downloader.manager.limits import Clock, local_clock
 from downloader.manager.parts import Parts
 from downloader.manager.repair import repair_file
 from downloader.manager.runner import FileView, RunContext
@@ -69,11 +68,15 @@ class DownloadManager:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, autostart: bool = True, clock: Clock = local_now
+        self,
+        settings: Settings | None = None,
+        *,
+        autostart: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.autostart = autostart
-        self.clock = clock  # the local time, for a limit's schedule (tests move it)
+        self.clock = clock or local_clock()  # a schedule's local time (tests move it)
         self.bus = ProgressBus()
         self._parts: Parts | None = None
 
@@ -92,8 +95,7 @@ class DownloadManager:
         await self.close()
 
     async def close(self) -> None:
-        """Stop running tasks (they go back to the queue, to continue from their chunks),
-        then release everything."""
+        """Stop running tasks (back to the queue, to go on from their chunks); release all."""
         parts = self._parts
         if parts is None:
             return
@@ -334,14 +336,12 @@ class DownloadManager:
     # --- bandwidth limit --------------------------------------------------------------------
 
     async def set_limit(self, rate: int | str | None, *, task_id: int | None = None) -> Limits:
-        """Limit all downloads (or task ``task_id``) to ``rate`` bytes/s (``"8M"``, at least
-        1K; None or ``"off"``: none), live: every process running downloads follows within
-        ``settings.watch_seconds``. A global rate replaces a schedule (ValueError if bad)."""
+        """Limit all downloads (or task ``task_id``) to ``rate`` bytes/s (``"8M"``, 1K or more;
+        None/``"off"``: none), live in every process; a global rate replaces a schedule."""
         return await self._open.limits.set_limit(rate, task_id)
 
     async def set_schedule(self, schedule: str | Schedule | None) -> Limits:
-        """The global limit by the local clock: ``"08:00-18:00=2M,18:00-08:00=off"`` (None:
-        drop it; ValueError for one that overlaps or leaves a gap)."""
+        """The global limit by local time, ``"08:00-18:00=2M,18:00-08:00=off"`` (None: none)."""
         return await self._open.limits.set_schedule(schedule)
 
     async def get_limits(self) -> Limits:

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import os
 import random
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from aiohttp import web
 
 from downloader.testing.faults import Fault, FaultKind, if_range_holds, parse_range
+from downloader.testing.loopback import track, unread
 
 PIECE = 64 * 1024
 
@@ -68,9 +68,8 @@ class Origin:
     port: int = 0
     ranges: bool = True  # False: a server that ignores Range and advertises no support
     sized: bool = True  # False: no Content-Length (chunked), so the size is unknown
-    # The kernel's send buffer of each response's socket (None: the system's, which grows
-    # to megabytes). Small, bytes leave the origin at the rate the client takes them, so
-    # the sent log measures a rate limit.
+    # Each response socket's kernel send buffer (None: the system's, which grows to
+    # megabytes); small, the log of writes lags the client's reads less (see ``taken``).
     send_buffer: int | None = None
 
     def __post_init__(self) -> None:
@@ -85,6 +84,8 @@ class Origin:
         self.served_by_file: dict[str, int] = {}
         # (time.monotonic(), file name, bytes) of every piece written: rates as served
         self.sent_log: list[tuple[float, str, int]] = []
+        # client port -> (the file last served on that connection, its transport)
+        self._connections: dict[int, tuple[str, asyncio.BaseTransport]] = {}
         self.base_url = ""
         self.cdn_url = ""
 
@@ -271,10 +272,8 @@ class Origin:
             FaultKind.STALL,
         ):
             cut = min(end - start, fault.at_byte)
-        if self.send_buffer is not None and request.transport is not None:
-            sock = request.transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+        if request.transport is not None:
+            track(request.transport, name, self.send_buffer, self._connections)
         began = time.monotonic()
         sent = 0
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
@@ -313,10 +312,14 @@ class Origin:
 
     def served_between(self, start: float, end: float, name: str | None = None) -> int:
         """Body bytes written from ``start`` to ``end`` (``time.monotonic()``), of one file
-        or of all: what a rate limit let through, measured where the bytes leave."""
-        return sum(
-            n for at, file, n in self.sent_log if start <= at < end and name in (None, file)
-        )
+        or of all (into the kernel: socket buffers included, see ``taken``)."""
+        return sum(n for at, file, n in self.sent_log if start <= at < end and name in (None, file))
+
+    def taken(self, name: str | None = None) -> int:
+        """Body bytes served (of one file, or all) that the client has read: served minus
+        what is still on the way (``testing.loopback``, Linux): where a client's limit shows."""
+        served = self.served if name is None else self.served_by_file.get(name, 0)
+        return served - unread(self._connections, self.port, name)
 
     def _fault_for(self, request: web.Request, name: str) -> Fault | None:
         if request.method != "GET":
