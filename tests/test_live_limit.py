@@ -20,8 +20,9 @@ from clikit import finish, run, start, wait_for_task
 
 from downloader.engine.ratelimit import TokenBucket
 from downloader.limits import parse_rate, parse_schedule
+from downloader.manager.limits import local_clock
 from downloader.testing.origin import Origin
-from storage import TaskRecord, TaskState
+from storage import NewTask, TaskRecord, TaskState, open_ledger
 
 MiB = 1 << 20
 SIZE = 96 * MiB  # lasts every test below at their rates (at most 8M/s for ~8 s)
@@ -279,3 +280,48 @@ def test_rates_read_as_sizes_do() -> None:
     assert parse_rate("off") is parse_rate("OFF") is None
     with pytest.raises(ValueError, match="at least 1K"):
         parse_rate("1000")
+
+
+async def test_a_runners_pins_and_a_limit_set_meanwhile_by_another_process_both_stay(
+    tmp_path: Path,
+) -> None:
+    # The runner's copy of the options is from its claim; `limit --task` (another process:
+    # another connection to the same SQLite file) writes rate_limit before the runner
+    # records its pins. Neither write may undo the other, in either order and interleaved.
+    path = tmp_path / "ledger.db"
+    runner, other = await open_ledger(path), await open_ledger(path)
+    try:
+        [task_id] = await runner.tasks.enqueue(
+            [NewTask("hf", "org/m", str(tmp_path / "m"), options={"connections": 2})]
+        )
+        claimed = await runner.tasks.get(task_id)
+        await other.limits.set_task(task_id, 3 * MiB)
+        await runner.tasks.merge_options(task_id, {"revision_pin": "a" * 40})
+        assert dict(claimed.options) == {"connections": 2}  # the stale copy
+        assert (await other.tasks.get(task_id)).options == {
+            "connections": 2,
+            "rate_limit": 3 * MiB,
+            "revision_pin": "a" * 40,
+        }
+        writes = [other.limits.set_task(task_id, (k + 1) * MiB) for k in range(10)]
+        writes += [runner.tasks.merge_options(task_id, {f"pin{k}": k}) for k in range(10)]
+        await asyncio.gather(*writes)
+        options = (await runner.tasks.get(task_id)).options
+        assert {f"pin{k}" for k in range(10)} <= set(options)
+        assert options["rate_limit"] in {(k + 1) * MiB for k in range(10)}
+        assert options["connections"] == 2
+    finally:
+        await runner.close()
+        await other.close()
+
+
+@pytest.mark.parametrize("offset", ["soon", "nan", "inf", "1e12", "12:00"])
+def test_a_clock_offset_that_is_no_number_of_seconds_is_refused(offset: str) -> None:
+    with pytest.raises(ValueError, match=r"MODELHAUL_CLOCK_OFFSET: .* not a number of seconds"):
+        local_clock({"MODELHAUL_CLOCK_OFFSET": offset})
+
+
+def test_a_clock_offset_moves_only_the_clock_it_makes() -> None:
+    ahead = local_clock({"MODELHAUL_CLOCK_OFFSET": "3600"})()
+    assert 3599 <= (ahead - datetime.now()).total_seconds() <= 3601
+    assert abs((local_clock({})() - datetime.now()).total_seconds()) < 1

@@ -163,9 +163,10 @@ class TaskRunner:
         resolution = self._resolution or await self._source.resolve(spec, destination, ctx)
         self._resolution = None
         ledger = self._ctx.ledger
-        pinned = {**self.task.options, **resolution.pins}
-        if pinned != dict(self.task.options):
-            await ledger.tasks.set_options(self.task.id, pinned)
+        # Only the pins, merged with what is stored now: our copy of the options is from the
+        # claim, and a limit set since (``limit --task``) must not be written back over.
+        if any(self.task.options.get(k) != v for k, v in resolution.pins.items()):
+            await ledger.tasks.merge_options(self.task.id, dict(resolution.pins))
             self.task = await ledger.tasks.get(self.task.id)
         for folder in resolution.folders:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
