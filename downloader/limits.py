@@ -17,6 +17,7 @@ from downloader.settings import parse_size
 MIN_RATE = 1024  # below 1 KiB/s one read of 64 KiB waits over a minute
 MAX_RATE = 1 << 50  # a petabyte per second: more is a typo, not a limit
 OFF_WORDS = ("off", "none", "unlimited")
+MAX_RATE_TEXT = 40
 MAX_RULES = 48  # a rule per half hour is already more than anyone keeps track of
 MAX_SCHEDULE_TEXT = 2000
 DAY = 24 * 60  # minutes
@@ -28,6 +29,8 @@ def parse_rate(text: str) -> int | None:
     limit). ValueError naming what was wrong (not a size, under 1K, absurdly large)."""
     if not isinstance(text, str):
         raise ValueError(f"a rate is text such as 8M or off, not {type(text).__name__}")
+    if len(text) > MAX_RATE_TEXT:  # and no message echoes a megabyte of it back
+        raise ValueError(f"{text[:20]!r}... is not a rate: at most {MAX_RATE_TEXT} characters")
     if text.strip().lower() in OFF_WORDS:
         return None
     rate = parse_size(text)
