@@ -44,7 +44,7 @@ BAD_NUMBERS = [
     (["cache", "evict", "--max-size", "1e400"], "--max-size", "not a size"),
     (["limit", "0"], "RATE", "at least 1K"),
     (["limit", "1000"], "RATE", "at least 1K"),
-    (["limit", "1" * 400], "RATE", "not a size"),
+    (["limit", "1" * 400], "RATE", "at most 40 characters"),
     (["limit", "5M/s"], "RATE", "not a size"),
     (["limit", "2P"], "RATE", "not a size"),
     (["limit", "99999T"], "RATE", "more than any limit"),
