@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from storage.files import FileStore
     from storage.journal import LedgerJournal
     from storage.ledger import Ledger, open_ledger
+    from storage.limits import LimitRecord, LimitSnapshot, LimitStore
     from storage.location import default_ledger_path, modelhaul_home
     from storage.records import (
         ChunkRecord,
@@ -72,6 +73,7 @@ _HOMES = {
     "LedgerJournal": "storage.journal",
     "Ledger": "storage.ledger",
     "open_ledger": "storage.ledger",
+    **dict.fromkeys(("LimitRecord", "LimitSnapshot", "LimitStore"), "storage.limits"),
     "default_ledger_path": "storage.location",
     "modelhaul_home": "storage.location",
     **dict.fromkeys(
@@ -124,6 +126,9 @@ __all__ = [
     "LedgerJournal",
     "LedgerOpenError",
     "LedgerUnavailableError",
+    "LimitRecord",
+    "LimitSnapshot",
+    "LimitStore",
     "NewFile",
     "NewTask",
     "SchemaTooNewError",

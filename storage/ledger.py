@@ -15,6 +15,7 @@ from storage.db import Database
 from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
 from storage.files import FileStore
 from storage.journal import LedgerJournal
+from storage.limits import LimitStore
 from storage.location import default_ledger_path
 from storage.migrate import HEAD_REVISION, current_revision, is_known, upgrade_to_head
 from storage.records import FileRecord
@@ -34,6 +35,7 @@ class Ledger:
     tasks: TaskStore
     files: FileStore
     uses: UseStore
+    limits: LimitStore
 
     def journal(self, file: FileRecord, owner: str | None = None) -> LedgerJournal:
         """The journal of one file for the download engine: its rows only, every write
@@ -76,7 +78,13 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
         detail = getattr(e, "orig", None) or e
         raise LedgerOpenError(_where(url, path), f"{type(detail).__name__}: {detail}") from e
     return Ledger(
-        url=url, path=path, db=db, tasks=TaskStore(db), files=FileStore(db), uses=UseStore(db)
+        url=url,
+        path=path,
+        db=db,
+        tasks=TaskStore(db),
+        files=FileStore(db),
+        uses=UseStore(db),
+        limits=LimitStore(db),
     )
 
 

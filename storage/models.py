@@ -164,3 +164,17 @@ class CacheUse(Base):
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)  # e.g. "hf:owner/name"
     last_used: Mapped[float] = mapped_column(Float)
+
+
+class Limit(Base):
+    """A bandwidth limit every process that runs downloads follows, changed at run time
+    (``modelhaul limit``): the row ``scope="global"`` holds a fixed rate or a schedule.
+    A task's own limit is its ``rate_limit`` option."""
+
+    __tablename__ = "limits"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rate: Mapped[int | None] = mapped_column(BigInteger)  # bytes per second; None: no limit
+    # [[start_minute, end_minute, rate_or_null], …] local time; None: no schedule
+    schedule: Mapped[list[Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -173,12 +173,29 @@ class TaskStore:
             set_columns, _id(task_id), {"options": options, "updated_at": time.time()}
         )
 
+    async def merge_options(self, task_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        """Set only the keys of ``changes`` in the task's options, reading what is stored in
+        the same transaction, so a key another process wrote meanwhile (``modelhaul limit
+        --task`` writes ``rate_limit``) is kept; returns the options afterwards."""
+        return await self._db.write(_merge_options, _id(task_id), dict(changes), time.time())
+
     async def remove(self, task_id: int) -> None:
         """Delete a task and (by cascade) its files, chunks and events from the ledger."""
         await self._db.write(_remove, _id(task_id))
 
 
 # --- units of work (run in one transaction each) ----------------------------------------------
+
+
+def _merge_options(
+    conn: Connection, task_id: int, changes: dict[str, Any], now: float
+) -> dict[str, Any]:
+    row = conn.execute(select(TASKS.c.options).where(TASKS.c.id == task_id)).first()
+    if row is None:
+        raise TaskNotFoundError(task_id)
+    options = {**(row.options or {}), **changes}
+    set_columns(conn, task_id, {"options": options, "updated_at": now})
+    return options
 
 
 def _enqueue(conn: Connection, tasks: list[NewTask], actor: str | None, now: float) -> list[int]:

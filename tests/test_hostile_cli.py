@@ -58,6 +58,28 @@ BAD_NUMBERS = [
     (["get", URL, "--proxy", "http://proxy:80/path?q"], "--proxy", "not a proxy URL"),
     (["get", URL, "--proxy", "http://"], "--proxy", "not a proxy URL"),
     (["get", URL, "--ca-certificate", "/no/such/ca.pem"], "--ca-certificate", "is not a file"),
+    (["limit", "0"], "RATE", "at least 1K"),
+    (["limit", "1000"], "RATE", "at least 1K"),
+    (["limit", "1" * 400], "RATE", "at most 40 characters"),
+    (["limit", "5M/s"], "RATE", "not a size"),
+    (["limit", "2P"], "RATE", "not a size"),
+    (["limit", "99999T"], "RATE", "more than any limit"),
+    (["limit", "1e9"], "RATE", "not a size"),
+    (["limit", "--task", ABOVE_ROWID, "2M"], "--task", "not a task id"),
+    (["limit", "--task", "0", "2M"], "--task", "not a task id"),
+    (["limit", "--task", "7", "0"], "RATE", "at least 1K"),
+    (["limit", "8M", "--schedule", "00:00-24:00=1M"], "--schedule", "not allowed with"),
+    (["limit", "--schedule", "00:00-24:00=1M,00:00-01:00=off"], "--schedule", "overlap"),
+    (["limit", "--schedule", ""], "--schedule", "empty rule"),
+    (["limit", "--schedule", "08:00-18:00=2M"], "--schedule", "no rule from 18:00 to 08:00"),
+    (["limit", "--schedule", "08:00-18:00=2M,17:00-08:00=off"], "--schedule", "overlap"),
+    (["limit", "--schedule", "25:00-08:00=1M,08:00-01:00=off"], "--schedule", "not a time"),
+    (["limit", "--schedule", "08:00-08:00=1M"], "--schedule", "covers no time"),
+    (["limit", "--schedule", "8-18=1M,18-8=off"], "--schedule", "not a time"),
+    (["limit", "--schedule", "00:00-24:00=fast"], "--schedule", "not a size"),
+    (["limit", "--schedule", "00:00-24:00"], "--schedule", "not a rule"),
+    (["limit", "--schedule", ",".join(["00:00-00:01=1M"] * 49)], "--schedule", "at most 48"),
+    (["limit", "--schedule", "x" * 3000], "--schedule", "at most 2000"),
 ]
 
 
@@ -159,3 +181,9 @@ async def test_after_a_refused_command_ls_shows_no_task(tmp_path: Path) -> None:
         assert_usage_error(await run(home, *argv, timeout=60))
     listed = await run(home, "ls", "--json", timeout=60)
     assert listed.code == 0 and listed.json() == []
+
+
+async def test_limit_for_a_task_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    got = await run(tmp_path / "home", "limit", "--task", "42", "2M")
+    assert_usage_error(got, "task 42")
+    assert (await run(tmp_path / "home", "limit", "--task", "42")).code == 2

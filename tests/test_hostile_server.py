@@ -637,3 +637,125 @@ async def test_bad_tokens_are_401_never_500(tmp_path) -> None:
             status, body = await server.raw(request)
             assert status == 401 and json.loads(body)["code"] == "UNAUTHORIZED"
             assert await server.ledger() == {}
+
+
+# --- the live bandwidth limit (PUT /api/v1/limits, PUT /api/v1/downloads/{id}/limit) --------
+
+
+async def _limits(server: Server) -> tuple[dict, dict]:
+    """The limits and the ledger: what a refused change must leave as they were."""
+    return (await server.manager.get_limits()).to_dict(), await server.ledger()
+
+
+_LIMIT_BODIES = [
+    (_body({"rate": "fast"}), 422, "rate", "not a size"),
+    (_body({"rate": "0"}), 422, "rate", "at least 1K"),
+    (_body({"rate": "-2M"}), 422, "rate", "'-2M'"),
+    (_body({"rate": "1000"}), 422, "rate", "at least 1K"),
+    (_body({"rate": "9" * 12 + "T"}), 422, "rate", "more than any limit"),
+    (_body({"rate": "9" * 300 + "T"}), 422, "rate", "at most 40 characters"),
+    (_body({"rate": "8M" * 5000}), 422, "rate", "at most 40 characters"),
+    (_body({"rate": 2**60}), 422, "rate", "more than any limit"),
+    (_body({"rate": 1023}), 422, "rate", "at least 1K"),
+    (b'{"rate": ' + b"9" * 5000 + b"}", 400, None, "more than 100 digits"),
+    (b'{"rate": NaN}', 400, None, "NaN"),
+    (_body({"rate": 1.5e6}), 422, "rate", "must be a rate"),
+    (_body({"rate": True}), 422, "rate", "must be a rate"),
+    (_body({"rate": ["8M"]}), 422, "rate", "must be a rate"),
+    (_body({"rate": {"M": 8}}), 422, "rate", "must be a rate"),
+    (_body({"speed": "8M"}), 422, "speed", "unknown field"),
+    (_body({"rate": "8M", "burst": 1}), 422, "burst", "unknown field"),
+    (_body({"rate": "8M", "schedule": None}), 422, "rate", "exactly one"),
+    (_body({}), 422, "rate", "exactly one"),
+    (b'"8M"', 422, None, "JSON object"),
+    (b"8M", 400, None, "JSON"),
+    (b"", 400, None, "JSON"),
+    (_body({"schedule": "08:00-18:00=2M,17:00-08:00=off"}), 422, "schedule", "overlap at 17:00"),
+    (_body({"schedule": "08:00-18:00=2M,19:00-08:00=off"}), 422, "schedule", "18:00 to 19:00"),
+    (_body({"schedule": "08:00-18:00=2M"}), 422, "schedule", "no rule from 18:00 to 08:00"),
+    (_body({"schedule": "always=2M"}), 422, "schedule", "not a rule like"),
+    (_body({"schedule": "25:00-08:00=2M,08:00-25:00=off"}), 422, "schedule", "not a time"),
+    (_body({"schedule": "08:00-18:00=fast,18:00-08:00=off"}), 422, "schedule", "not a size"),
+    (_body({"schedule": "08:00-18:00=2M,,18:00-08:00=off"}), 422, "schedule", "empty rule"),
+    (_body({"schedule": "08:00-08:00=2M"}), 422, "schedule", "covers no time"),
+    (_body({"schedule": ",".join(["00:00-00:30=1M"] * 60)}), 422, "schedule", "at most 48 rules"),
+    (_body({"schedule": "0" * 2001}), 422, "schedule", "at most 2000 characters"),
+    (_body({"schedule": "0" * 100_000}), 413, None, "too large"),
+    (_body({"schedule": 800}), 422, "schedule", "must be text"),
+    (_body({"schedule": ["08:00-18:00=2M"]}), 422, "schedule", "must be text"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field", "says"), _LIMIT_BODIES)
+async def test_hostile_limit_bodies_get_a_4xx_naming_the_field_and_change_nothing(
+    server, body, status, field, says
+) -> None:
+    await server.manager.set_limit("3M")
+    before = await _limits(server)
+    got, error = await server.call("PUT", "/api/v1/limits", body=body, headers=JSON)
+    assert (got, error.get("field")) == (status, field), error
+    assert says in error["message"] and len(error["message"]) < 300, error
+    assert await _limits(server) == before
+
+
+async def test_hostile_task_limits_get_a_4xx_and_change_nothing(server, tasks) -> None:
+    down = tasks["downloading"]
+    await server.manager.set_limit("3M", task_id=down)
+    before = await _limits(server)
+    for path, body, status, code in [
+        (f"/api/v1/downloads/{down}/limit", _body({"rate": "slow"}), 422, "INVALID_FIELD"),
+        (f"/api/v1/downloads/{down}/limit", _body({"rate": 2**70}), 422, "INVALID_FIELD"),
+        (f"/api/v1/downloads/{down}/limit", _body({"rate": 3.5}), 422, "INVALID_FIELD"),
+        (f"/api/v1/downloads/{down}/limit", _body({"rate": "1M", "x": 1}), 422, "INVALID_FIELD"),
+        (f"/api/v1/downloads/{down}/limit", _body({"schedule": None}), 422, "INVALID_FIELD"),
+        (f"/api/v1/downloads/{down}/limit", _body({}), 422, "INVALID_FIELD"),
+        (f"/api/v1/downloads/{down}/limit", b"{rate: 1M}", 400, "INVALID_JSON"),
+        ("/api/v1/downloads/999/limit", _body({"rate": "1M"}), 404, "DOWNLOAD_NOT_FOUND"),
+        ("/api/v1/downloads/0/limit", _body({"rate": "1M"}), 404, "DOWNLOAD_NOT_FOUND"),
+        ("/api/v1/downloads/-1/limit", _body({"rate": "1M"}), 422, "INVALID_ID"),
+        ("/api/v1/downloads/abc/limit", _body({"rate": "1M"}), 422, "INVALID_ID"),
+        *[
+            (f"/api/v1/downloads/{raw}/limit", _body({"rate": "1M"}), 422, "INVALID_ID")
+            for raw in HUGE
+        ],
+    ]:
+        got, error = await server.call("PUT", path, body=body, headers=JSON)
+        assert (got, error["code"]) == (status, code), (path, body[:40], error)
+        assert error["message"] and len(error["message"]) < 300
+    for raw, status in (("999", 404), (str(2**64), 422)):
+        got, error = await server.call("GET", f"/api/v1/downloads/{raw}/limit")
+        assert got == status, error
+    assert await _limits(server) == before
+
+
+@pytest.mark.parametrize("origin", [EVIL, "null", "http://127.0.0.1:9"])
+async def test_a_foreign_origin_cannot_read_or_change_a_limit(server, tasks, origin) -> None:
+    await server.manager.set_limit("3M")
+    before = await _limits(server)
+    down = tasks["downloading"]
+    for method, path, body in [
+        ("GET", "/api/v1/limits", None),
+        ("PUT", "/api/v1/limits", _body({"rate": None})),
+        ("PUT", "/api/v1/limits", _body({"schedule": "00:00-24:00=off"})),
+        ("GET", f"/api/v1/downloads/{down}/limit", None),
+        ("PUT", f"/api/v1/downloads/{down}/limit", _body({"rate": "1K"})),
+    ]:
+        status, error = await server.call(
+            method, path, body=body, headers={**JSON, "Origin": origin}
+        )
+        assert status == 403 and error["code"] == "CROSS_ORIGIN", (method, path, error)
+    for site in ("cross-site", "same-site"):
+        status, error = await server.call(
+            "PUT",
+            "/api/v1/limits",
+            body=_body({"rate": None}),
+            headers={**JSON, "Sec-Fetch-Site": site},
+        )
+        assert status == 403, error
+    # A form post from another page (no preflight) is not JSON: refused before it is read.
+    for form in ("text/plain", "application/x-www-form-urlencoded"):
+        status, error = await server.call(
+            "PUT", "/api/v1/limits", body=b'{"rate": null}', headers={"Content-Type": form}
+        )
+        assert status == 415 and error["code"] == "UNSUPPORTED_MEDIA_TYPE", error
+    assert await _limits(server) == before

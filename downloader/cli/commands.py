@@ -247,6 +247,14 @@ def _check_json(check: Any) -> dict[str, Any]:
     return data
 
 
+async def limit(args: argparse.Namespace, out: Output) -> int:
+    """Show or set the live bandwidth limit (``cli.limitcmd``)."""
+    from downloader.cli.limitcmd import run_limit
+
+    async with _manager(args, autostart=False) as manager:
+        return await run_limit(manager, args, out)
+
+
 async def mirror(args: argparse.Namespace, out: Output) -> int:
     """Download every entry of a manifest."""
     from downloader.cli.mirror import run_mirror
@@ -346,6 +354,7 @@ COMMANDS: dict[str, Command] = {
     "worker": worker,
     "serve": serve,
     "verify": verify,
+    "limit": limit,
     "mirror": mirror,
     "models": models,
     "cache": cache,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from downloader.cli import exitcodes
+from downloader.limits import parse_rate, parse_schedule
 from downloader.settings import (
     MAX_CONNECTIONS,
     MAX_PRIORITY,
@@ -86,6 +87,24 @@ def _rate(text: str) -> int:
             f"{text!r} is too slow to download at: a rate must be at least 1K (1024 bytes/s)"
         )
     return rate
+
+
+def _live_rate(text: str) -> str:
+    """``limit``'s RATE: a rate or ``off``, kept as typed (``off`` is not "none given")."""
+    try:
+        parse_rate(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
+
+
+def _schedule(text: str) -> str:
+    if text.strip().lower() != "off":
+        try:
+            parse_schedule(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+    return text
 
 
 def _demo_size(text: str) -> int:
@@ -359,6 +378,24 @@ def build_parser() -> Parser:
         "its requests still need the token",
     )
 
+    limit = command(
+        "limit",
+        "the bandwidth limit every download follows, changed live (or by the clock); "
+        "alone: show it",
+    )
+    setting = limit.add_mutually_exclusive_group()
+    setting.add_argument(
+        "rate", nargs="?", type=_live_rate, metavar="RATE", help="e.g. 8M (at least 1K), or off"
+    )
+    setting.add_argument(
+        "--schedule",
+        type=_schedule,
+        metavar="'HH:MM-HH:MM=RATE,...'",
+        help="the global limit by the local clock, e.g. '08:00-18:00=2M,18:00-08:00=off' "
+        "(rules cover the day once; a rule may wrap midnight); off: no schedule",
+    )
+    limit.add_argument("--task", type=_task_id, metavar="ID", help="set that task's own limit")
+
     verify = command("verify", "re-check chunk and file digests on disk")
     verify.add_argument("ids", nargs="*", type=_task_id, metavar="ID")
     verify.add_argument(
@@ -412,7 +449,7 @@ def build_parser() -> Parser:
         "--size", type=_demo_size, default=96 << 20, help="the GGUF's size, 1M-16G (default 96M)"
     )
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
-    for name in ("get", "resume", "retry", "worker", "serve", "demo"):
+    for name in ("get", "resume", "retry", "worker", "serve", "demo", "limit"):
         sub.choices[name].epilog = SIZES
     evict.epilog = SIZES
     return parser

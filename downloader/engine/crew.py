@@ -141,10 +141,16 @@ class Crew:
     async def _watch(self, seconds: float) -> None:
         rates: dict[Lane, float] = {}
         total = 0
+        # Under a bandwidth limit the connections go as fast as the bucket lets them: one
+        # held back is held back by us, not by its edge, and more would not raise the total.
+        limited = self._job.limiter.limited
         for lane in self._tasks.values():
             got = lane.received - self._seen[lane.id]
             self._seen[lane.id] = lane.received
             total += got
+            if limited:
+                self._meters[lane.id] = Meter(self._config.slow_seconds)
+                continue
             meter = self._meters[lane.id]
             if lane.streaming:
                 meter.add(seconds, got)
@@ -163,7 +169,8 @@ class Crew:
             # A retiring lane too: it would otherwise hold its span to the end at its pace.
             elif lane.id not in self._handed and lane.span is not None:
                 self._hand_over(lane, rates)
-        self._adapt(seconds, total)
+        if not limited:
+            self._adapt(seconds, total)
 
     def _hand_over(self, lane: Lane, rates: dict[Lane, float]) -> None:
         span = lane.span

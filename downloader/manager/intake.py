@@ -129,7 +129,7 @@ class Intake:
         # overwrite); what it fetches and where cannot (that is the task's identity).
         wanted = {k: asked.options[k] for k in RUN_OPTIONS if k in asked.options}
         if any(task.options.get(k) != v for k, v in wanted.items()):
-            await self._ledger.tasks.set_options(task.id, {**task.options, **wanted})
+            await self._ledger.tasks.merge_options(task.id, wanted)
             task = await self._ledger.tasks.get(task.id)
         if task.state in RESUMABLE and not paused:
             await self._leases.await_last_checkpoint(task)

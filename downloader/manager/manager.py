@@ -5,10 +5,10 @@ collaborators, each with one job, depending one way::
                     ─► Scheduler  claims tasks, runs a TaskRunner each, watches the ledger
                     ─► Observer   progress: a task's stream, every task's, now
                     ─► Leases     who holds what; requeues and take-overs
+                    ─► LiveLimits the bandwidth limit the ledger holds, in the buckets
 
-Control calls (pause, resume, cancel, retry) are ledger transitions, so they work the same
-on a task run by this process or by any other one; a running process notices within
-``settings.watch_seconds`` and stops its connections.
+Control calls (pause, resume, cancel, retry) are ledger transitions: they work alike on
+tasks run by any process, which notices within ``settings.watch_seconds`` and stops them.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from downloader.engine.context import EngineContext
 from downloader.engine.http import open_session
 from downloader.engine.ratelimit import TokenBucket
 from downloader.headers import split_credentials
+from downloader.limits import Limits, Schedule
 from downloader.manager.bus import ProgressBus
-from downloader.manager.intake import Intake
-from downloader.manager.leases import Leases
-from downloader.manager.observer import Observer
+from downloader.manager.limits import Clock, local_clock
+from downloader.manager.parts import Parts
 from downloader.manager.repair import repair_file
 from downloader.manager.runner import FileView, RunContext
-from downloader.manager.scheduler import Scheduler
 from downloader.manager.tunables import retuned
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings
@@ -68,11 +67,18 @@ class DownloadManager:
     drains the whole queue.
     """
 
-    def __init__(self, settings: Settings | None = None, *, autostart: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        autostart: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
         self.settings = settings or Settings.from_env()
         self.autostart = autostart
+        self.clock = clock or local_clock()  # a schedule's local time (tests move it)
         self.bus = ProgressBus()
-        self._parts: _Parts | None = None
+        self._parts: Parts | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -80,7 +86,7 @@ class DownloadManager:
         ledger = await open_ledger(self.settings.ledger_target)
         config = self.settings.engine()
         engine = EngineContext(open_session(config), config, TokenBucket(config.rate_limit))
-        self._parts = _Parts(ledger, RunContext(ledger, self.settings, engine), self.bus)
+        self._parts = Parts(ledger, RunContext(ledger, self.settings, engine), self.bus, self.clock)
         if self.autostart:
             self._parts.scheduler.start()
         return self
@@ -89,8 +95,7 @@ class DownloadManager:
         await self.close()
 
     async def close(self) -> None:
-        """Stop running tasks (they go back to the queue, to continue from their chunks),
-        then release everything."""
+        """Stop running tasks (back to the queue, to go on from their chunks); release all."""
         parts = self._parts
         if parts is None:
             return
@@ -119,7 +124,7 @@ class DownloadManager:
         return self._open.leases.lease
 
     @property
-    def _open(self) -> _Parts:
+    def _open(self) -> Parts:
         if self._parts is None:
             raise RuntimeError("use the manager inside 'async with DownloadManager() as m'")
         return self._parts
@@ -328,6 +333,21 @@ class DownloadManager:
             task_id, to, reason=reason, expect=expect, actor=self.lease.owner
         )
 
+    # --- bandwidth limit --------------------------------------------------------------------
+
+    async def set_limit(self, rate: int | str | None, *, task_id: int | None = None) -> Limits:
+        """Limit all downloads (or task ``task_id``) to ``rate`` bytes/s (``"8M"``, 1K or more;
+        None/``"off"``: none), live in every process; a global rate replaces a schedule."""
+        return await self._open.limits.set_limit(rate, task_id)
+
+    async def set_schedule(self, schedule: str | Schedule | None) -> Limits:
+        """The global limit by local time, ``"08:00-18:00=2M,18:00-08:00=off"`` (None: none)."""
+        return await self._open.limits.set_schedule(schedule)
+
+    async def get_limits(self) -> Limits:
+        """The global limit (rate or schedule), what holds now, tasks' own limits."""
+        return await self._open.limits.view()
+
     # --- waiting and watching ---------------------------------------------------------------
 
     async def wait(self, task_id: int) -> Task:
@@ -375,24 +395,6 @@ class DownloadManager:
     async def serve_forever(self) -> None:
         """``run()`` until cancelled."""
         await self.run(once=False)
-
-
-class _Parts:
-    """What an open manager is made of."""
-
-    def __init__(self, ledger: Ledger, ctx: RunContext, bus: ProgressBus) -> None:
-        self.ledger = ledger
-        self.ctx = ctx
-        self.scheduler: Scheduler
-        # The leases wake the scheduler when a task goes back to the queue.
-        self.leases = Leases(
-            ledger,
-            stale_after=ctx.settings.stale_after,
-            on_requeue=lambda: self.scheduler.wake.set(),
-        )
-        self.scheduler = Scheduler(ctx, self.leases, bus)
-        self.intake = Intake(ledger, ctx.settings, self.leases, self.scheduler.running)
-        self.observer = Observer(ledger, bus, self.scheduler.snapshot)
 
 
 __all__ = ["DownloadManager", "DownloadStatus", "Task"]

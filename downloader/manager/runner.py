@@ -20,6 +20,7 @@ import aiohttp
 from downloader.engine.context import EngineContext
 from downloader.engine.download import FileDownload
 from downloader.engine.progress import FileProgress, Phase
+from downloader.engine.ratelimit import TokenBucket
 from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
@@ -162,9 +163,10 @@ class TaskRunner:
         resolution = self._resolution or await self._source.resolve(spec, destination, ctx)
         self._resolution = None
         ledger = self._ctx.ledger
-        pinned = {**self.task.options, **resolution.pins}
-        if pinned != dict(self.task.options):
-            await ledger.tasks.set_options(self.task.id, pinned)
+        # Only the pins, merged with what is stored now: our copy of the options is from the
+        # claim, and a limit set since (``limit --task``) must not be written back over.
+        if any(self.task.options.get(k) != v for k, v in resolution.pins.items()):
+            await ledger.tasks.merge_options(self.task.id, dict(resolution.pins))
             self.task = await ledger.tasks.get(self.task.id)
         for folder in resolution.folders:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -320,6 +322,11 @@ class TaskRunner:
     def file_views(self) -> list[FileView]:
         """Each file of the task and how far it is (for per-file progress bars)."""
         return [FileView(f.relpath, f.written, f.size, f.phase.value) for f in self._files.values()]
+
+    @property
+    def limiter(self) -> TokenBucket:
+        """The bucket this run's bytes are taken from (its lane of the rate limit)."""
+        return self._ctx.engine.limiter
 
     def snapshot(self) -> DownloadProgress:
         """The task's progress now."""

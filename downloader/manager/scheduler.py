@@ -19,6 +19,7 @@ from collections.abc import KeysView, Mapping
 from downloader.engine.timing import wait_a_while
 from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import Leases
+from downloader.manager.limits import LiveLimits
 from downloader.manager.runner import FileView, RunContext, TaskRunner
 from downloader.manager.tunables import engine_for
 from downloader.progress import DownloadProgress
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 class Scheduler:
     """Claims tasks and runs them, one ``TaskRunner`` each."""
 
-    def __init__(self, ctx: RunContext, leases: Leases, bus: ProgressBus) -> None:
+    def __init__(
+        self, ctx: RunContext, leases: Leases, bus: ProgressBus, limits: LiveLimits
+    ) -> None:
         self._ctx = ctx
+        self._limits = limits
         self._settings = ctx.settings
         self._ledger = ctx.ledger
         self._leases = leases
@@ -178,6 +182,9 @@ class Scheduler:
                 for task in await claim:
                     await self._leases.requeue(task, "claimed as its manager closed")
                 raise
+            if claimed:
+                # Their first bytes already under the limits of now, not of the last look.
+                await self._refresh_limits([*self._runners, *(t.id for t in claimed)])
             for task in claimed:
                 self._run(task)
         return last_requeue
@@ -206,14 +213,17 @@ class Scheduler:
         runner.start().add_done_callback(lambda job: self._ended(task.id, runner, job))
 
     def _ctx_for(self, task: TaskRecord) -> RunContext:
-        """The run context of ``task``: its own engine where its options tune one."""
-        engine = engine_for(self._ctx.engine, self._settings, task.options)
+        """The run context of ``task``: its own engine, with its own lane of the limit."""
+        rate = task.options.get("rate_limit")
+        lane = self._limits.lane(task.id, int(rate) if rate is not None else None)
+        engine = engine_for(self._ctx.engine, self._settings, task.options, lane)
         if engine is self._ctx.engine:
             return self._ctx
         return dataclasses.replace(self._ctx, engine=engine)
 
     def _ended(self, task_id: int, runner: TaskRunner, job: asyncio.Task[None]) -> None:
         self._runners.pop(task_id, None)
+        self._limits.drop(task_id, runner.limiter)
         if runner.unrecorded is not None:
             self.unrecorded[task_id] = runner.unrecorded
         else:
@@ -221,6 +231,14 @@ class Scheduler:
         if not job.cancelled() and job.exception() is not None:  # a bug: say it, once
             log.error("task %s: its runner failed", task_id, exc_info=job.exception())
         self.wake.set()
+
+    async def _refresh_limits(self, task_ids: list[int]) -> None:
+        """Set the rate limits to the ledger's (``manager.limits``); a ledger that cannot be
+        read leaves them as they are until the next look."""
+        try:
+            await self._limits.refresh(task_ids)
+        except LedgerUnavailableError as e:
+            log.info("cannot read the rate limits now: %s", e)
 
     async def _watch(self) -> None:
         """Notice pause/cancel written by other processes; keep our leases alive."""
@@ -230,6 +248,7 @@ class Scheduler:
             running = list(self._runners)
             if not running:
                 continue
+            await self._refresh_limits(running)
             states = await self._ledger.tasks.states(running)
             for task_id in running:
                 state, owner = states.get(task_id, (None, None))

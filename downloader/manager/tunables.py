@@ -74,10 +74,14 @@ def retuned(options: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str,
 
 
 def engine_for(
-    base: EngineContext, settings: Settings, options: Mapping[str, Any]
+    base: EngineContext,
+    settings: Settings,
+    options: Mapping[str, Any],
+    lane: TokenBucket | None = None,
 ) -> EngineContext:
     """The engine context of a task with ``options``: ``base`` itself when they tune
-    nothing, else its own config (and a rate limit of its own inside the global one)."""
+    nothing, else its own config (and a rate limit of its own inside the global one).
+    ``lane``: the task's own bucket (``manager.limits``), used as its limiter."""
     overrides: dict[str, Any] = {}
     if "connections" in options:
         overrides["connections"] = int(options["connections"])
@@ -91,10 +95,12 @@ def engine_for(
     if "connect_timeout" in options:
         overrides["connect_timeout"] = float(options["connect_timeout"])
     rate = options.get("rate_limit")
-    if not overrides and rate is None:
+    if not overrides and rate is None and lane is None:
         return base
     config = settings.engine(**overrides) if overrides else base.config
-    limiter = TokenBucket(int(rate), within=base.limiter) if rate is not None else base.limiter
+    limiter = lane or (
+        TokenBucket(int(rate), within=base.limiter) if rate is not None else base.limiter
+    )
     return EngineContext(base.session, config, limiter, base.rng)
 
 

@@ -184,6 +184,36 @@ def _paths() -> dict[str, Any]:
             },
         },
         **{f"/api/v1/downloads/{{id}}/{a}": _control(a) for a in ("pause", "resume", "retry")},
+        "/api/v1/limits": {
+            "get": {
+                "summary": "The live bandwidth limit: global (rate or schedule), now, per task",
+                "responses": {"200": _json(ref("Limits"), "The limits"), **_errors()},
+            },
+            "put": {
+                "summary": "Set the global limit or its schedule (followed within a second)",
+                "requestBody": _body(ref("LimitChange")),
+                "responses": {
+                    "200": _json(ref("Limits"), "The limits afterwards"),
+                    **_errors(413, 415, 422),
+                },
+            },
+        },
+        "/api/v1/downloads/{id}/limit": {
+            "get": {
+                "summary": "One download's own limit (the global one applies too)",
+                "parameters": [ID],
+                "responses": {"200": _json(ref("TaskLimit"), "Its limit"), **_errors(404, 422)},
+            },
+            "put": {
+                "summary": "Set one download's own limit (followed within a second)",
+                "parameters": [ID],
+                "requestBody": _body(ref("TaskLimitChange")),
+                "responses": {
+                    "200": _json(ref("TaskLimit"), "Its limit afterwards"),
+                    **_errors(404, 413, 415, 422),
+                },
+            },
+        },
         "/api/v1/events": {
             "get": {
                 "summary": "Progress of every download (SSE of DownloadProgress)",

@@ -267,4 +267,66 @@ def schemas() -> dict[str, Any]:
                 "timestamp": {"type": "integer"},
             },
         ),
+        **_limit_schemas(),
+    }
+
+
+RATE_IN = {
+    "description": 'bytes per second: a size as typed ("8M" binary, "8MB" decimal; '
+    'at least 1K) or a number; "off" or null: no limit',
+    "oneOf": [
+        {"type": "string", "maxLength": 40, "examples": ["8M", "off"]},
+        {"type": "integer", "minimum": 1024, "maximum": 1 << 50},
+        {"type": "null"},
+    ],
+}
+
+
+def _rate_out() -> dict[str, Any]:
+    return {"rate": nullable("integer"), "rate_text": {"type": "string"}}
+
+
+def _limit_schemas() -> dict[str, Any]:
+    return {
+        "Limits": object_schema(
+            ["rate", "rate_text", "schedule", "now", "process_rate", "tasks"],
+            {
+                **_rate_out(),
+                "schedule": {
+                    **nullable("string"),
+                    "description": "HH:MM-HH:MM=RATE,... local time (rate is null then)",
+                },
+                "now": object_schema(
+                    ["rate", "rate_text", "rule"], {**_rate_out(), "rule": nullable("string")}
+                ),
+                "process_rate": {
+                    **nullable("integer"),
+                    "description": "this server's own limit (serve --limit-rate)",
+                },
+                "tasks": {"type": "array", "items": ref("TaskLimit")},
+            },
+            additionalProperties=False,
+        ),
+        "TaskLimit": object_schema(
+            ["id", "rate", "rate_text"],
+            {"id": {"type": "integer"}, **_rate_out()},
+            additionalProperties=False,
+        ),
+        "LimitChange": {
+            "type": "object",
+            "description": "Exactly one of rate and schedule.",
+            "properties": {
+                "rate": RATE_IN,
+                "schedule": {
+                    **nullable("string"),
+                    "maxLength": 2000,
+                    "examples": ["08:00-18:00=2M,18:00-08:00=off"],
+                    "description": "rules covering the day once, local time; null: none",
+                },
+            },
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": False,
+        },
+        "TaskLimitChange": object_schema(["rate"], {"rate": RATE_IN}, additionalProperties=False),
     }

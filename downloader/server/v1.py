@@ -7,11 +7,12 @@ from typing import Any
 from aiohttp import web
 
 from downloader.json_shapes import task_json
+from downloader.limits import Schedule, format_rate
 from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress
 from downloader.server import validation
 from downloader.server.context import EVENTS, MANAGER, ROOT
-from storage import TaskState
+from storage import TaskRecord, TaskState
 
 routes = web.RouteTableDef()
 PREFIX = "/api/v1"
@@ -104,6 +105,49 @@ async def download_events(request: web.Request) -> web.StreamResponse:
     """SSE of one download's progress."""
     task_id = validation.task_id(request)
     return await request.app[EVENTS].stream(request, _progress_json, task_id=task_id)
+
+
+@routes.get(f"{PREFIX}/limits")
+async def limits(request: web.Request) -> web.Response:
+    """The live bandwidth limit: global (rate or schedule), in force now, tasks' own."""
+    return web.json_response((await request.app[MANAGER].get_limits()).to_dict())
+
+
+@routes.put(f"{PREFIX}/limits")
+async def set_limits(request: web.Request) -> web.Response:
+    """Set the global limit: ``{"rate": "8M"}`` / ``{"rate": null}`` or ``{"schedule": …}``;
+    every process running downloads follows within a second."""
+    manager = request.app[MANAGER]
+    kind, value = validation.limit_change(await validation.json_object(request))
+    if kind == "rate":
+        assert not isinstance(value, Schedule)
+        done = await manager.set_limit(value)
+    else:
+        assert not isinstance(value, int)
+        done = await manager.set_schedule(value)
+    return web.json_response(done.to_dict())
+
+
+def _task_limit(task: TaskRecord) -> dict[str, Any]:
+    rate = task.options.get("rate_limit")
+    return {"id": task.id, "rate": rate, "rate_text": format_rate(rate)}
+
+
+@routes.get(f"{PREFIX}/downloads/{{id}}/limit")
+async def task_limit(request: web.Request) -> web.Response:
+    """One download's own limit (null: none; the global one still applies)."""
+    task = await request.app[MANAGER].get(validation.task_id(request))
+    return web.json_response(_task_limit(task))
+
+
+@routes.put(f"{PREFIX}/downloads/{{id}}/limit")
+async def set_task_limit(request: web.Request) -> web.Response:
+    """Set one download's own limit: ``{"rate": "2M"}`` / ``{"rate": null}``."""
+    manager = request.app[MANAGER]
+    task_id = validation.task_id(request)
+    rate = validation.limit_rate(await validation.json_object(request))
+    await manager.set_limit(rate, task_id=task_id)
+    return web.json_response(_task_limit(await manager.get(task_id)))
 
 
 @routes.get(f"{PREFIX}/health")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from downloader.errors import ModelhaulError, UnsafePathError
+from downloader.limits import Schedule, check_rate, parse_rate, parse_schedule
 from downloader.paths import check_relpath
 from downloader.server.errors import RequestError, invalid
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
@@ -306,3 +307,44 @@ def _label(value: Any) -> str | None:
 def valid_label(value: str) -> bool:
     """Whether ``value`` is a possible model id (the Download Progress API: else 400)."""
     return bool(_ID_LABEL.fullmatch(value))
+
+
+def limit_rate(data: Mapping[str, Any]) -> int | None:
+    """``{"rate": "8M" | 8388608 | "off" | null}`` → bytes per second or None (422 naming
+    ``rate`` or the unknown field)."""
+    _only(data, ("rate",))
+    if "rate" not in data:
+        raise invalid("rate", 'is required (a rate such as "8M", or null for no limit)')
+    return _rate(data["rate"])
+
+
+def limit_change(data: Mapping[str, Any]) -> tuple[str, int | Schedule | None]:
+    """The body of ``PUT /api/v1/limits``: exactly one of ``rate`` (as ``limit_rate``) and
+    ``schedule`` (``"08:00-18:00=2M,18:00-08:00=off"`` or null)."""
+    _only(data, ("rate", "schedule"))
+    if ("rate" in data) == ("schedule" in data):
+        raise invalid("rate", "give exactly one of rate and schedule")
+    if "rate" in data:
+        return "rate", _rate(data["rate"])
+    value = data["schedule"]
+    if value is None:
+        return "schedule", None
+    if not isinstance(value, str):
+        raise invalid("schedule", 'must be text such as "08:00-18:00=2M,18:00-08:00=off"')
+    return "schedule", _checked("schedule", parse_schedule, value)
+
+
+def _only(data: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise invalid(unknown[0][:60], f"unknown field (known: {', '.join(known)})")
+
+
+def _rate(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _checked("rate", parse_rate, value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid("rate", 'must be a rate such as "8M", a number of bytes/s, or null')
+    return _checked("rate", check_rate, value)

@@ -37,6 +37,7 @@ from downloader.testing.faults import (
     if_range_holds,
     parse_range,
 )
+from downloader.testing.loopback import track, unread
 
 PIECE = 64 * 1024
 
@@ -78,6 +79,9 @@ class Origin:
     sized: bool = True  # False: no Content-Length (chunked), so the size is unknown
     tls: Any = None  # an ssl.SSLContext with the server's certificate: https on both ports
     slow: SlowEdges | None = None  # some connections capped far below ``throttle``
+    # Each response socket's kernel send buffer (None: the system's, which grows to
+    # megabytes); small, the log of writes lags the client's reads less (see ``taken``).
+    send_buffer: int | None = None
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -90,6 +94,10 @@ class Origin:
         self.served = 0
         self.served_by_file: dict[str, int] = {}
         self.served_by_peer: dict[int, int] = {}  # by client port
+        # (time.monotonic(), file name, bytes) of every piece written: rates as served
+        self.sent_log: list[tuple[float, str, int]] = []
+        # client port -> (the file last served on that connection, its transport)
+        self._connections: dict[int, tuple[str, asyncio.BaseTransport]] = {}
         self.base_url = ""
         self.cdn_url = ""
 
@@ -283,6 +291,8 @@ class Origin:
         if self.slow is not None:
             cap = self.slow.rate_of(peer)
             rate = min(rate or cap, cap) if cap else rate
+        if request.transport is not None:
+            track(request.transport, name, self.send_buffer, self._connections)
         began = time.monotonic()
         sent = 0
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
@@ -309,6 +319,7 @@ class Origin:
                 self.served += len(data)
                 self.served_by_file[name] = self.served_by_file.get(name, 0) + len(data)
                 self.served_by_peer[peer[1]] = self.served_by_peer.get(peer[1], 0) + len(data)
+                self.sent_log.append((time.monotonic(), name, len(data)))
                 if rate:
                     ahead = sent / rate - (time.monotonic() - began)
                     if ahead > 0:
@@ -318,6 +329,17 @@ class Origin:
         await response.write_eof()
 
     # --- faults and logs ----------------------------------------------------------------------
+
+    def served_between(self, start: float, end: float, name: str | None = None) -> int:
+        """Body bytes written from ``start`` to ``end`` (``time.monotonic()``), of one file
+        or of all (into the kernel: socket buffers included, see ``taken``)."""
+        return sum(n for at, file, n in self.sent_log if start <= at < end and name in (None, file))
+
+    def taken(self, name: str | None = None) -> int:
+        """Body bytes served (of one file, or all) that the client has read: served minus
+        what is still on the way (``testing.loopback``, Linux): where a client's limit shows."""
+        served = self.served if name is None else self.served_by_file.get(name, 0)
+        return served - unread(self._connections, self.port, name)
 
     def _fault_for(self, request: web.Request, name: str) -> Fault | None:
         if request.method != "GET":

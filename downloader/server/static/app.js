@@ -109,7 +109,28 @@ document.getElementById("add").addEventListener("submit", async (event) => {
   }
 });
 
+// The live limit: every process running downloads follows a change within a second.
+function showLimit(limits) {
+  const now = limits.now.rate == null ? "no limit" : `${limits.now.rate_text}/s`;
+  const rule = limits.now.rule ? ` (schedule: ${limits.now.rule})` : "";
+  document.getElementById("limit-now").textContent = `now: ${now}${rule}`;
+}
+
+document.getElementById("limit").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = event.target.rate.value.trim();
+  const error = document.getElementById("limit-error");
+  try {
+    showLimit(await api("PUT", "/api/v1/limits", { rate: text === "" ? null : text }));
+    error.hidden = true;
+  } catch (e) {
+    error.textContent = e.message;
+    error.hidden = false;
+  }
+});
+
 async function load() {
+  api("GET", "/api/v1/limits").then(showLimit).catch(() => {});
   const page = await api("GET", "/api/v1/downloads?limit=200");
   page.downloads.reverse().forEach(render);
 }
