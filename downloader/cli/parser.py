@@ -1,5 +1,5 @@
-"""``modelhaul``'s command line: its commands, their options, and the checked value types
-behind them (a bad value is a usage error naming it, exit 2).
+"""``modelhaul``'s command line: its commands and their options (the value types behind
+them are ``cli.values``; a bad value is a usage error naming it, exit 2).
 
 Every run imports this, ``--help`` and usage errors included, so it loads only the standard
 library and the plain-Python bounds of ``downloader.settings``.
@@ -8,26 +8,12 @@ library and the plain-Python bounds of ``downloader.settings``.
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import re
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from downloader.cli import exitcodes
-from downloader.limits import parse_rate, parse_schedule
-from downloader.settings import (
-    MAX_CONNECTIONS,
-    MAX_PRIORITY,
-    MAX_SECONDS,
-    MAX_TASKS,
-    MAX_TRIES,
-    check_proxy,
-    parse_size,
-)
-from downloader.weborigin import parse_web_origin
+from downloader.cli import exitcodes, values
+from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY, MAX_TASKS, MAX_TRIES
 from storage import TaskState
 
 
@@ -36,134 +22,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(exitcodes.USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
-
-
-MAX_TASK_ID = 2**63 - 1  # SQLite's largest rowid: a larger id is no task
-MIN_RATE = 1024  # --limit-rate: below 1 KiB/s one read of 64 KiB waits over a minute
-MAX_PORT = 65535
-DEMO_SIZES = (1 << 20, 16 << 30)  # demo --size: what makes a demo, and what fits a disk
-# How a typed size reads (parse_size); shown under every command that takes one.
-SIZES = (
-    "Sizes and rates: 10MB is 10,000,000 bytes (decimal, the units modelhaul shows); "
-    "10MiB and a bare 10M are 10,485,760 (binary, as curl, wget and aria2c read 10M). "
-    "K, G and T alike."
-)
-# ASCII digits only: int() also takes other scripts' digits and "1_000"
-_WHOLE = re.compile(r"[+-]?[0-9]{1,20}")
-_ID = re.compile(r"[0-9]{1,19}")
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        if not _WHOLE.fullmatch(text.strip()) or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a whole number of at least {low} and at most {high}"
-            )
-        return int(text)
-
-    return parse
-
-
-def _web_origin(text: str) -> str:
-    try:
-        return parse_web_origin(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
-def _rate(text: str) -> int:
-    rate = _size(text)
-    if rate < MIN_RATE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is too slow to download at: a rate must be at least 1K (1024 bytes/s)"
-        )
-    return rate
-
-
-def _live_rate(text: str) -> str:
-    """``limit``'s RATE: a rate or ``off``, kept as typed (``off`` is not "none given")."""
-    try:
-        parse_rate(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-    return text
-
-
-def _schedule(text: str) -> str:
-    if text.strip().lower() != "off":
-        try:
-            parse_schedule(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from e
-    return text
-
-
-def _demo_size(text: str) -> int:
-    size = _size(text)
-    low, high = DEMO_SIZES
-    if not low <= size <= high:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size from 1M to 16G")
-    return size
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds from more than 0 to {MAX_SECONDS:.0f}"
-        )
-    return value
-
-
-def _proxy(text: str) -> str:
-    try:
-        return check_proxy(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--proxy: ")) from None
-
-
-def _existing_file(text: str) -> Path:
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
-    return path
-
-
-def _task_id(text: str) -> int:
-    if not _ID.fullmatch(text) or not 1 <= int(text) <= MAX_TASK_ID:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a task id: 'modelhaul ls' lists them")
-    return int(text)
-
-
-class _Version(argparse.Action):
-    """``--version``: the installed version, looked up only when asked for (reading the
-    package metadata costs every other run its time)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        kwargs.update(nargs=0, default=argparse.SUPPRESS)
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            number = version("modelhaul")
-        except PackageNotFoundError:
-            number = "unknown"
-        sys.stdout.write(f"modelhaul {number}\n")
-        parser.exit()
 
 
 def build_parser() -> Parser:
@@ -190,7 +48,7 @@ def build_parser() -> Parser:
     )
     common.add_argument(
         "--proxy",
-        type=_proxy,
+        type=values.proxy,
         default=argparse.SUPPRESS,
         metavar="URL",
         help="an HTTP proxy for every request (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; "
@@ -198,7 +56,7 @@ def build_parser() -> Parser:
     )
     common.add_argument(
         "--ca-certificate",
-        type=_existing_file,
+        type=values.existing_file,
         default=argparse.SUPPRESS,
         metavar="FILE",
         help="trust the CAs in this PEM bundle too (default: REQUESTS_CA_BUNDLE, SSL_CERT_FILE)",
@@ -213,10 +71,10 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="modelhaul",
         description="Download model files over many connections; resume after anything.",
-        epilog="Exit codes: 0 done, 1 failed, 2 usage, 130 interrupted (paused). " + SIZES,
+        epilog="Exit codes: 0 done, 1 failed, 2 usage, 130 interrupted (paused). " + values.SIZES,
         parents=[common],
     )
-    parser.add_argument("--version", action=_Version, help="show the version and exit")
+    parser.add_argument("--version", action=values.VersionAction, help="show the version and exit")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
@@ -247,13 +105,13 @@ def build_parser() -> Parser:
     get.add_argument("--revision", help="Hugging Face: a branch, tag or commit (default main)")
     get.add_argument(
         "--connections",
-        type=_whole(1, MAX_CONNECTIONS),
+        type=values.whole(1, MAX_CONNECTIONS),
         help=f"connections per file, 1-{MAX_CONNECTIONS} (default 16)",
     )
     get.add_argument(
         "--limit-rate",
         dest="task_rate",
-        type=_rate,
+        type=values.rate,
         metavar="RATE",
         help="e.g. 10M: bytes/s for this download (at least 1K), kept with it",
     )
@@ -272,19 +130,19 @@ def build_parser() -> Parser:
     )
     get.add_argument(
         "--max-tries",
-        type=_whole(1, MAX_TRIES),
+        type=values.whole(1, MAX_TRIES),
         metavar="N",
         help=f"tries in a row without progress before giving up, 1-{MAX_TRIES} (default 9)",
     )
     get.add_argument(
         "--timeout",
-        type=_seconds,
+        type=values.seconds,
         metavar="SECONDS",
         help="give up on a connection that sends nothing for this long (default 30)",
     )
     get.add_argument(
         "--connect-timeout",
-        type=_seconds,
+        type=values.seconds,
         metavar="SECONDS",
         help="give up on connecting after this long (default 30)",
     )
@@ -295,7 +153,7 @@ def build_parser() -> Parser:
     )
     get.add_argument(
         "--priority",
-        type=_whole(-MAX_PRIORITY, MAX_PRIORITY),
+        type=values.whole(-MAX_PRIORITY, MAX_PRIORITY),
         default=0,
         help=f"higher runs first, {-MAX_PRIORITY} to {MAX_PRIORITY} (default 0)",
     )
@@ -315,7 +173,7 @@ def build_parser() -> Parser:
     ls.add_argument("--state", choices=[s.value for s in TaskState])
 
     show = command("show", "one task: files, chunks, history")
-    show.add_argument("id", type=_task_id)
+    show.add_argument("id", type=values.task_id)
 
     for name, help in (
         ("pause", "pause tasks (their progress is kept)"),
@@ -325,7 +183,7 @@ def build_parser() -> Parser:
         ("rm", "forget tasks (their files stay)"),
     ):
         p = command(name, help)
-        p.add_argument("ids", nargs="+", type=_task_id, metavar="ID")
+        p.add_argument("ids", nargs="+", type=values.task_id, metavar="ID")
         if name == "cancel":
             p.add_argument("--purge", action="store_true", help="also delete partial files")
         if name in ("resume", "retry"):
@@ -333,7 +191,7 @@ def build_parser() -> Parser:
             p.add_argument(
                 "--limit-rate",
                 dest="task_rate",
-                type=_rate,
+                type=values.rate,
                 metavar="RATE",
                 help="e.g. 10M: bytes/s for these downloads from now on (at least 1K)",
             )
@@ -345,12 +203,14 @@ def build_parser() -> Parser:
     worker.add_argument(
         "--limit-rate",
         dest="process_rate",
-        type=_rate,
+        type=values.rate,
         metavar="RATE",
         help="e.g. 10M: bytes/s for everything this worker runs (at least 1K)",
     )
     worker.add_argument(
-        "--max-tasks", type=_whole(1, MAX_TASKS), help=f"tasks at once, 1-{MAX_TASKS} (default 4)"
+        "--max-tasks",
+        type=values.whole(1, MAX_TASKS),
+        help=f"tasks at once, 1-{MAX_TASKS} (default 4)",
     )
 
     serve = command("serve", "the REST + SSE server and its web page")
@@ -358,11 +218,13 @@ def build_parser() -> Parser:
     serve.add_argument(
         "--limit-rate",
         dest="process_rate",
-        type=_rate,
+        type=values.rate,
         metavar="RATE",
         help="e.g. 10M: bytes/s for everything this server runs (at least 1K)",
     )
-    serve.add_argument("--port", type=_whole(1, MAX_PORT), default=8000, help="1-65535")
+    serve.add_argument(
+        "--port", type=values.whole(1, values.MAX_PORT), default=8000, help="1-65535"
+    )
     serve.add_argument(
         "--token",
         default=os.environ.get("MODELHAUL_TOKEN"),
@@ -371,7 +233,7 @@ def build_parser() -> Parser:
     serve.add_argument(
         "--cors-origin",
         action="append",
-        type=_web_origin,
+        type=values.web_origin,
         metavar="ORIGIN",
         help="let pages from this other site call the API, e.g. http://localhost:3000 "
         "(repeatable; default: comma-separated $MODELHAUL_CORS_ORIGINS, else none); "
@@ -385,19 +247,25 @@ def build_parser() -> Parser:
     )
     setting = limit.add_mutually_exclusive_group()
     setting.add_argument(
-        "rate", nargs="?", type=_live_rate, metavar="RATE", help="e.g. 8M (at least 1K), or off"
+        "rate",
+        nargs="?",
+        type=values.live_rate,
+        metavar="RATE",
+        help="e.g. 8M (at least 1K), or off",
     )
     setting.add_argument(
         "--schedule",
-        type=_schedule,
+        type=values.schedule,
         metavar="'HH:MM-HH:MM=RATE,...'",
         help="the global limit by the local clock, e.g. '08:00-18:00=2M,18:00-08:00=off' "
         "(rules cover the day once; a rule may wrap midnight); off: no schedule",
     )
-    limit.add_argument("--task", type=_task_id, metavar="ID", help="set that task's own limit")
+    limit.add_argument(
+        "--task", type=values.task_id, metavar="ID", help="set that task's own limit"
+    )
 
     verify = command("verify", "re-check chunk and file digests on disk")
-    verify.add_argument("ids", nargs="*", type=_task_id, metavar="ID")
+    verify.add_argument("ids", nargs="*", type=values.task_id, metavar="ID")
     verify.add_argument(
         "--repair",
         action="store_true",
@@ -407,7 +275,9 @@ def build_parser() -> Parser:
     mirror = command("mirror", "download every entry of a manifest (crash-safe: run it again)")
     mirror.add_argument("manifest", type=Path)
     mirror.add_argument(
-        "--max-tasks", type=_whole(1, MAX_TASKS), help=f"tasks at once, 1-{MAX_TASKS} (default 4)"
+        "--max-tasks",
+        type=values.whole(1, MAX_TASKS),
+        help=f"tasks at once, 1-{MAX_TASKS} (default 4)",
     )
 
     models = command("models", "the model registry: aliases that work as specs")
@@ -439,17 +309,22 @@ def build_parser() -> Parser:
     evict = cache_sub.add_parser(
         "evict", help="delete least recently used models to fit a size", parents=[common, removing]
     )
-    evict.add_argument("--max-size", type=_size, required=True, metavar="SIZE", help="e.g. 50G")
+    evict.add_argument(
+        "--max-size", type=values.size, required=True, metavar="SIZE", help="e.g. 50G"
+    )
     cache_sub.add_parser(
         "clear", help="delete every model no task holds", parents=[common, removing]
     )
 
     demo = command("demo", "an offline demonstration: local servers, faults, a crash, resume")
     demo.add_argument(
-        "--size", type=_demo_size, default=96 << 20, help="the GGUF's size, 1M-16G (default 96M)"
+        "--size",
+        type=values.demo_size,
+        default=96 << 20,
+        help="the GGUF's size, 1M-16G (default 96M)",
     )
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
     for name in ("get", "resume", "retry", "worker", "serve", "demo", "limit"):
-        sub.choices[name].epilog = SIZES
-    evict.epilog = SIZES
+        sub.choices[name].epilog = values.SIZES
+    evict.epilog = values.SIZES
     return parser
