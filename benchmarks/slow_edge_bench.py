@@ -4,7 +4,7 @@ below the others (CDN edges that cap connections), for modelhaul, aria2c and cur
     python benchmarks/slow_edge_bench.py [--size 512M] [--throttle 16M] [--every 4]
         [--runs 1] [--slow-seconds 3] [--tools modelhaul,aria2c,curl] [--dir DIR]
 
-Serves a random file with our test origin (``python -m downloader.testing.origin``) at
+Serves a random file with our test origin (``python -m downloader.testing.serve_origin``) at
 ``--throttle`` per connection, once with every connection alike and once with every
 ``--every``-th connection capped at 1/20 of that (a fresh origin for each run, so each tool
 meets the same sequence of connections). Times, medians of ``--runs``:
@@ -39,7 +39,8 @@ from downloader.testing.nginx import write_random_file
 @contextmanager
 def origin(www: Path, throttle: str, every: int | None, slow_rate: int):
     """Our origin in its own process; yields the file's URL."""
-    command = [sys.executable, "-m", "downloader.testing.origin", str(www), "--throttle", throttle]
+    serve = [sys.executable, "-m", "downloader.testing.serve_origin"]
+    command = [*serve, str(www), "--throttle", throttle]
     if every:
         command += ["--slow-every", str(every), "--slow-rate", str(slow_rate)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

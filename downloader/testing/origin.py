@@ -10,7 +10,7 @@ like a CDN) that expires after ``signed_ttl`` seconds (then 403). Every request 
 with its headers and client port, and every body byte sent is counted (per file and per
 client port), so tests can assert on both. ``slow=SlowEdges(every=4, rate=...)`` caps every
 fourth TCP connection, as CDN edges cap some. Run standalone: ``python -m
-downloader.testing.origin DIR [--port N] [--throttle 10M] [--slow-every 4 --slow-rate 1M]``.
+downloader.testing.serve_origin DIR [--port N] [--throttle 10M] [--slow-every 4 --slow-rate 1M]``.
 """
 
 from __future__ import annotations
@@ -388,12 +388,6 @@ def _bound_port(site: web.TCPSite) -> int:
     server = site._server  # aiohttp keeps the listening socket here
     assert server is not None and server.sockets
     return int(server.sockets[0].getsockname()[1])
-
-
-if __name__ == "__main__":  # python -m downloader.testing.origin DIR
-    from downloader.testing.serve_origin import main
-
-    main()
 
 
 __all__ = ["Fault", "FaultKind", "Origin", "RequestLog", "SlowEdges"]

@@ -1,4 +1,4 @@
-"""``python -m downloader.testing.origin DIR``: the test origin serving a folder on its own
+"""``python -m downloader.testing.serve_origin DIR``: the test origin serving a folder on its own
 (for benchmarks and for trying a client by hand), with its throttle and slow edges."""
 
 from __future__ import annotations
