@@ -10,14 +10,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from clikit import start
-from conftest import system_program
 from hubkit import build_hub
 from serverkit import free_port
+from webkit import chromium, page_server
 
 pytestmark = pytest.mark.slow
-ARGS = ["--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-sync"]
 TOKEN = "cors-test-token"
 
 # Seed 002's SSE helper as its documentation gives it (types removed), and its example
@@ -79,32 +77,15 @@ window.list = async (baseUrl, token) => {
 
 @pytest.fixture
 async def browser():
-    chromium = system_program("chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=chromium, chromium_sandbox=False, args=ARGS, headless=True
-        )
+    async with chromium() as browser:
         yield browser
-        await browser.close()
 
 
 @pytest.fixture
 async def app_site():
     """The other origin: a page on 127.0.0.1 at another port (so another origin)."""
-
-    async def page(_: web.Request) -> web.Response:
-        return web.Response(text=APP_PAGE, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with page_server(APP_PAGE) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

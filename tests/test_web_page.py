@@ -10,25 +10,17 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-from conftest import REPO, system_program
+from conftest import REPO
 from hubkit import build_hub
 from managerkit import manager_settings
-from serverkit import free_port, running_server
+from serverkit import running_server
+from webkit import ARGS, chromium, page_server
 
 from downloader.settings import MiB
 from downloader.testing.origin import Origin
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(os.environ.get("MODELHAUL_ARTIFACTS", REPO / "artifacts"))
-ARGS = [
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # evil.example answers 127.0.0.1 in this browser: another site, and a rebinding name.
 EVIL_ARGS = [*ARGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"]
 
@@ -95,45 +87,21 @@ return download_id;
 
 @pytest.fixture
 async def browser():
-    chromium = system_program("chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=chromium, chromium_sandbox=False, args=ARGS, headless=True
-        )
+    async with chromium() as browser:
         yield browser
-        await browser.close()
 
 
 @pytest.fixture
 async def evil_browser():
-    chromium = system_program("chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=chromium, chromium_sandbox=False, args=EVIL_ARGS, headless=True
-        )
+    async with chromium(EVIL_ARGS) as browser:
         yield browser
-        await browser.close()
 
 
 @pytest.fixture
 async def evil_site():
     """Another site's page (served on another port, as http://evil.example:PORT/)."""
-
-    async def page(_: web.Request) -> web.Response:
-        return web.Response(text=EVIL_PAGE, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://evil.example:{port}/"
-    await runner.cleanup()
+    async with page_server(EVIL_PAGE) as port:
+        yield f"http://evil.example:{port}/"
 
 
 @pytest.fixture
