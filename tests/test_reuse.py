@@ -1,0 +1,149 @@
+"""Bytes already on this machine: the same GGUF through Hugging Face and Ollama is fetched
+once and shared by one inode, found through the content index by its SHA-256; an index
+entry that no longer holds is dropped and the download goes on; a user's file is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from hubkit import real_client
+from managerkit import manager_settings
+
+from downloader import DownloadManager, TaskState
+from downloader.settings import MiB
+from downloader.sources.hfcache import storage_folder
+from downloader.testing.hub import Hub
+from downloader.testing.modelfiles import gguf_bytes
+from downloader.testing.ollama import MODEL_LAYER, Registry
+
+GGUF = gguf_bytes(size=3 * MiB + 77, seed=18)
+SHA = hashlib.sha256(GGUF).hexdigest()
+REPO, FILE, MODEL, TAG = "org/shared", "model-Q4_K_M.gguf", "org/shared", "q4"
+
+
+@pytest.fixture
+async def stores(tmp_path: Path):
+    hub = Hub(tmp_path / "hub")
+    await asyncio.to_thread(hub.add_repo, REPO, {FILE: GGUF, "config.json": b"{}"})
+    registry = Registry(tmp_path / "registry")
+    registry.add_model(MODEL, [(MODEL_LAYER, GGUF), ("application/x-other", b"t")], tag=TAG)
+    async with hub, registry:
+        yield hub, registry
+
+
+def settings(tmp_path: Path, hub: Hub, registry: Registry):
+    with socket.socket() as s:  # no Ollama daemon answers: pulls go straight to the registry
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return manager_settings(
+        tmp_path / "home",
+        hf_endpoint=hub.endpoint,
+        hf_cache=tmp_path / "hfcache",
+        ollama_registry=registry.url,
+        ollama_models=tmp_path / "ollama",
+        ollama_host=f"http://127.0.0.1:{port}",
+    )
+
+
+def hf_blob(tmp_path: Path) -> Path:
+    return storage_folder(tmp_path / "hfcache", REPO) / "blobs" / SHA
+
+
+def ollama_blob(tmp_path: Path) -> Path:
+    return tmp_path / "ollama" / "blobs" / f"sha256-{SHA}"
+
+
+async def get(m: DownloadManager, spec: str):
+    task = await m.add(spec)
+    done = await m.wait(task.id)
+    assert done.state is TaskState.COMPLETED, done.error
+    return done
+
+
+async def history(m: DownloadManager, task_id: int) -> list[str]:
+    return [e.reason for e in await m.ledger.tasks.events(task_id)]
+
+
+HF_SPEC, OLLAMA_SPEC = f"hf://{REPO}/{FILE}", f"ollama://{MODEL}:{TAG}"
+
+
+async def test_hf_then_ollama_shares_one_inode_and_fetches_nothing_again(
+    tmp_path: Path, stores
+) -> None:
+    hub, registry = stores
+    async with DownloadManager(settings(tmp_path, hub, registry)) as m:
+        await get(m, HF_SPEC)
+        assert hub.cdn.served >= len(GGUF)
+        task = await get(m, OLLAMA_SPEC)
+        notes = await history(m, task.id)
+    assert registry.blob_host.served_by_file.get(f"sha256-{SHA}", 0) == 0
+    assert os.stat(hf_blob(tmp_path)).st_ino == os.stat(ollama_blob(tmp_path)).st_ino
+    assert any(f"reused {hf_blob(tmp_path)} (hard link)" in n for n in notes), notes
+    manifest = tmp_path / "ollama" / "manifests" / registry.host / MODEL / TAG
+    assert manifest.read_bytes() == registry.models[(MODEL, TAG)].manifest
+
+
+async def test_ollama_then_hf_shares_one_inode_and_huggingface_hub_finds_it_offline(
+    tmp_path: Path, stores
+) -> None:
+    hub, registry = stores
+    async with DownloadManager(settings(tmp_path, hub, registry)) as m:
+        await get(m, OLLAMA_SPEC)
+        assert registry.blob_host.served_by_file[f"sha256-{SHA}"] >= len(GGUF)
+        task = await get(m, HF_SPEC)
+        notes = await history(m, task.id)
+    assert hub.cdn.served == 0
+    assert os.stat(hf_blob(tmp_path)).st_ino == os.stat(ollama_blob(tmp_path)).st_ino
+    assert any(f"reused {ollama_blob(tmp_path)}" in n for n in notes), notes
+    code = (
+        "import huggingface_hub, sys\n"
+        f"p = huggingface_hub.hf_hub_download({REPO!r}, {FILE!r}, local_files_only=True)\n"
+        "sys.stdout.write(p)\n"
+    )
+    found = await asyncio.to_thread(
+        real_client, code, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hfcache")
+    )
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout).read_bytes() == GGUF
+
+
+@pytest.mark.parametrize("damage", ["deleted", "changed"])
+async def test_a_stale_index_entry_is_dropped_and_the_file_is_downloaded(
+    tmp_path: Path, stores, damage: str
+) -> None:
+    hub, registry = stores
+    async with DownloadManager(settings(tmp_path, hub, registry)) as m:
+        await get(m, HF_SPEC)
+        blob = hf_blob(tmp_path)
+        if damage == "deleted":
+            blob.unlink()
+        else:  # same size, other bytes: only the digest can tell
+            blob.write_bytes(bytes(b ^ 1 for b in GGUF))
+        task = await get(m, OLLAMA_SPEC)
+        notes = await history(m, task.id)
+        left = await m.ledger.contents.find(SHA)
+    assert registry.blob_host.served_by_file[f"sha256-{SHA}"] >= len(GGUF)
+    assert ollama_blob(tmp_path).read_bytes() == GGUF
+    assert any(f"not reusing {blob}" in n for n in notes), notes
+    assert [e.path for e in left] == [str(ollama_blob(tmp_path))]
+
+
+async def test_a_user_s_different_file_at_the_destination_is_never_replaced(
+    tmp_path: Path, stores
+) -> None:
+    hub, registry = stores
+    mine = tmp_path / "mine" / FILE
+    mine.parent.mkdir()
+    mine.write_bytes(b"my own notes, not a model")
+    async with DownloadManager(settings(tmp_path, hub, registry)) as m:
+        await get(m, OLLAMA_SPEC)
+        task = await m.add(f"hf://{REPO}/{FILE}", dest=str(mine.parent))
+        done = await m.wait(task.id)
+    assert done.state is TaskState.FAILED and str(mine) in (done.error or "")
+    assert mine.read_bytes() == b"my own notes, not a model"
+    assert os.stat(mine).st_ino != os.stat(ollama_blob(tmp_path)).st_ino
