@@ -5,12 +5,15 @@ entry that no longer holds is dropped and the download goes on; a user's file is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
+from clikit import run as cli
 from hubkit import real_client
 from managerkit import manager_settings
 
@@ -147,3 +150,45 @@ async def test_a_user_s_different_file_at_the_destination_is_never_replaced(
     assert done.state is TaskState.FAILED and str(mine) in (done.error or "")
     assert mine.read_bytes() == b"my own notes, not a model"
     assert os.stat(mine).st_ino != os.stat(ollama_blob(tmp_path)).st_ino
+
+
+async def test_cache_counts_the_shared_inode_once_and_rm_of_one_name_keeps_the_other(
+    tmp_path: Path, stores
+) -> None:
+    hub, registry = stores
+    async with DownloadManager(settings(tmp_path, hub, registry)) as m:
+        await get(m, HF_SPEC)
+        await get(m, OLLAMA_SPEC)
+    env = {
+        "HF_HUB_CACHE": str(tmp_path / "hfcache"),
+        "OLLAMA_MODELS": str(tmp_path / "ollama"),
+        "MODELHAUL_DOWNLOADS": str(tmp_path / "downloads"),
+        "NO_COLOR": "1",
+    }
+    du = await cli(tmp_path / "home", "cache", "du", "--json", **env)
+    assert du.code == 0, du.stderr
+    assert len(GGUF) <= du.json()["bytes"] < len(GGUF) + 64 * 1024  # not twice the GGUF
+    rm = await cli(tmp_path / "home", "cache", "rm", REPO, "--yes", **env)
+    assert rm.code == 0, rm.stderr + rm.stdout
+    assert not hf_blob(tmp_path).exists()
+    assert ollama_blob(tmp_path).read_bytes() == GGUF
+    listed = await cli(tmp_path / "home", "cache", "ls", "--json", **env)
+    assert [e["provider"] for e in listed.json()] == ["ollama"], listed.stdout
+
+
+async def test_on_another_filesystem_the_file_is_copied_and_checked(tmp_path: Path, stores) -> None:
+    hub, registry = stores
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem (tmpfs at /dev/shm) to copy across")
+    with tempfile.TemporaryDirectory(dir=other, prefix="modelhaul-reuse-") as store:
+        values = settings(tmp_path, hub, registry)
+        values = dataclasses.replace(values, ollama_models=Path(store))
+        async with DownloadManager(values) as m:
+            await get(m, HF_SPEC)
+            task = await get(m, OLLAMA_SPEC)
+            notes = await history(m, task.id)
+        blob = Path(store) / "blobs" / f"sha256-{SHA}"
+        assert blob.read_bytes() == GGUF
+        assert registry.blob_host.served_by_file.get(f"sha256-{SHA}", 0) == 0
+    assert any(f"reused {hf_blob(tmp_path)} (reflink)" in n or "(copy)" in n for n in notes)
