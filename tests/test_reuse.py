@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import os
 import socket
 import tempfile
@@ -192,3 +193,42 @@ async def test_on_another_filesystem_the_file_is_copied_and_checked(tmp_path: Pa
         assert blob.read_bytes() == GGUF
         assert registry.blob_host.served_by_file.get(f"sha256-{SHA}", 0) == 0
     assert any(f"reused {hf_blob(tmp_path)} (reflink)" in n or "(copy)" in n for n in notes)
+
+
+def cache_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "HF_HUB_CACHE": str(tmp_path / "hfcache"),
+        "OLLAMA_MODELS": str(tmp_path / "ollama"),
+        "MODELHAUL_DOWNLOADS": str(tmp_path / "downloads"),
+        "NO_COLOR": "1",
+    }
+
+
+async def test_cache_scan_indexes_another_tool_s_ollama_pull_and_hf_reuses_it(
+    tmp_path: Path, stores
+) -> None:
+    hub, registry = stores
+    ollama = tmp_path / "ollama"
+    (ollama / "blobs").mkdir(parents=True)
+    ollama_blob(tmp_path).write_bytes(GGUF)  # as `ollama pull` leaves it
+    short = ollama / "blobs" / f"sha256-{'1' * 64}"  # shorter than its manifest says
+    short.write_bytes(b"x")
+    layers = [
+        {"mediaType": MODEL_LAYER, "digest": f"sha256:{SHA}", "size": len(GGUF)},
+        {"mediaType": "application/x-other", "digest": f"sha256:{'1' * 64}", "size": 2},
+    ]
+    manifest = ollama / "manifests" / "registry.ollama.ai" / "library" / "theirs" / "latest"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": layers}))
+    liar = storage_folder(tmp_path / "hfcache", "other/liar") / "blobs" / ("2" * 64)
+    liar.parent.mkdir(parents=True)
+    liar.write_bytes(b"not what my name says")
+    scanned = await cli(tmp_path / "home", "cache", "scan", "--json", **cache_env(tmp_path))
+    assert scanned.code == 0, scanned.stderr
+    assert scanned.json() == {"indexed": 1, "hashed": 1, "unchanged": 0, "mismatched": [str(liar)]}
+    again = await cli(tmp_path / "home", "cache", "scan", "--json", **cache_env(tmp_path))
+    assert again.json()["unchanged"] == 1 and again.json()["hashed"] == 1
+    async with DownloadManager(settings(tmp_path, hub, registry)) as m:
+        await get(m, HF_SPEC)
+    assert hub.cdn.served == 0
+    assert os.stat(hf_blob(tmp_path)).st_ino == os.stat(ollama_blob(tmp_path)).st_ino
