@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from storage.contents import ContentRecord, ContentStore
     from storage.errors import (
         IllegalTransitionError,
         LeaseLostError,
@@ -69,6 +70,7 @@ _HOMES = {
         ),
         "storage.errors",
     ),
+    **dict.fromkeys(("ContentRecord", "ContentStore"), "storage.contents"),
     "FileStore": "storage.files",
     "LedgerJournal": "storage.journal",
     "Ledger": "storage.ledger",
@@ -113,6 +115,8 @@ __all__ = [
     "TRANSITIONS",
     "UNDERWAY",
     "ChunkRecord",
+    "ContentRecord",
+    "ContentStore",
     "EventRecord",
     "FileCheckpoint",
     "FileRecord",

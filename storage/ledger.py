@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 
+from storage.contents import ContentStore
 from storage.db import Database
 from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
 from storage.files import FileStore
@@ -27,7 +28,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 @dataclass(frozen=True)
 class Ledger:
-    """An open ledger: the task and file stores over one database."""
+    """An open ledger: the task, file, use, limit and content stores over one database."""
 
     url: URL
     path: Path | None
@@ -36,6 +37,7 @@ class Ledger:
     files: FileStore
     uses: UseStore
     limits: LimitStore
+    contents: ContentStore
 
     def journal(self, file: FileRecord, owner: str | None = None) -> LedgerJournal:
         """The journal of one file for the download engine: its rows only, every write
@@ -85,6 +87,7 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
         files=FileStore(db),
         uses=UseStore(db),
         limits=LimitStore(db),
+        contents=ContentStore(db),
     )
 
 

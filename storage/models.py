@@ -178,3 +178,20 @@ class Limit(Base):
     # [[start_minute, end_minute, rate_or_null], …] local time; None: no schedule
     schedule: Mapped[list[Any] | None] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Content(Base):
+    """A finished file on this machine whose SHA-256 is known: the content index that lets a
+    download take bytes already here (a Hugging Face blob for an Ollama layer, and back)
+    instead of fetching them. A path holds one content; a digest may be at many paths.
+    ``size`` and ``mtime_ns`` are the file as indexed: a file that differs now is stale."""
+
+    __tablename__ = "contents"
+    __table_args__ = (Index("ix_contents_sha256", "sha256"),)
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    origin: Mapped[str] = mapped_column(Text)  # how it became known, e.g. "task 7"
+    indexed_at: Mapped[float] = mapped_column(Float)

@@ -4,6 +4,7 @@ with one line naming the option or variable, no traceback, and no task in the le
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,38 @@ async def test_limit_for_a_task_that_does_not_exist_is_a_usage_error(tmp_path: P
     got = await run(tmp_path / "home", "limit", "--task", "42", "2M")
     assert_usage_error(got, "task 42")
     assert (await run(tmp_path / "home", "limit", "--task", "42")).code == 2
+
+
+async def test_cache_scan_indexes_nothing_from_a_hostile_ollama_store_or_hf_cache(
+    tmp_path: Path,
+) -> None:
+    """Manifests that are not JSON, digests that climb out of ``blobs/``, sizes that are not
+    sizes, blobs that are links: ``cache scan`` indexes none of them and says so calmly."""
+    ollama, hf = tmp_path / "ollama", tmp_path / "hf"
+    (ollama / "blobs").mkdir(parents=True)
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"s" * 10)
+    hexes = [f"{i}" * 64 for i in range(1, 6)]
+    (ollama / "blobs" / f"sha256-{hexes[0]}").symlink_to(outside)  # right size, but a link
+    (ollama / "blobs" / f"sha256-{hexes[1]}").write_bytes(b"s" * 10)
+    layers = [
+        {"digest": f"sha256:{hexes[0]}", "size": 10},
+        {"digest": "sha256:../../secret", "size": 10},
+        {"digest": f"sha256:{hexes[1]}", "size": True},
+        {"digest": f"sha256:{hexes[1]}", "size": "10"},
+        {"digest": f"sha256:{hexes[1]}", "size": -1},
+        "not a layer",
+    ]
+    manifests = ollama / "manifests" / "h" / "ns"
+    manifests.mkdir(parents=True)
+    (manifests / "a").write_text(json.dumps({"layers": layers, "config": 7}))
+    (manifests / "b").write_bytes(b"\xff{not json" * 1000)
+    (manifests / "c").write_text(json.dumps({"layers": "nope"}))
+    blobs = hf / "models--x--y" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / hexes[2]).symlink_to(outside)
+    (blobs / hexes[3]).mkdir()
+    env = {"HF_HUB_CACHE": str(hf), "OLLAMA_MODELS": str(ollama), "NO_COLOR": "1"}
+    result = await run(tmp_path / "home", "cache", "scan", "--json", **env)
+    assert result.code == 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.json() == {"indexed": 0, "hashed": 0, "unchanged": 0, "mismatched": []}

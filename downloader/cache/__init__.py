@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from downloader.cache import removal
+from downloader.cache.indexing import IndexScan, index_stores
 from downloader.cache.removal import Removal
 from downloader.cache.scan import OTHER, CachedModel, CacheEntry, Inode, scan, total_size
 from downloader.engine.partfile import partial_path
@@ -126,6 +127,12 @@ class ModelCache:
             if task.provider == "ollama" and isinstance(manifest, str):
                 paths.append(Path(task.destination) / manifest)
         return await asyncio.to_thread(_inodes, paths)
+
+    async def index(self) -> IndexScan:
+        """Put the Hugging Face cache's and the Ollama store's blobs in the content index,
+        so that downloads reuse them (``downloader.cache.indexing``)."""
+        s = self.settings
+        return await index_stores(self.ledger, s.hf_cache_dir, s.ollama_models_dir)
 
     async def cached_models(self) -> list[CachedModel]:
         """Every cached model, least recently used first."""
@@ -372,4 +379,12 @@ def _located(entry: CacheEntry, spec: Spec) -> Path | None:
     return snapshot if any(snapshot.iterdir()) else None
 
 
-__all__ = ["CacheError", "CachedModel", "Eviction", "ModelCache", "Removal", "RemovalPlan"]
+__all__ = [
+    "CacheError",
+    "CachedModel",
+    "Eviction",
+    "IndexScan",
+    "ModelCache",
+    "Removal",
+    "RemovalPlan",
+]

@@ -1,4 +1,4 @@
-"""``modelhaul cache ls|du|rm|evict|clear``.
+"""``modelhaul cache ls|du|scan|rm|evict|clear``.
 
 ``rm``, ``evict`` and ``clear`` never delete without asking: they show what they would
 remove and ask (``--yes`` skips the question, ``--dry-run`` only shows); without a terminal
@@ -37,6 +37,8 @@ async def run_cache(args: argparse.Namespace, out: Output) -> int:
                 f"{format_bytes(size)} ({size} bytes)"
             )
             return exitcodes.OK
+        if action == "scan":
+            return await _scan(cache, out)
         if action == "rm":
             plan = await cache.plan_delete(args.specs, others=args.all)
         elif action == "evict":
@@ -44,6 +46,20 @@ async def run_cache(args: argparse.Namespace, out: Output) -> int:
         else:
             plan = await cache.plan_clear(others=args.all)
         return await _remove(cache, plan, args, out)
+
+
+async def _scan(cache: ModelCache, out: Output) -> int:
+    """Index both stores' files by SHA-256 and say how many."""
+    done = await cache.index()
+    if out.json:
+        out.data(done.to_dict())
+        return exitcodes.OK
+    out.say(
+        f"indexed {done.indexed} files ({done.hashed} hashed), {done.unchanged} already indexed"
+    )
+    for path in done.mismatched:
+        out.say(f"not indexed: {escape(path)}: its bytes are not the digest its name says")
+    return exitcodes.OK
 
 
 async def _remove(

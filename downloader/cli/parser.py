@@ -292,6 +292,11 @@ def build_parser() -> Parser:
     )
     cache_sub.add_parser("ls", help="cached models, least recently used first", parents=[common])
     cache_sub.add_parser("du", help="total size on disk", parents=[common])
+    cache_sub.add_parser(
+        "scan",
+        help="index the HF cache's and the Ollama store's files by SHA-256, for reuse",
+        parents=[common],
+    )
     removing = Parser(add_help=False)  # what rm, evict and clear share: nothing without asking
     removing.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     removing.add_argument("--dry-run", action="store_true", help="only show what would be deleted")

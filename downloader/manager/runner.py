@@ -25,6 +25,7 @@ from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import purge_parts
+from downloader.manager.reuse import index_finished, reuse
 from downloader.manager.rows import new_file, spec_of
 from downloader.progress import DownloadProgress, DownloadStatus, SpeedMeter, report, status_of
 from downloader.settings import Settings
@@ -189,7 +190,11 @@ class TaskRunner:
 
         async def one(record: FileRecord) -> FileRecord:
             async with gate:
-                return await FileDownload(
+                if await reuse(ledger, record, self._lease.owner) is not None:
+                    record = await ledger.files.get(record.id)
+                    self._files[record.id].done(record.size or 0)
+                    return record
+                record = await FileDownload(
                     self._ctx.engine,
                     record,
                     ledger.journal(record, self._lease.owner),
@@ -199,6 +204,8 @@ class TaskRunner:
                     overwrite=bool(self.task.options.get("overwrite")),
                     check=check_format,
                 ).run()
+                await index_finished(ledger, record, f"task {record.task_id}")
+                return record
 
         jobs = [asyncio.create_task(one(r)) for r in self._records]
         try:

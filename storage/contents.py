@@ -1,0 +1,88 @@
+"""The content index: finished files by SHA-256 (table ``contents``).
+
+An entry is what was true when it was written; whoever reuses one checks the file again
+(size, then digest) and drops the entry when the file has gone or changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+
+from storage.db import Database
+from storage.models import Content
+
+_C = Content.__table__
+
+
+@dataclass(frozen=True)
+class ContentRecord:
+    """One indexed file: where it is, its digest, and its size and mtime when indexed."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    origin: str
+    indexed_at: float
+
+
+class ContentStore:
+    """Reads and writes the content index."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, path: str, sha256: str, size: int, mtime_ns: int, origin: str) -> None:
+        """Record that ``path`` holds ``sha256`` (replacing what it held before)."""
+        await self._db.write(_add, path, sha256.lower(), size, mtime_ns, origin, time.time())
+
+    async def find(self, sha256: str) -> list[ContentRecord]:
+        """Every indexed file said to hold ``sha256``, oldest entry first."""
+        return await self._db.read(_find, sha256.lower())
+
+    async def all(self) -> list[ContentRecord]:
+        """The whole index, by path."""
+        return await self._db.read(_all)
+
+    async def drop(self, path: str) -> None:
+        """Forget ``path`` (it has gone or no longer holds its digest)."""
+        await self._db.write(_drop, path)
+
+
+def _record(row: object) -> ContentRecord:
+    return ContentRecord(
+        row.path,
+        row.sha256,
+        row.size,
+        row.mtime_ns,
+        row.origin,
+        row.indexed_at,  # type: ignore[attr-defined]
+    )
+
+
+def _add(
+    conn: Connection, path: str, sha: str, size: int, mtime_ns: int, origin: str, now: float
+) -> None:
+    values = {"sha256": sha, "size": size, "mtime_ns": mtime_ns, "origin": origin}
+    stmt = sqlite.insert(_C).values(path=path, indexed_at=now, **values)
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=[_C.c.path], set_={**values, "indexed_at": now})
+    )
+
+
+def _find(conn: Connection, sha: str) -> list[ContentRecord]:
+    query = select(_C).where(_C.c.sha256 == sha).order_by(_C.c.indexed_at)
+    return [_record(r) for r in conn.execute(query)]
+
+
+def _all(conn: Connection) -> list[ContentRecord]:
+    return [_record(r) for r in conn.execute(select(_C).order_by(_C.c.path))]
+
+
+def _drop(conn: Connection, path: str) -> None:
+    conn.execute(delete(_C).where(_C.c.path == path))
