@@ -14,6 +14,7 @@ from downloader.engine.context import FileRun
 from downloader.engine.crew import Crew
 from downloader.engine.finish import finish
 from downloader.engine.hashing import bad_blocks
+from downloader.engine.mirrors import Mirror, Mirrors, Validators, check_mirror
 from downloader.engine.partfile import PartFile, check_space
 from downloader.engine.plan import Plan, repair
 from downloader.engine.progress import Phase
@@ -130,6 +131,7 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
         nbytes=config.checkpoint_bytes,
     )
     job = run.job(part, hasher, checkpointer)
+    job.mirrors = await _mirrors(run)
     guard = checkpointer.start()
     remaining = size - plan.written
     count = max(1, min(config.connections, -(-remaining // config.min_chunk)))
@@ -157,6 +159,26 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
         await _quietly(_last_checkpoint(run, checkpointer))
         raise
     return await finish(run, part, sha, size)
+
+
+async def _mirrors(run: FileRun) -> Mirrors | None:
+    """The file's mirrors that answer with its size and ranges (each other one noted in
+    the history), the file's own URL first; None when the file has one URL."""
+    if not run.mirrors:
+        return None
+    size = run.file.size
+    assert size is not None
+    checked = await asyncio.gather(*(check_mirror(r, size) for r in run.mirrors))
+    first = Mirror(run.resource, Validators(run.file.etag, run.file.last_modified))
+    good = [first]
+    for resource, validators, why in checked:
+        if validators is None:
+            await run.journal.note(f"mirror {resource.url} not used for this file: {why}")
+        else:
+            good.append(Mirror(resource, validators))
+    if len(good) == 1:
+        return None
+    return Mirrors(good, run.journal.note)
 
 
 async def _last_checkpoint(run: FileRun, checkpointer: Checkpointer) -> None:
