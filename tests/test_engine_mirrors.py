@@ -123,3 +123,35 @@ async def test_every_mirror_failing_names_them_all(
         with pytest.raises(AllMirrorsFailedError) as caught:
             await run
     assert all(url in str(caught.value) for url in urls), caught.value
+
+
+async def test_a_mirror_serving_a_corrupted_range_is_found_and_refetched(
+    ledger: Ledger, tmp_path: Path, data: bytes
+) -> None:
+    bad = bytearray(data)
+    for at in range(100, SIZE, MiB):  # same size, other bytes in each MiB it serves
+        bad[at : at + 100] = bytes(100)
+    good = [Origin({"m.bin": data}, throttle=4 * MiB) for _ in range(2)]
+    liar = Origin({"m.bin": bytes(bad)}, throttle=4 * MiB)
+    origins = [good[0], liar, good[1]]
+    for o in origins:
+        await o.start()
+    try:
+        dest = tmp_path / "out" / "m.bin"
+        urls = [o.url("m.bin") for o in origins]
+        record = await add(ledger, urls, dest, expected_sha256=sha256(data))
+        settings = small_settings(tmp_path, connections=6, min_chunk=MiB)
+        async with engine(ledger, settings) as ctx:
+            done, _ = await fetch(ctx, ledger, record)
+    finally:
+        for o in origins:
+            await o.stop()
+    assert file_sha256(dest) == sha256(data) == done.sha256
+    notes = await history(ledger, done)
+    assert f"mirror {urls[1]} dropped" in notes and "differ from the other mirrors'" in notes
+    assert all(f"mirror {u} dropped" not in notes for u in (urls[0], urls[2])), notes
+    # Only suspects' blocks were asked for again (a good mirror's may be, before the liar's
+    # are): never the whole file once per mirror.
+    total = sum(o.served_by_file["m.bin"] for o in origins)
+    print(f"served {total} bytes for a file of {SIZE}")
+    assert total < 2.2 * SIZE

@@ -244,13 +244,13 @@ async def stream_into(
         buffered += len(view)
         span.pos = at + len(view)
         if buffered >= job.write_size or span.pos >= span.end:
-            wrote += await _flush(job, span, pending, buffered)
+            wrote += await _flush(job, span, pending, buffered, lane)
             pending, buffered = [], 0
             if span.start + span.done >= span.end:
                 return wrote
         await job.limiter.take(len(data))
     if pending:
-        wrote += await _flush(job, span, pending, buffered)
+        wrote += await _flush(job, span, pending, buffered, lane)
     if final_at_eof and span.done % job.block:
         span.digests += span.hasher.digest()
         span.hasher.reset()
@@ -258,13 +258,17 @@ async def stream_into(
     return wrote
 
 
-async def _flush(job: RangeJob, span: Span, pending: list[memoryview], length: int) -> int:
+async def _flush(
+    job: RangeJob, span: Span, pending: list[memoryview], length: int, lane: Lane | None = None
+) -> int:
     at = span.start + span.done
     length = min(length, span.end - at)  # the span may have been cut short meanwhile
     digests = await job.part.write(at, _clip(pending, length), span.hasher, job.block, span.end)
     for digest in digests:
         span.digests += digest
     span.done += length
+    if lane is not None and lane.mirror is not None:
+        lane.mirror.wrote(at, at + length)
     job.on_written(length)
     return length
 

@@ -41,12 +41,24 @@ class Mirror:
     received: int = 0  # body bytes from it, this run
     dropped: str | None = None  # why it is no longer asked
     lanes: int = 0  # connections bound to it now
+    written: list[tuple[int, int]] = field(default_factory=list)  # byte ranges it wrote
     _spent: float = 0.0  # connection-seconds of finished fetches
     _active: dict[int, float] = field(default_factory=dict)  # fetch id -> start
 
     @property
     def url(self) -> str:
         return self.resource.url
+
+    def wrote(self, start: int, end: int) -> None:
+        """Bytes ``start``-``end`` of the file came from this mirror (this run)."""
+        if self.written and self.written[-1][1] == start:
+            self.written[-1] = (self.written[-1][0], end)
+        else:
+            self.written.append((start, end))
+
+    def blocks(self, block: int) -> set[int]:
+        """Offsets of the blocks holding any byte this mirror wrote."""
+        return {b for start, end in self.written for b in range(start - start % block, end, block)}
 
     def rate(self, now: float) -> float | None:
         """Bytes per second per connection, once measured long enough."""

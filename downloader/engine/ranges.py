@@ -12,6 +12,7 @@ from pathlib import Path
 from downloader.engine.checkpoint import Checkpointer
 from downloader.engine.context import FileRun
 from downloader.engine.crew import Crew
+from downloader.engine.crosscheck import cross_check
 from downloader.engine.finish import finish
 from downloader.engine.hashing import bad_blocks
 from downloader.engine.mirrors import Mirror, Mirrors, Validators, check_mirror
@@ -152,6 +153,12 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
         await checkpointer.checkpoint()
         run.progress.enter(Phase.VERIFYING)
         sha = await hasher.finish(size) if hasher is not None else None
+        if job.mirrors is not None:
+            for mirror in job.mirrors.all:
+                log.info("%s: %d bytes from %s", run.file.relpath, mirror.received, mirror.url)
+            expected = run.file.expected_sha256
+            if sha is not None and expected and sha != expected:
+                sha = await cross_check(run, part, job.mirrors, sha)
     except BaseException:
         if hasher is not None:
             await _quietly(hasher.stop())
