@@ -74,6 +74,18 @@ async def test_post_downloads_accepts_each_form_and_answers_202(server, origin, 
     assert done["total_bytes"] == done["downloaded_bytes"] == 1000
 
 
+async def test_post_a_url_with_mirrors_takes_bytes_from_each(server, origin, data) -> None:
+    http, _ = server
+    async with Origin({"m.bin": data}, throttle=4 * MiB) as other:
+        body = {"url": origin.url("m.bin"), "mirrors": [other.url("m.bin")], "connections": 4}
+        async with http.post("/api/v1/downloads", json=body) as r:
+            assert r.status == 202, await r.text()
+            task_id = (await r.json())["id"]
+        done = await wait_state(http, task_id, "completed", "failed")
+    assert done["state"] == "completed", done
+    assert origin.served_by_file["m.bin"] > MiB and other.served_by_file["m.bin"] > MiB
+
+
 async def test_get_one_download_has_its_files_and_history(server, origin, tmp_path) -> None:
     http, _ = server
     async with http.post(

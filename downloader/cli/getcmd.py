@@ -21,6 +21,7 @@ from downloader.cli.output import Output
 from downloader.errors import SpecError
 from downloader.headers import is_credential, parse_header
 from downloader.manager import DownloadManager
+from downloader.manager.tunables import check_mirrors
 from downloader.preflight import SizeEstimate, validate
 from downloader.progress import format_bytes
 from downloader.sources import Resolution
@@ -32,6 +33,7 @@ async def get(args: argparse.Namespace, out: Output) -> int:
     ``--dry-run``, only say what would be fetched)."""
     specs = [_with_selection(parse_spec(text), args) for text in args.specs]
     specs = _with_checksum(specs, args.checksum)
+    specs = _with_mirrors(specs, args.mirror)
     dest = _destination(args, specs)
     headers = dict(parse_header(h) for h in args.header or ())
     options = _task_options(args)
@@ -143,6 +145,16 @@ def _with_checksum(specs: list[Spec], checksum: str | None) -> list[Spec]:
     if kind.strip().lower() != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise SpecError(f"--checksum {checksum!r:.80}: expected sha256=HEX (64 hex digits)")
     return [dataclasses.replace(specs[0], options={**specs[0].options, "sha256": digest})]
+
+
+def _with_mirrors(specs: list[Spec], mirrors: list[str] | None) -> list[Spec]:
+    """``--mirror URL`` (repeatable): more URLs of one URL's file, kept with its task."""
+    if not mirrors:
+        return specs
+    if len(specs) != 1 or specs[0].provider != "url":
+        raise SpecError("--mirror gives more URLs of one URL's file: give exactly one URL with it")
+    checked = check_mirrors(mirrors)
+    return [dataclasses.replace(specs[0], options={**specs[0].options, "mirrors": checked})]
 
 
 def _task_options(args: argparse.Namespace) -> dict[str, Any]:

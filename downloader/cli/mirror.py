@@ -1,14 +1,15 @@
 """``modelhaul mirror MANIFEST``: download every entry of a manifest, crash-safe.
 
 A manifest is either lines of ``SPEC [DEST]`` (``#`` starts a comment, quote a DEST with
-spaces) or TOML::
+spaces; a URL's mirrors follow it, each after a ``|`` standing alone:
+``URL | URL2 | URL3 [DEST]``) or TOML::
 
     dest = "models"            # the folder of every entry (optional)
     connections = 8            # a default for every entry (optional)
 
     [[download]]
     spec = "hf://owner/repo"
-    dest = "models/repo"       # per-entry options: dest, priority, connections
+    dest = "models/repo"       # per-entry options: dest, priority, connections, mirrors
     priority = 5
 
 A top-level ``dest`` is always a folder: each entry's files go into it under their own names,
@@ -34,13 +35,14 @@ from downloader.cli.output import Output
 from downloader.errors import SpecError, UnsafePathError
 from downloader.json_shapes import task_json
 from downloader.manager import DownloadManager
+from downloader.manager.tunables import check_mirrors
 from downloader.paths import safe_path
 from downloader.progress import format_bytes
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
 from downloader.specs import parse_spec
 from storage import TaskState
 
-ENTRY_KEYS = {"spec", "dest", "priority", "connections"}
+ENTRY_KEYS = {"spec", "dest", "priority", "connections", "mirrors"}
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,12 @@ class Entry:
     dest: str | None = None
     priority: int = 0
     connections: int | None = None
+    mirrors: tuple[str, ...] = ()  # more URLs of a URL's file
 
     def as_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {"spec": self.spec, "priority": self.priority}
+        if self.mirrors:
+            item["mirrors"] = list(self.mirrors)
         if self.dest is not None:
             item["dest"] = self.dest
         if self.connections is not None:
@@ -76,7 +81,10 @@ def read_manifest(path: Path) -> list[Entry]:
         raise SpecError(f"manifest {path} has no entries")
     for entry in entries:
         try:
-            parse_spec(entry.spec)
+            spec = parse_spec(entry.spec)
+            if entry.mirrors and spec.provider != "url":
+                raise SpecError("mirrors are more URLs of one URL's file, and this is no URL")
+            check_mirrors(list(entry.mirrors))
         except SpecError as e:
             raise SpecError(f"{entry.where}: {e}") from None
     return entries
@@ -92,10 +100,18 @@ def _line_entries(path: Path, text: str) -> list[Entry]:
             raise SpecError(f"{where}: {e}") from None
         if not words:
             continue
-        if len(words) > 2:
-            raise SpecError(f"{where}: expected 'SPEC [DEST]', got {len(words)} words")
-        dest = _relative_to(path, words[1], where) if len(words) == 2 else None
-        entries.append(Entry(where, words[0], dest))
+        spec, mirrors, rest = words[0], [], words[1:]
+        while rest[:1] == ["|"]:
+            if len(rest) < 2:
+                raise SpecError(f"{where}: a '|' must be followed by a mirror URL")
+            mirrors.append(rest[1])
+            rest = rest[2:]
+        if len(rest) > 1:
+            raise SpecError(
+                f"{where}: expected 'SPEC [DEST]' or 'URL | URL2 … [DEST]', got {len(words)} words"
+            )
+        dest = _relative_to(path, rest[0], where) if rest else None
+        entries.append(Entry(where, spec, dest, mirrors=tuple(mirrors)))
     return entries
 
 
@@ -105,7 +121,7 @@ def _toml_entries(path: Path, text: str) -> list[Entry]:
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path.name} is not valid TOML: {e}") from None
     tables = data.pop("download", [])
-    unknown = set(data) - (ENTRY_KEYS - {"spec"})
+    unknown = set(data) - (ENTRY_KEYS - {"spec", "mirrors"})
     if unknown:
         raise SpecError(f"{path.name}: unknown top-level keys {sorted(unknown)}")
     if not isinstance(tables, list):
@@ -130,7 +146,12 @@ def _toml_entries(path: Path, text: str) -> list[Entry]:
         dest = _relative_to(path, str(fields["dest"]), where) if "dest" in fields else None
         if dest is not None and "dest" not in table:
             dest = dest.rstrip("/") + "/"  # the top-level dest: the folder of every entry
-        entries.append(Entry(where, fields["spec"], dest, priority, connections))
+        mirrors = fields.get("mirrors", [])
+        if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
+            raise SpecError(f"{where}: mirrors must be a list of URLs")
+        entries.append(
+            Entry(where, fields["spec"], dest, priority, connections, mirrors=tuple(mirrors))
+        )
     return entries
 
 

@@ -157,6 +157,13 @@ def build_parser() -> Parser:
         default=0,
         help=f"higher runs first, {-MAX_PRIORITY} to {MAX_PRIORITY} (default 0)",
     )
+    get.add_argument(
+        "--mirror",
+        action="append",
+        metavar="URL",
+        help="another URL of the same file (repeatable, with one URL only): chunks are "
+        "spread over all of them by speed",
+    )
     get.add_argument("--token", help="an access token (used in memory only)")
     get.add_argument("--detach", action="store_true", help="only queue it for a worker or server")
     get.add_argument(

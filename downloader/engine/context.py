@@ -54,6 +54,7 @@ class FileRun:
     progress: FileProgress
     overwrite: bool = False  # a different file under the final name may be replaced
     check: FileCheck | None = None
+    mirrors: tuple[Resource, ...] = ()  # more URLs of the same bytes, after ``resource``
 
     @property
     def config(self) -> EngineConfig:

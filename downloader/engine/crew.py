@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from downloader.engine.config import EngineConfig
-from downloader.engine.fetch import Lane, RangeJob, fetch_fully, work
+from downloader.engine.fetch import Lane, RangeJob, fetch_anywhere, work
 from downloader.engine.pace import Climb, Meter, slow
 from downloader.engine.plan import Plan, Span
 
@@ -198,7 +198,7 @@ class Crew:
         """Ask for ``span``'s unfinished tail again on a fresh connection."""
         shadow = self._plan.shadow(span)
         quiet = replace(self._job, on_written=lambda n: None)  # counted once, when adopted
-        racer = self._start(lambda fresh: fetch_fully(quiet, shadow, fresh))
+        racer = self._start(lambda fresh: fetch_anywhere(quiet, shadow, fresh))
         # A racer is judged sooner: it has little to fetch, and a slow one helps nobody.
         self._meters[racer.id] = Meter(2 * self._tick)
         self._racers.add(racer.id)

@@ -6,6 +6,7 @@ that changes meanwhile is started over, a few times at most."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from downloader.engine.context import EngineContext, FileCheck, FileRun
 from downloader.engine.http import Resource, request_timeout
@@ -38,22 +39,27 @@ class FileDownload:
         overwrite: bool = False,
         check: FileCheck | None = None,
     ) -> None:
-        resource = Resource(
-            ctx.session,
-            file.url,
-            auth_headers=auth_headers,
-            headers=headers,
-            retry=ctx.config.retry,
-            timeout=request_timeout(ctx.config),
-        )
+        def resource(url: str) -> Resource:
+            # Credentials were given for the file's own host: a mirror elsewhere gets none.
+            same = _origin(url) == _origin(file.url)
+            return Resource(
+                ctx.session,
+                url,
+                auth_headers=auth_headers if same else None,
+                headers=headers,
+                retry=ctx.config.retry,
+                timeout=request_timeout(ctx.config),
+            )
+
         self._run = FileRun(
             ctx,
             file,
             journal,
-            resource,
+            resource(file.url),
             progress or FileProgress(file.id, file.relpath, file.size),
             overwrite=overwrite,
             check=check,
+            mirrors=tuple(resource(url) for url in mirror_urls(file)),
         )
 
     async def run(self) -> FileRecord:
@@ -104,6 +110,17 @@ class FileDownload:
             part_size=None,
         )
         run.progress.written = 0
+
+
+def mirror_urls(file: FileRecord) -> list[str]:
+    """The file's other URLs (its source's mirrors), as recorded with it."""
+    urls = file.meta.get("mirrors") or []
+    return [u for u in urls if isinstance(u, str) and u != file.url]
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _doomed(file: FileRecord, promised: int) -> RemoteChangedError:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import aiohttp
 
 from downloader.engine.http import Resource, parse_content_range
+from downloader.engine.mirrors import Mirror, Mirrors
 from downloader.engine.partfile import PartFile
 from downloader.engine.plan import Plan, Span
 from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.retry import RetryPolicy, TransientError
-from downloader.errors import RemoteChangedError
+from downloader.errors import DiskError, DiskFullError, RemoteChangedError, TransferError
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class RangeJob:
     rng: random.Random
     on_wait: Callable[[str | None], None] | None = None  # a long wait before a retry, or its end
     reached: bool = False  # some connection of this file has had bytes from the remote
+    mirrors: Mirrors | None = None  # the file's URLs when it has more than one
 
 
 @dataclass(eq=False)
@@ -57,6 +59,7 @@ class Lane:
     streaming: bool = False
     span: Span | None = None
     retiring: bool = False
+    mirror: Mirror | None = None  # the URL its request goes to (None: the file's one URL)
 
 
 class _Progressed(TransientError):
@@ -70,13 +73,38 @@ async def work(job: RangeJob, plan: Plan, lane: Lane, first: Span | None = None)
     while span is not None:
         lane.span = span
         try:
-            await fetch_fully(job, span, lane)
+            await fetch_anywhere(job, span, lane)
         finally:
             plan.release(span, lane.id)
             lane.span = None
         if lane.retiring:
             return
         span = plan.acquire(lane.id)
+
+
+async def fetch_anywhere(job: RangeJob, span: Span, lane: Lane) -> None:
+    """Fetch ``span`` to its end from the file's URL, or with mirrors from the one that
+    should take another connection; a mirror that fails past its retries or disagrees is
+    dropped for this file and the span goes on from another (``AllMirrorsFailedError`` when
+    none is left)."""
+    mirrors = job.mirrors
+    if mirrors is None:
+        await fetch_fully(job, span, lane)
+        return
+    while True:
+        mirror = lane.mirror = mirrors.pick()
+        mirrors.begin(mirror, id(lane))
+        try:
+            await fetch_fully(job, span, lane)
+            return
+        except (DiskError, DiskFullError):
+            raise  # our disk, not the mirror
+        except TransferError as e:
+            error = e
+        finally:
+            mirrors.end(mirror, id(lane))
+            lane.mirror = None
+        await mirrors.drop(mirror, str(error))
 
 
 async def fetch_fully(job: RangeJob, span: Span, lane: Lane | None = None) -> None:
@@ -94,7 +122,7 @@ async def fetch_fully(job: RangeJob, span: Span, lane: Lane | None = None) -> No
             elif job.reached:  # another connection got bytes: the host is there
                 policy = policy.knowing_reached()
             policy = await policy.next_attempt(
-                e, job.resource.url, rng=job.rng, on_wait=job.on_wait
+                e, _resource(job, lane).url, rng=job.rng, on_wait=job.on_wait
             )
 
 
@@ -104,12 +132,14 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
     if start >= span.end:
         return
     headers = {"Range": f"bytes={start}-{span.end - 1}"}
-    if job.expected.if_range:
-        headers["If-Range"] = job.expected.if_range
+    expected = _expected(job, lane)
+    if expected.if_range:
+        headers["If-Range"] = expected.if_range
     wrote = 0
+    resource = _resource(job, lane)
     try:
-        async with job.resource.get(headers) as response:
-            _check(job, response, start)
+        async with resource.get(headers) as response:
+            _check(expected, resource.url, response, start)
             if lane is not None:
                 lane.streaming = True
             wrote = await stream_into(job, span, response, lane=lane)
@@ -129,9 +159,22 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
         raise error(f"body ended at byte {span.start + span.done} of range ending {span.end}")
 
 
-def _check(job: RangeJob, response: aiohttp.ClientResponse, start: int) -> None:
-    expected = job.expected
-    url = job.resource.url
+def _resource(job: RangeJob, lane: Lane | None) -> Resource:
+    mirror = lane.mirror if lane is not None else None
+    return mirror.resource if mirror is not None else job.resource
+
+
+def _expected(job: RangeJob, lane: Lane | None) -> Expected:
+    """What the response must say: the file's size, and the validators of the URL asked
+    (each mirror has its own, as its probe gave them)."""
+    mirror = lane.mirror if lane is not None else None
+    if mirror is None:
+        return job.expected
+    v = mirror.validators
+    return Expected(job.expected.size, v.etag, v.last_modified, v.if_range)
+
+
+def _check(expected: Expected, url: str, response: aiohttp.ClientResponse, start: int) -> None:
     etag = response.headers.get("ETag")
     if response.status == 200:
         if expected.etag and etag == expected.etag and not expected.etag.startswith("W/"):
@@ -191,6 +234,8 @@ async def stream_into(
         job.on_received(len(data))
         if lane is not None:
             lane.received += len(data)
+            if lane.mirror is not None:
+                lane.mirror.received += len(data)
         at = span.start + span.done + buffered
         if at >= span.end:  # another worker took the rest of this span
             break
@@ -199,13 +244,13 @@ async def stream_into(
         buffered += len(view)
         span.pos = at + len(view)
         if buffered >= job.write_size or span.pos >= span.end:
-            wrote += await _flush(job, span, pending, buffered)
+            wrote += await _flush(job, span, pending, buffered, lane)
             pending, buffered = [], 0
             if span.start + span.done >= span.end:
                 return wrote
         await job.limiter.take(len(data))
     if pending:
-        wrote += await _flush(job, span, pending, buffered)
+        wrote += await _flush(job, span, pending, buffered, lane)
     if final_at_eof and span.done % job.block:
         span.digests += span.hasher.digest()
         span.hasher.reset()
@@ -213,13 +258,17 @@ async def stream_into(
     return wrote
 
 
-async def _flush(job: RangeJob, span: Span, pending: list[memoryview], length: int) -> int:
+async def _flush(
+    job: RangeJob, span: Span, pending: list[memoryview], length: int, lane: Lane | None = None
+) -> int:
     at = span.start + span.done
     length = min(length, span.end - at)  # the span may have been cut short meanwhile
     digests = await job.part.write(at, _clip(pending, length), span.hasher, job.block, span.end)
     for digest in digests:
         span.digests += digest
     span.done += length
+    if lane is not None and lane.mirror is not None:
+        lane.mirror.wrote(at, at + length)
     job.on_written(length)
     return length
 

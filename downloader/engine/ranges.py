@@ -12,8 +12,10 @@ from pathlib import Path
 from downloader.engine.checkpoint import Checkpointer
 from downloader.engine.context import FileRun
 from downloader.engine.crew import Crew
+from downloader.engine.crosscheck import cross_check
 from downloader.engine.finish import finish
 from downloader.engine.hashing import bad_blocks
+from downloader.engine.mirrors import Mirror, Mirrors, Validators, check_mirror
 from downloader.engine.partfile import PartFile, check_space
 from downloader.engine.plan import Plan, repair
 from downloader.engine.progress import Phase
@@ -130,6 +132,7 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
         nbytes=config.checkpoint_bytes,
     )
     job = run.job(part, hasher, checkpointer)
+    job.mirrors = await _mirrors(run)
     guard = checkpointer.start()
     remaining = size - plan.written
     count = max(1, min(config.connections, -(-remaining // config.min_chunk)))
@@ -150,6 +153,12 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
         await checkpointer.checkpoint()
         run.progress.enter(Phase.VERIFYING)
         sha = await hasher.finish(size) if hasher is not None else None
+        if job.mirrors is not None:
+            for mirror in job.mirrors.all:
+                log.info("%s: %d bytes from %s", run.file.relpath, mirror.received, mirror.url)
+            expected = run.file.expected_sha256
+            if sha is not None and expected and sha != expected:
+                sha = await cross_check(run, part, job.mirrors, sha)
     except BaseException:
         if hasher is not None:
             await _quietly(hasher.stop())
@@ -157,6 +166,26 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
         await _quietly(_last_checkpoint(run, checkpointer))
         raise
     return await finish(run, part, sha, size)
+
+
+async def _mirrors(run: FileRun) -> Mirrors | None:
+    """The file's mirrors that answer with its size and ranges (each other one noted in
+    the history), the file's own URL first; None when the file has one URL."""
+    if not run.mirrors:
+        return None
+    size = run.file.size
+    assert size is not None
+    checked = await asyncio.gather(*(check_mirror(r, size) for r in run.mirrors))
+    first = Mirror(run.resource, Validators(run.file.etag, run.file.last_modified))
+    good = [first]
+    for resource, validators, why in checked:
+        if validators is None:
+            await run.journal.note(f"mirror {resource.url} not used for this file: {why}")
+        else:
+            good.append(Mirror(resource, validators))
+    if len(good) == 1:
+        return None
+    return Mirrors(good, run.journal.note)
 
 
 async def _last_checkpoint(run: FileRun, checkpointer: Checkpointer) -> None:

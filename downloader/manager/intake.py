@@ -88,6 +88,10 @@ class Intake:
         if connections is not None:
             opts["connections"] = connections
         opts = checked(opts)
+        if opts.get("mirrors") and spec.provider != "url":
+            raise SpecError(f"mirrors are more URLs of one URL's file, and {spec.label} is not one")
+        if opts.get("mirrors") == []:
+            del opts["mirrors"]
         return NewTask(
             provider=spec.provider,
             source=spec.source,

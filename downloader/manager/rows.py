@@ -27,5 +27,7 @@ def new_file(remote: RemoteFile, block_size: int) -> NewFile:
             **remote.meta,
             "content_addressed": remote.content_addressed,
             "partial_suffix": remote.partial_suffix,
+            # More URLs of the same bytes; kept with the file so a resume uses them too.
+            **({"mirrors": list(remote.urls[1:])} if len(remote.urls) > 1 else {}),
         },
     )

@@ -20,6 +20,7 @@ from downloader.engine.ratelimit import TokenBucket
 from downloader.errors import SpecError
 from downloader.headers import is_credential, parse_header
 from downloader.settings import MAX_CONNECTIONS, MAX_SECONDS, MAX_TRIES, Settings
+from downloader.specs import check_url
 
 # Options a request for the same download again may change (what it fetches and where may
 # not: that is the task's identity).
@@ -31,7 +32,9 @@ RUN_OPTIONS = (
     "timeout",
     "connect_timeout",
     "extra_headers",
+    "mirrors",
 )
+MAX_MIRRORS = 16  # more URLs of one file than any mirror list needs
 
 
 def checked(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,6 +53,8 @@ def checked(options: Mapping[str, Any]) -> dict[str, Any]:
         isinstance(out["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", out["sha256"])
     ):
         raise SpecError(f"sha256 must be 64 lowercase hex digits, not {out['sha256']!r:.80}")
+    if "mirrors" in out:
+        out["mirrors"] = check_mirrors(out["mirrors"])
     if "extra_headers" in out:
         headers = out["extra_headers"]
         if not isinstance(headers, Mapping):
@@ -62,6 +67,16 @@ def checked(options: Mapping[str, Any]) -> dict[str, Any]:
                     "(give it to the process that runs the task)"
                 )
     return out
+
+
+def check_mirrors(mirrors: Any) -> list[str]:
+    """More URLs of one URL's file: a list of http(s) URLs, each checked like any URL,
+    at most ``MAX_MIRRORS``, duplicates dropped."""
+    if isinstance(mirrors, str) or not isinstance(mirrors, (list, tuple)):
+        raise SpecError(f"mirrors must be a list of URLs, not {mirrors!r:.80}")
+    if len(mirrors) > MAX_MIRRORS:
+        raise SpecError(f"at most {MAX_MIRRORS} mirrors per file, not {len(mirrors)}")
+    return list(dict.fromkeys(check_url(m, what="mirror URL") for m in mirrors))
 
 
 def retuned(options: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

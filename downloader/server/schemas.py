@@ -69,6 +69,13 @@ def schemas() -> dict[str, Any]:
                 },
                 "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
                 "connections": {"type": "integer", "minimum": 1, "maximum": 64},
+                "mirrors": {
+                    "type": "array",
+                    "items": {"type": "string", "format": "uri"},
+                    "maxItems": 16,
+                    "description": "more URLs of the same file (only with one URL): its "
+                    "chunks are spread over them by speed",
+                },
                 "model_id": {
                     "type": "string",
                     "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from downloader.errors import ModelhaulError, UnsafePathError
 from downloader.limits import Schedule, check_rate, parse_rate, parse_schedule
+from downloader.manager.tunables import check_mirrors
 from downloader.paths import check_relpath
 from downloader.server.errors import RequestError, invalid
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
@@ -119,7 +120,7 @@ def _check_tree(data: Any) -> None:
 
 def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
     """``{"spec": …}``, ``{"url": …}`` or ``{"provider": …, "model": …, …}``, plus ``dest``,
-    ``priority``, ``connections``."""
+    ``priority``, ``connections``, and for a URL ``mirrors``."""
     forms = [k for k in ("spec", "url", "provider") if k in data]
     if len(forms) != 1:
         raise RequestError(
@@ -138,6 +139,11 @@ def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
         spec = Spec("url", _checked("url", check_url, _text(data, "url")))
     else:
         spec = _provider_spec(data)
+    if data.get("mirrors") is not None:
+        if spec.provider != "url":
+            raise invalid("mirrors", "applies only to one URL (url, or a spec that is a URL)")
+        mirrors = _checked("mirrors", check_mirrors, data["mirrors"])
+        spec = replace(spec, options={**spec.options, "mirrors": mirrors})
     return NewDownload(
         spec=spec,
         dest=destination(data.get("dest"), root),

@@ -14,7 +14,8 @@ from downloader.specs import Spec
 
 
 class UrlSource:
-    """One URL to one file; its size and validators come from the engine's probe."""
+    """One URL to one file (with more URLs of the same bytes, its mirrors); its size and
+    validators come from the engine's probe."""
 
     provider = "url"
     folder_destination = False
@@ -29,7 +30,10 @@ class UrlSource:
         """The one file; its digest when the user gave one (``sha256``, from ``--checksum``);
         credentials for its own host from the caller's token, else ``~/.netrc``."""
         sha256 = spec.options.get("sha256")
-        remote = RemoteFile((spec.source,), destination.name, destination, sha256=sha256)
+        # Mirrors (``--mirror``), checked when the task was made, kept in its options.
+        mirrors = [m for m in spec.options.get("mirrors") or () if m != spec.source]
+        urls = (spec.source, *mirrors)
+        remote = RemoteFile(urls, destination.name, destination, sha256=sha256)
         if ctx.token:
             auth = {"Authorization": f"Bearer {ctx.token}"}
         else:

@@ -1,0 +1,146 @@
+"""The mirrors of one file: several URLs serving the same bytes, each range request sent to
+one of them. A mirror is checked by its own probe (the same size as the first URL), then
+given connections in proportion to the rate it has shown per connection (round-robin until
+it has shown one). One that disagrees (size, a changed validator), or fails past its retries,
+is dropped for this file: its spans go back to the plan, and the others fetch them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from downloader.engine.http import Resource
+from downloader.engine.probe import if_range_value, probe
+from downloader.engine.retry import TransientError
+from downloader.errors import TransferError
+
+MEASURED = 0.5  # connection-seconds a mirror needs before its rate counts
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What one mirror said about its copy: range requests to it carry these (``If-Range``)
+    and a response with others means its copy changed."""
+
+    etag: str | None
+    last_modified: str | None
+
+    @property
+    def if_range(self) -> str | None:
+        return if_range_value(self.etag, self.last_modified)
+
+
+@dataclass(eq=False)
+class Mirror:
+    """One URL of a file, what it said at its probe, and what it has served."""
+
+    resource: Resource
+    validators: Validators
+    received: int = 0  # body bytes from it, this run
+    dropped: str | None = None  # why it is no longer asked
+    lanes: int = 0  # connections bound to it now
+    written: list[tuple[int, int]] = field(default_factory=list)  # byte ranges it wrote
+    _spent: float = 0.0  # connection-seconds of finished fetches
+    _active: dict[int, float] = field(default_factory=dict)  # fetch id -> start
+
+    @property
+    def url(self) -> str:
+        return self.resource.url
+
+    def wrote(self, start: int, end: int) -> None:
+        """Bytes ``start``-``end`` of the file came from this mirror (this run)."""
+        if self.written and self.written[-1][1] == start:
+            self.written[-1] = (self.written[-1][0], end)
+        else:
+            self.written.append((start, end))
+
+    def blocks(self, block: int) -> set[int]:
+        """Offsets of the blocks holding any byte this mirror wrote."""
+        return {b for start, end in self.written for b in range(start - start % block, end, block)}
+
+    def rate(self, now: float) -> float | None:
+        """Bytes per second per connection, once measured long enough."""
+        spent = self._spent + sum(now - t for t in self._active.values())
+        return self.received / spent if spent >= MEASURED else None
+
+
+class AllMirrorsFailedError(TransferError):
+    """Every URL of a file was dropped: the file fails, naming each and why."""
+
+    def __init__(self, mirrors: list[Mirror]) -> None:
+        reasons = "; ".join(f"{m.url}: {m.dropped}" for m in mirrors)
+        super().__init__(f"every mirror of this file failed ({reasons})", url=mirrors[0].url)
+
+
+class Mirrors:
+    """The mirrors of one file while its ranges are fetched. ``on_drop`` writes a dropped
+    mirror into the task's history."""
+
+    def __init__(
+        self,
+        mirrors: list[Mirror],
+        on_drop: Callable[[str], Awaitable[None]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.all = mirrors
+        self._on_drop = on_drop
+        self._clock = clock
+
+    def live(self) -> list[Mirror]:
+        return [m for m in self.all if m.dropped is None]
+
+    def pick(self) -> Mirror:
+        """The live mirror that should take the next connection: the one with the fewest
+        connections for its rate (an unmeasured mirror counts as the fastest)."""
+        live = self.live()
+        if not live:
+            raise AllMirrorsFailedError(self.all)
+        now = self._clock()
+        rates = {id(m): m.rate(now) for m in live}
+        best = max((r for r in rates.values() if r is not None), default=1.0) or 1.0
+        chosen = min(live, key=lambda m: (m.lanes + 1) / max(rates[id(m)] or best, 1.0))
+        chosen.lanes += 1
+        return chosen
+
+    def begin(self, mirror: Mirror, key: int) -> None:
+        mirror._active[key] = self._clock()
+
+    def end(self, mirror: Mirror, key: int) -> None:
+        start = mirror._active.pop(key, None)
+        if start is not None:
+            mirror._spent += self._clock() - start
+        mirror.lanes = max(0, mirror.lanes - 1)
+
+    async def drop(self, mirror: Mirror, why: str) -> None:
+        """Stop asking ``mirror`` for this file (once, with a note); raises when it was the
+        last one."""
+        if mirror.dropped is None:
+            mirror.dropped = why[:300]
+            left = len(self.live())
+            await self._on_drop(
+                f"mirror {mirror.url} dropped for this file: {mirror.dropped}"
+                + (f"; {left} mirror(s) left take its ranges" if left else "")
+            )
+        if not self.live():
+            raise AllMirrorsFailedError(self.all)
+
+
+async def check_mirror(
+    resource: Resource, size: int
+) -> tuple[Resource, Validators | None, str | None]:
+    """Probe one more URL of a file once: its validators, or why it cannot serve the file's
+    ranges (unreachable, no ranges, another size)."""
+    try:
+        found = await asyncio.wait_for(probe(resource), timeout=30)
+    # One try only: the file has other URLs, and a mirror that cannot answer a probe is
+    # not worth a retry budget.
+    except (TransferError, TransientError, TimeoutError, OSError) as e:
+        return resource, None, f"probe failed: {e}"
+    if not found.ranges:
+        return resource, None, "it does not serve byte ranges"
+    if found.size != size:
+        return resource, None, f"it announces {found.size} bytes, not {size}"
+    return resource, Validators(found.etag, found.last_modified), None
