@@ -151,7 +151,7 @@ async def test_a_schedule_switches_at_its_boundary_by_the_injected_clock(
         assert set_.code == 0, set_.stderr
         await queue(home, origin, "m.bin", tmp_path / "m.bin", 1)
         # Every process below reads the local time as 08:00:00 falls `lead` seconds from now.
-        lead = 8.0
+        lead = 12.0  # time for the worker and two CLI runs to start on a loaded machine
         boundary = time.monotonic() + lead
         offset = (datetime(2026, 1, 5, 8, 0, 0) - datetime.now()).total_seconds() - lead
         clock = {"MODELHAUL_CLOCK_OFFSET": f"{offset:.6f}"}
