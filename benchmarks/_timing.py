@@ -66,3 +66,21 @@ def median(runs: list[Run]) -> Run:
         statistics.median(r.cpu for r in runs),
         statistics.median(r.rss_mib for r in runs),
     )
+
+
+def aria2c_command(url: str, out: Path, name: str = "model.bin") -> list[str]:
+    """aria2c as every benchmark runs it: 16 connections, 1 MiB pieces, no preallocation."""
+    return [
+        "aria2c",
+        "-q",
+        "-x16",
+        "-s16",
+        "-k1M",
+        "--file-allocation=none",
+        "--allow-overwrite=true",
+        "-d",
+        str(out),
+        "-o",
+        name,
+        url,
+    ]

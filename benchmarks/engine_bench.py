@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import Run, median, timed
+from _timing import Run, aria2c_command, median, timed
 
 from downloader.settings import parse_size
 from downloader.testing.nginx import start_nginx, write_random_file
@@ -103,20 +103,7 @@ def run_all(args: argparse.Namespace, work: Path, server, size: int) -> dict[str
             (
                 "aria2c",
                 scenario,
-                [
-                    "aria2c",
-                    "-q",
-                    "-x16",
-                    "-s16",
-                    "-k1M",
-                    "--file-allocation=none",
-                    "--allow-overwrite=true",
-                    "-d",
-                    str(out),
-                    "-o",
-                    "model.bin",
-                    url,
-                ],
+                aria2c_command(url, out),
                 True,
             )
         )

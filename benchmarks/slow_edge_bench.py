@@ -30,7 +30,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from _timing import median, timed
+from _timing import aria2c_command, median, timed
 
 from downloader.settings import parse_size
 from downloader.testing.nginx import write_random_file
@@ -60,20 +60,7 @@ def commands(tool: str, url: str, out: Path, slow_seconds: str) -> list[str]:
         fetch = [sys.executable, "-m", "downloader.testing.fetch"]
         return [*fetch, str(ledger), url, str(target), "16", "--slow-seconds", slow_seconds]
     if tool == "aria2c":
-        return [
-            "aria2c",
-            "-q",
-            "-x16",
-            "-s16",
-            "-k1M",
-            "--file-allocation=none",
-            "--allow-overwrite=true",
-            "-d",
-            str(out),
-            "-o",
-            "model.bin",
-            url,
-        ]
+        return aria2c_command(url, out)
     return ["curl", "-s", "-o", str(target), url]
 
 
