@@ -161,6 +161,13 @@ class Settings:
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
     hf_endpoint: str = "https://huggingface.co"  # HF_ENDPOINT
+    # More places serving the Hub's files (an internal mirror, say), asked before the Hub
+    # itself for a file's bytes: base URLs under which {repo}/resolve/{commit}/{path} is
+    # found (MODELHAUL_HF_MIRRORS, comma-separated). Metadata still comes from hf_endpoint.
+    hf_mirrors: tuple[str, ...] = ()
+    # Other modelhaul servers asked first for any file whose SHA-256 is known
+    # (MODELHAUL_PEERS, comma-separated; see downloader.peers). Untrusted: the digest decides.
+    peers: tuple[str, ...] = ()
     hf_cache: Path | None = None  # HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub
 
     ollama_host: str = "http://localhost:11434"  # OLLAMA_HOST: the daemon
@@ -266,11 +273,38 @@ class Settings:
             values["ollama_registry"] = env["MODELHAUL_OLLAMA_REGISTRY"].rstrip("/")
         if env.get("HF_ENDPOINT"):
             values["hf_endpoint"] = env["HF_ENDPOINT"].rstrip("/")
+        if env.get("MODELHAUL_HF_MIRRORS") or env.get("MODELHAUL_PEERS"):
+            values.update(_far_sources(env))
         if env.get("HF_HUB_CACHE"):
             values["hf_cache"] = Path(env["HF_HUB_CACHE"]).expanduser()
         elif env.get("HF_HOME"):
             values["hf_cache"] = Path(env["HF_HOME"]).expanduser() / "hub"
         return cls(**values).with_(**overrides)
+
+
+def _far_sources(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """MODELHAUL_HF_MIRRORS and MODELHAUL_PEERS, checked (imported here only: most runs
+    have neither, and the URL rules pull in the spec parser)."""
+    from downloader.errors import SpecError
+    from downloader.peers import MAX_PEERS, parse_peers
+    from downloader.specs import check_url
+
+    out: dict[str, tuple[str, ...]] = {}
+    try:
+        if env.get("MODELHAUL_PEERS"):
+            out["peers"] = tuple(p.spelled for p in parse_peers(env["MODELHAUL_PEERS"]))
+    except SpecError as e:
+        raise ValueError(f"MODELHAUL_PEERS: {e}") from None
+    try:
+        raw = [m.strip() for m in env.get("MODELHAUL_HF_MIRRORS", "").split(",") if m.strip()]
+        if len(raw) > MAX_PEERS:
+            raise SpecError(f"at most {MAX_PEERS} mirrors, not {len(raw)}")
+        mirrors = [check_url(m, what="Hub mirror").rstrip("/") for m in raw]
+        if mirrors:
+            out["hf_mirrors"] = tuple(dict.fromkeys(mirrors))
+    except SpecError as e:
+        raise ValueError(f"MODELHAUL_HF_MIRRORS: {e}") from None
+    return out
 
 
 def _whole(text: str) -> int:
