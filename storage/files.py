@@ -175,7 +175,12 @@ def _checkpoint(
             stmt = postgresql.insert(_C)
         upsert = stmt.on_conflict_do_update(
             index_elements=[_C.c.file_id, _C.c.start],
-            set_={"end": stmt.excluded.end, "done": stmt.excluded.done, "xxh3": stmt.excluded.xxh3},
+            set_={
+                "end": stmt.excluded.end,
+                "done": stmt.excluded.done,
+                "xxh3": stmt.excluded.xxh3,
+                "sources": stmt.excluded.sources,
+            },
         )
         conn.execute(upsert, rows)
     task_ids = []
@@ -248,10 +253,38 @@ def _new_file_row(task_id: int, position: int, f: NewFile, now: float) -> dict[s
 
 
 def _chunk_row(c: ChunkRecord) -> dict[str, Any]:
-    return {"file_id": c.file_id, "start": c.start, "end": c.end, "done": c.done, "xxh3": c.xxh3}
+    return {
+        "file_id": c.file_id,
+        "start": c.start,
+        "end": c.end,
+        "done": c.done,
+        "xxh3": c.xxh3,
+        "sources": [[at, url] for at, url in c.sources] or None,
+    }
 
 
 def _chunk_record(row: Any) -> ChunkRecord:
     return ChunkRecord(
-        file_id=row.file_id, start=row.start, end=row.end, done=row.done, xxh3=bytes(row.xxh3)
+        file_id=row.file_id,
+        start=row.start,
+        end=row.end,
+        done=row.done,
+        xxh3=bytes(row.xxh3),
+        sources=_sources(row.sources),
     )
+
+
+def _sources(value: Any) -> tuple[tuple[int, str], ...]:
+    """The recorded sources, or none where the record is not their shape (a ledger is a
+    file anyone may have edited; unknown sources only make a digest mismatch costlier)."""
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2):
+            return ()
+        at, url = item
+        if not isinstance(at, int) or isinstance(at, bool) or not isinstance(url, str):
+            return ()
+        out.append((at, url))
+    return tuple(out)

@@ -136,6 +136,9 @@ class Chunk(Base):
     end: Mapped[int] = mapped_column(BigInteger)
     done: Mapped[int] = mapped_column(BigInteger, default=0)
     xxh3: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    # Who served the done bytes when a file has several sources: [[offset, url], …], each
+    # url serving from its offset to the next one's (None: the file's one URL).
+    sources: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class Event(Base):

@@ -193,13 +193,16 @@ class FileRecord:
 
 @dataclass(frozen=True, slots=True)
 class ChunkRecord:
-    """A chunk's durable state: ``done`` bytes from ``start``, one XXH3-64 per block."""
+    """A chunk's durable state: ``done`` bytes from ``start``, one XXH3-64 per block, and
+    who served them: ``(offset, url)`` pairs, each url from its offset to the next pair's
+    (empty: the file's one URL)."""
 
     file_id: int
     start: int
     end: int
     done: int = 0
     xxh3: bytes = b""
+    sources: tuple[tuple[int, str], ...] = ()
 
     @property
     def finished(self) -> bool:

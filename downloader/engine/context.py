@@ -4,6 +4,7 @@ progress, and the few steps every way of fetching it takes (probe, write, hash).
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +20,11 @@ from downloader.engine.hashing import TrailingSha256
 from downloader.engine.http import Resource
 from downloader.engine.journal import FileJournal
 from downloader.engine.partfile import PartFile, partial_path
-from downloader.engine.probe import if_range_value, probe
+from downloader.engine.probe import Probe, if_range_value, probe
 from downloader.engine.progress import FileProgress, Phase
 from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.retry import TransientError
-from downloader.errors import TooLargeError
+from downloader.errors import TooLargeError, TransferError
 from storage import ChunkRecord, FileRecord
 
 # Runs on the finished ``.part`` (its path, and the file's record) before it may take the
@@ -55,6 +56,7 @@ class FileRun:
     overwrite: bool = False  # a different file under the final name may be replaced
     check: FileCheck | None = None
     mirrors: tuple[Resource, ...] = ()  # more URLs of the same bytes, after ``resource``
+    preferred: frozenset[str] = frozenset()  # those of them asked alone while they answer
 
     @property
     def config(self) -> EngineConfig:
@@ -99,25 +101,57 @@ class FileRun:
 
     async def probe(self) -> None:
         """Ask the server for size, range support and validators (retrying transient
-        failures), and record what it says."""
+        failures), and record what it says. When the file's URL fails past its retries and
+        the file has mirrors, the first mirror that answers serves as the file's URL."""
         self.progress.enter(Phase.PROBING)
-        policy = self.config.retry
-        while True:
-            try:
-                found = await probe(self.resource)
-                break
-            except TransientError as e:
-                policy = await policy.next_attempt(
-                    e, self.file.url, rng=self.ctx.rng, on_wait=self.progress.announce
-                )
+        try:
+            found = await self._probe(self.resource)
+        except TransferError as e:
+            if not self.mirrors:
+                raise
+            found = await self._probe_mirrors(e)
         self.check_size(found.size, "the server announces")
+        meta = {k: v for k, v in self.file.meta.items() if k != "validated_by"}
+        if self.resource.url != self.file.url:
+            meta["validated_by"] = self.resource.url  # whose validators the record holds
         await self.update(
             size=found.size,
             etag=found.etag,
             last_modified=found.last_modified,
             accept_ranges=found.ranges,
+            **({"meta": meta} if meta != self.file.meta else {}),
         )
         self.progress.size = found.size
+
+    async def _probe(self, resource: Resource) -> Probe:
+        policy = self.config.retry
+        while True:
+            try:
+                return await probe(resource)
+            except TransientError as e:
+                policy = await policy.next_attempt(
+                    e, resource.url, rng=self.ctx.rng, on_wait=self.progress.announce
+                )
+
+    async def _probe_mirrors(self, failure: TransferError) -> Probe:
+        """The first mirror (preferred ones first) that answers a probe becomes the file's
+        URL for this run; the file's own URL is kept as a mirror. ``failure`` is raised
+        when none answers."""
+        order = sorted(self.mirrors, key=lambda r: r.url not in self.preferred)
+        for resource in order:
+            try:
+                found = await asyncio.wait_for(probe(resource), timeout=30)
+            # One try each: the URL that failed had its retries, and the next mirror is
+            # there to try instead.
+            except (TransferError, TransientError, TimeoutError, OSError):
+                continue
+            await self.journal.note(
+                f"{self.file.url} failed ({failure}); {resource.url} serves the file instead"
+            )
+            self.mirrors = (*(r for r in self.mirrors if r is not resource), self.resource)
+            self.resource = resource
+            return found
+        raise failure
 
     def job(
         self, part: PartFile, hasher: TrailingSha256 | None, checkpointer: Checkpointer | None

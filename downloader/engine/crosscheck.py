@@ -1,10 +1,12 @@
-"""A file fetched from several mirrors whose SHA-256 does not match: find the mirror that
-served bad bytes by fetching its blocks again from the others, one mirror at a time (the
-one that served the least first). When the digest matches once a mirror's blocks hold the
-others' bytes, that mirror was the bad one: it is dropped with a note. Otherwise the mirrors
-whose fresh bytes differ from its are tried next (a good mirror's blocks refetched from the
-bad one change), then the rest, each once; two bad mirrors at once are not told apart, and
-the file fails as any digest mismatch does."""
+"""A file fetched from several sources whose SHA-256 does not match: find the source that
+served bad bytes by fetching its blocks again from the others, one source at a time. The
+ledger's chunks say who served which bytes (this run and earlier ones), so the refetch is
+limited to one source's blocks. Preferred sources (peers, which nothing vouches for) are
+suspected first, then the one that served the least. When the digest matches once a
+source's blocks hold the others' bytes, that source was the bad one: it is dropped with a
+note. Otherwise the sources whose fresh bytes differ from its are tried next (a good
+source's blocks refetched from the bad one change), then the rest, each once; two bad
+sources at once are not told apart, and the file fails as any digest mismatch does."""
 
 from __future__ import annotations
 
@@ -19,56 +21,62 @@ from downloader.engine.fetch import RangeJob
 from downloader.engine.hashing import bad_blocks
 from downloader.engine.mirrors import Mirrors
 from downloader.engine.partfile import PartFile
-from downloader.engine.plan import Plan, repair
+from downloader.engine.plan import Plan, repair, served_blocks, served_bytes
 from storage import ChunkRecord
 
 log = logging.getLogger(__name__)
 
 
 async def cross_check(run: FileRun, part: PartFile, mirrors: Mirrors, sha: str) -> str:
-    """The file's SHA-256 after fetching each suspect mirror's blocks again from the others
-    (``sha`` when no mirror could be checked)."""
+    """The file's SHA-256 after fetching each suspect source's blocks again from the others
+    (``sha`` when no source could be checked)."""
     expected = run.file.expected_sha256
     block = run.file.block_size
-    queue = sorted((m for m in mirrors.all if m.written), key=lambda m: m.received)
-    tried: set[int] = set()
+    by_url = {m.url: m for m in mirrors.all}
+    chunks = await run.journal.chunks()
+    amounts = served_bytes(chunks)
+    # A source of an earlier run that is not among this run's is suspected first too.
+    queue = sorted(
+        amounts,
+        key=lambda u: (not (by_url[u].preferred if u in by_url else True), amounts[u]),
+    )
+    tried: set[str] = set()
     while queue:
-        mirror = queue.pop(0)
+        url = queue.pop(0)
+        mirror = by_url.get(url)
         others = [m for m in mirrors.live() if m is not mirror]
-        if id(mirror) in tried or not others:
+        if url in tried or not others:
             continue
-        tried.add(id(mirror))
-        blocks = mirror.blocks(block)
+        tried.add(url)
         before = await run.journal.chunks()
-        # What each mirror writes during the refetch is kept apart for a moment: the
-        # writers of blocks that change are the next suspects.
-        kept = {id(m): m.written for m in mirrors.all}
-        for m in mirrors.all:
-            m.written = []
-        was, mirror.dropped = mirror.dropped, "suspected of bad bytes"  # not asked meanwhile
+        blocks = served_blocks(before, block).get(url, set())
+        if not blocks:
+            continue
+        was = mirror.dropped if mirror is not None else None
+        if mirror is not None:
+            mirror.dropped = "suspected of bad bytes"  # not asked meanwhile
         try:
             await _refetch(run, part, mirrors, before, blocks)
         finally:
-            mirror.dropped = was
-            fresh = {id(m): m.blocks(block) for m in mirrors.all}
-            for m in mirrors.all:
-                m.written = kept[id(m)] + m.written
+            if mirror is not None:
+                mirror.dropped = was
         changed = await bad_blocks(part, before, block) & blocks
         sha = await asyncio.to_thread(sha256_of, run.part_path)
-        # Blocks that changed may have come from another bad mirror: only a digest that
-        # matches once this mirror's blocks are replaced proves it was the one.
+        # Blocks that changed may have come from another bad source: only a digest that
+        # matches once this source's blocks are replaced proves it was the one.
         if sha == expected:
             why = (
-                f"{len(changed)} block(s) it served differ from the other mirrors', and the "
-                "file's SHA-256 matches with theirs"
+                f"{len(changed)} block(s) it served differ from the other sources', and the "
+                f"file's SHA-256 matches with theirs ({len(blocks)} block(s) fetched again)"
             )
-            if mirror.dropped is None:
+            if mirror is not None and mirror.dropped is None:
                 await mirrors.drop(mirror, why)
             else:
-                await run.journal.note(f"mirror {mirror.url} served bad bytes: {why}")
+                await run.journal.note(f"source {url} served bad bytes: {why}")
             return sha
         # Not this one alone: those whose fresh bytes differ from its are suspected next.
-        queue = [m for m in mirrors.all if fresh[id(m)] & changed] + queue
+        fresh = served_blocks(await run.journal.chunks(), block)
+        queue = [u for u, got in fresh.items() if got & blocks & changed] + queue
     return sha
 
 

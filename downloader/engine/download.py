@@ -6,6 +6,7 @@ that changes meanwhile is started over, a few times at most."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from downloader.engine.context import EngineContext, FileCheck, FileRun
@@ -16,6 +17,7 @@ from downloader.engine.progress import FileProgress
 from downloader.engine.ranges import fetch_ranges
 from downloader.engine.stream import stream_whole
 from downloader.errors import RemoteChangedError
+from downloader.peers import Peer
 from storage import FileRecord
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,8 @@ class FileDownload:
     """One file of one task. Everything it learns and every byte it makes durable goes to
     ``journal``, the file's own record; ``progress`` is for whoever reports it.
     ``auth_headers`` (credentials) go only to the file's own host, never to one it is
-    redirected to; ``headers`` go with every request."""
+    redirected to; ``headers`` go with every request. ``peers`` are asked first for a file
+    whose SHA-256 is known, each with its own token only."""
 
     def __init__(
         self,
@@ -38,28 +41,42 @@ class FileDownload:
         progress: FileProgress | None = None,
         overwrite: bool = False,
         check: FileCheck | None = None,
+        peers: Sequence[Peer] = (),
     ) -> None:
-        def resource(url: str) -> Resource:
+        def resource(url: str, auth: dict[str, str] | None = None) -> Resource:
             # Credentials were given for the file's own host: a mirror elsewhere gets none.
-            same = _origin(url) == _origin(file.url)
+            if auth is None and _origin(url) == _origin(file.url):
+                auth = auth_headers
             return Resource(
                 ctx.session,
                 url,
-                auth_headers=auth_headers if same else None,
+                auth_headers=auth,
                 headers=headers,
                 retry=ctx.config.retry,
                 timeout=request_timeout(ctx.config),
             )
 
+        sources = {url: resource(url) for url in (file.url, *mirror_urls(file))}
+        preferred = {u for u in file.meta.get("preferred") or [] if u in sources}
+        if file.expected_sha256:
+            for peer in peers:
+                url = peer.blob_url(file.expected_sha256)
+                sources.setdefault(url, resource(url, peer.auth_headers))
+                preferred.add(url)
+        # The URL whose validators the record holds goes first (a mirror, when the file's
+        # own URL did not answer at the start).
+        first = file.meta.get("validated_by")
+        first = first if first in sources else file.url
         self._run = FileRun(
             ctx,
             file,
             journal,
-            resource(file.url),
+            sources.pop(first),
             progress or FileProgress(file.id, file.relpath, file.size),
             overwrite=overwrite,
             check=check,
-            mirrors=tuple(resource(url) for url in mirror_urls(file)),
+            mirrors=tuple(sources.values()),
+            preferred=frozenset(preferred),
         )
 
     async def run(self) -> FileRecord:

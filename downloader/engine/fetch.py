@@ -268,7 +268,7 @@ async def _flush(
         span.digests += digest
     span.done += length
     if lane is not None and lane.mirror is not None:
-        lane.mirror.wrote(at, at + length)
+        span.served(at, lane.mirror.url)
     job.on_written(length)
     return length
 

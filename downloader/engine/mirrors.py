@@ -1,8 +1,11 @@
 """The mirrors of one file: several URLs serving the same bytes, each range request sent to
 one of them. A mirror is checked by its own probe (the same size as the first URL), then
 given connections in proportion to the rate it has shown per connection (round-robin until
-it has shown one). One that disagrees (size, a changed validator), or fails past its retries,
-is dropped for this file: its spans go back to the plan, and the others fetch them."""
+it has shown one). Preferred mirrors (peers, a Hub mirror tried first) take every
+connection while one of them is live. One that disagrees (size, a changed validator), or
+fails past its retries, is dropped for this file: its spans go back to the plan, and the
+others fetch them. Which source served which bytes is recorded with the chunks
+(``Span.served``), in the ledger."""
 
 from __future__ import annotations
 
@@ -38,27 +41,16 @@ class Mirror:
 
     resource: Resource
     validators: Validators
+    preferred: bool = False  # asked alone while it is live (a peer, a near mirror)
     received: int = 0  # body bytes from it, this run
     dropped: str | None = None  # why it is no longer asked
     lanes: int = 0  # connections bound to it now
-    written: list[tuple[int, int]] = field(default_factory=list)  # byte ranges it wrote
     _spent: float = 0.0  # connection-seconds of finished fetches
     _active: dict[int, float] = field(default_factory=dict)  # fetch id -> start
 
     @property
     def url(self) -> str:
         return self.resource.url
-
-    def wrote(self, start: int, end: int) -> None:
-        """Bytes ``start``-``end`` of the file came from this mirror (this run)."""
-        if self.written and self.written[-1][1] == start:
-            self.written[-1] = (self.written[-1][0], end)
-        else:
-            self.written.append((start, end))
-
-    def blocks(self, block: int) -> set[int]:
-        """Offsets of the blocks holding any byte this mirror wrote."""
-        return {b for start, end in self.written for b in range(start - start % block, end, block)}
 
     def rate(self, now: float) -> float | None:
         """Bytes per second per connection, once measured long enough."""
@@ -93,11 +85,13 @@ class Mirrors:
         return [m for m in self.all if m.dropped is None]
 
     def pick(self) -> Mirror:
-        """The live mirror that should take the next connection: the one with the fewest
-        connections for its rate (an unmeasured mirror counts as the fastest)."""
+        """The live mirror that should take the next connection: among the preferred ones
+        while any is live, the one with the fewest connections for its rate (an unmeasured
+        mirror counts as the fastest)."""
         live = self.live()
         if not live:
             raise AllMirrorsFailedError(self.all)
+        live = [m for m in live if m.preferred] or live
         now = self._clock()
         rates = {id(m): m.rate(now) for m in live}
         best = max((r for r in rates.values() if r is not None), default=1.0) or 1.0

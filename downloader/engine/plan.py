@@ -44,6 +44,8 @@ class Span:
     owner: int | None = None
     pos: int = -1
     hasher: xxhash.xxh3_64 = field(default_factory=xxhash.xxh3_64)
+    # Who served the written bytes, where a file has several sources: (offset, url) pairs.
+    sources: list[tuple[int, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.pos < 0:
@@ -59,11 +61,17 @@ class Span:
         """Bytes not yet received."""
         return max(0, self.end - self.pos)
 
+    def served(self, at: int, url: str) -> None:
+        """Bytes from ``at`` on came from ``url``."""
+        if not self.sources or self.sources[-1][1] != url:
+            self.sources.append((at, url))
+
     def record(self, file_id: int, block: int) -> ChunkRecord:
         """This span as the ledger stores it: only whole, digested blocks count, so a block
         being written when the process dies is simply fetched again."""
         durable = min(self.done, len(self.digests) // DIGEST_SIZE * block)
-        return ChunkRecord(file_id, self.start, self.end, durable, bytes(self.digests))
+        sources = tuple(p for p in self.sources if p[0] < self.start + durable)
+        return ChunkRecord(file_id, self.start, self.end, durable, bytes(self.digests), sources)
 
 
 class Plan:
@@ -107,7 +115,7 @@ class Plan:
         for c in chunks:
             if len(c.xxh3) != DIGEST_SIZE * blocks_in(c.done, block):
                 raise ValueError(f"chunk at {c.start} has {len(c.xxh3)} digest bytes for {c.done}")
-            spans.append(Span(c.start, c.end, c.done, bytearray(c.xxh3)))
+            spans.append(Span(c.start, c.end, c.done, bytearray(c.xxh3), sources=[*c.sources]))
         return cls(size, block, spans, min_steal)
 
     @property
@@ -194,6 +202,7 @@ class Plan:
         gained = span.end - span.start - span.done
         own = blocks_in(span.end - shadow.start, self.block) * DIGEST_SIZE
         span.digests = kept + shadow.digests[:own]
+        span.sources = [p for p in span.sources if p[0] < shadow.start] + shadow.sources
         span.done = span.end - span.start
         span.pos = span.end
         span.hasher = xxhash.xxh3_64()  # the stopped fetch's write may still feed the old one
@@ -242,7 +251,43 @@ def _done_run(c: ChunkRecord, start: int, end: int, block: int) -> ChunkRecord:
     first = (start - c.start) // block
     last = blocks_in(end - c.start, block)
     digests = c.xxh3[first * DIGEST_SIZE : last * DIGEST_SIZE]
-    return ChunkRecord(c.file_id, start, end, end - start, digests)
+    return ChunkRecord(c.file_id, start, end, end - start, digests, sources_within(c, start, end))
+
+
+def sources_within(c: ChunkRecord, start: int, end: int) -> tuple[tuple[int, str], ...]:
+    """``c``'s sources of the bytes ``[start, end)``: the one serving at ``start`` (moved
+    to it), then those that began inside."""
+    before = [p for p in c.sources if p[0] <= start]
+    inside = [p for p in c.sources if start < p[0] < end]
+    return ((start, before[-1][1]), *inside) if before else tuple(inside)
+
+
+def served_blocks(chunks: Iterable[ChunkRecord], block: int) -> dict[str, set[int]]:
+    """Which blocks (by offset) each recorded source served bytes of."""
+    out: dict[str, set[int]] = {}
+    for at, until, url in _runs(chunks):
+        out.setdefault(url, set()).update(range(at - at % block, until, block))
+    return out
+
+
+def served_bytes(chunks: Iterable[ChunkRecord]) -> dict[str, int]:
+    """How many recorded bytes each source served."""
+    out: dict[str, int] = {}
+    for at, until, url in _runs(chunks):
+        out[url] = out.get(url, 0) + until - at
+    return out
+
+
+def _runs(chunks: Iterable[ChunkRecord]) -> Iterable[tuple[int, int, str]]:
+    """``(start, end, url)`` of each run of done bytes one source served."""
+    for c in chunks:
+        if not c.sources:
+            continue
+        written = c.start + c.done
+        bounds = [p[0] for p in c.sources[1:]] + [written]
+        for (at, url), until in zip(c.sources, bounds, strict=True):
+            if min(until, written) > at:
+                yield at, min(until, written), url
 
 
 def _check_cover(size: int, spans: Sequence[Span]) -> None:

@@ -17,7 +17,7 @@ from downloader.engine.finish import finish
 from downloader.engine.hashing import bad_blocks
 from downloader.engine.mirrors import Mirror, Mirrors, Validators, check_mirror
 from downloader.engine.partfile import PartFile, check_space
-from downloader.engine.plan import Plan, repair
+from downloader.engine.plan import Plan, repair, served_bytes
 from downloader.engine.progress import Phase
 from storage import FileRecord, FileState, LedgerUnavailableError
 
@@ -154,11 +154,10 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
         run.progress.enter(Phase.VERIFYING)
         sha = await hasher.finish(size) if hasher is not None else None
         if job.mirrors is not None:
-            for mirror in job.mirrors.all:
-                log.info("%s: %d bytes from %s", run.file.relpath, mirror.received, mirror.url)
             expected = run.file.expected_sha256
             if sha is not None and expected and sha != expected:
                 sha = await cross_check(run, part, job.mirrors, sha)
+            await _say_sources(run)
     except BaseException:
         if hasher is not None:
             await _quietly(hasher.stop())
@@ -170,7 +169,9 @@ async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
 
 async def _mirrors(run: FileRun) -> Mirrors | None:
     """The file's mirrors that answer with its size and ranges (each other one noted in
-    the history), the file's own URL first; None when the file has one URL."""
+    the history), the file's own URL first; None when the file has one URL. With mirrors
+    given, even when none answers, the chunks record who served them: an earlier run's
+    bad source is then still known."""
     if not run.mirrors:
         return None
     size = run.file.size
@@ -182,10 +183,17 @@ async def _mirrors(run: FileRun) -> Mirrors | None:
         if validators is None:
             await run.journal.note(f"mirror {resource.url} not used for this file: {why}")
         else:
-            good.append(Mirror(resource, validators))
-    if len(good) == 1:
-        return None
+            good.append(Mirror(resource, validators, preferred=resource.url in run.preferred))
     return Mirrors(good, run.journal.note)
+
+
+async def _say_sources(run: FileRun) -> None:
+    """Write into the history how many bytes each source served (all runs together)."""
+    amounts = served_bytes(await run.journal.chunks())
+    if not amounts:
+        return
+    parts = [f"{n:,} bytes from {url}" for url, n in sorted(amounts.items(), key=lambda i: -i[1])]
+    await run.journal.note(f"{run.file.relpath}: {'; '.join(parts)}")
 
 
 async def _last_checkpoint(run: FileRun, checkpointer: Checkpointer) -> None:

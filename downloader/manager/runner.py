@@ -27,6 +27,7 @@ from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import purge_parts
 from downloader.manager.reuse import index_finished, reuse
 from downloader.manager.rows import new_file, spec_of
+from downloader.manager.tunables import peers_for
 from downloader.progress import DownloadProgress, DownloadStatus, SpeedMeter, report, status_of
 from downloader.settings import Settings
 from downloader.sources import PhaseUpdate, Resolution, Source, SourceContext, Update
@@ -203,6 +204,7 @@ class TaskRunner:
                     progress=self._files[record.id],
                     overwrite=bool(self.task.options.get("overwrite")),
                     check=check_format,
+                    peers=peers_for(self.task.options, self._ctx.settings),
                 ).run()
                 await index_finished(ledger, record, f"task {record.task_id}")
                 return record

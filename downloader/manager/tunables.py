@@ -19,6 +19,7 @@ from downloader.engine.context import EngineContext
 from downloader.engine.ratelimit import TokenBucket
 from downloader.errors import SpecError
 from downloader.headers import is_credential, parse_header
+from downloader.peers import Peer, parse_peers
 from downloader.settings import MAX_CONNECTIONS, MAX_SECONDS, MAX_TRIES, Settings
 from downloader.specs import check_url
 
@@ -33,6 +34,7 @@ RUN_OPTIONS = (
     "connect_timeout",
     "extra_headers",
     "mirrors",
+    "peers",
 )
 MAX_MIRRORS = 16  # more URLs of one file than any mirror list needs
 
@@ -55,6 +57,8 @@ def checked(options: Mapping[str, Any]) -> dict[str, Any]:
         raise SpecError(f"sha256 must be 64 lowercase hex digits, not {out['sha256']!r:.80}")
     if "mirrors" in out:
         out["mirrors"] = check_mirrors(out["mirrors"])
+    if "peers" in out:
+        out["peers"] = check_peers(out["peers"])
     if "extra_headers" in out:
         headers = out["extra_headers"]
         if not isinstance(headers, Mapping):
@@ -77,6 +81,27 @@ def check_mirrors(mirrors: Any) -> list[str]:
     if len(mirrors) > MAX_MIRRORS:
         raise SpecError(f"at most {MAX_MIRRORS} mirrors per file, not {len(mirrors)}")
     return list(dict.fromkeys(check_url(m, what="mirror URL") for m in mirrors))
+
+
+def check_peers(peers: Any) -> list[str]:
+    """Peers kept with a task: their base URLs. A token is a credential, never stored: the
+    process that runs the task knows it (``MODELHAUL_PEERS``, ``get --peer``)."""
+    parsed = parse_peers(peers)
+    if any(p.token for p in parsed):
+        raise SpecError(
+            "a peer's token is a credential and is never stored with a task: give it to the "
+            "process that runs the task (MODELHAUL_PEERS, or get --peer)"
+        )
+    return [p.base for p in parsed]
+
+
+def peers_for(options: Mapping[str, Any], settings: Settings) -> tuple[Peer, ...]:
+    """The peers a task's files are asked for first: this process's (with their tokens),
+    then the task's own."""
+    known = {p.base: p for p in parse_peers(settings.peers)}
+    for base in options.get("peers") or ():
+        known.setdefault(base, Peer(base))
+    return tuple(known.values())
 
 
 def retuned(options: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
