@@ -17,6 +17,7 @@ from typing import Any
 
 from downloader.errors import ModelhaulError
 from downloader.manager import DownloadManager
+from downloader.peers import parse_peers
 from downloader.progress import DownloadProgress, DownloadStatus, report
 from downloader.settings import Settings
 from downloader.specs import spec_for
@@ -44,9 +45,15 @@ async def download_model(
     ``token`` is used in memory only (for the Hub, ``huggingface_hub.get_token()`` when
     absent). ``dest``: a file path or folder (a plain
     folder instead of the Hugging Face cache for repos). Other options: ``connections``,
-    ``priority``.
+    ``priority``, ``peers`` (other modelhaul servers, ``http://[TOKEN@]host:port``, asked
+    first for any file whose SHA-256 is known; their tokens stay in memory).
     """
     try:
+        if opts.get("peers"):
+            peers = parse_peers(opts.pop("peers"))
+            settings = (settings or Settings.from_env()).with_(
+                peers=tuple(p.spelled for p in peers)
+            )
         spec = spec_for(provider, model, base_url=base_url, **opts)
     except ModelhaulError as e:
         yield _error(str(e))

@@ -22,6 +22,7 @@ from downloader.errors import SpecError
 from downloader.headers import is_credential, parse_header
 from downloader.manager import DownloadManager
 from downloader.manager.tunables import check_mirrors
+from downloader.peers import parse_peers
 from downloader.preflight import SizeEstimate, validate
 from downloader.progress import format_bytes
 from downloader.sources import Resolution
@@ -37,7 +38,11 @@ async def get(args: argparse.Namespace, out: Output) -> int:
     dest = _destination(args, specs)
     headers = dict(parse_header(h) for h in args.header or ())
     options = _task_options(args)
-    settings = settings_for(args)
+    peers = parse_peers(args.peer) if args.peer else ()
+    if peers:
+        # The task keeps where they are; their tokens stay with this process.
+        options["peers"] = [p.base for p in peers]
+    settings = settings_for(args, peers=tuple(p.spelled for p in peers) or None)
     # The checks resolve each spec (a Hub's file list, a manifest): that answer goes on to
     # the download itself, which then does not ask again.
     resolutions: list[Resolution | None] = [None] * len(specs)

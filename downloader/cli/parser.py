@@ -164,6 +164,13 @@ def build_parser() -> Parser:
         help="another URL of the same file (repeatable, with one URL only): chunks are "
         "spread over all of them by speed",
     )
+    get.add_argument(
+        "--peer",
+        action="append",
+        metavar="URL",
+        help="another modelhaul server (http://[TOKEN@]host:port) asked first for any file "
+        "whose SHA-256 is known (repeatable; default $MODELHAUL_PEERS); the digest decides",
+    )
     get.add_argument("--token", help="an access token (used in memory only)")
     get.add_argument("--detach", action="store_true", help="only queue it for a worker or server")
     get.add_argument(

@@ -76,6 +76,14 @@ def schemas() -> dict[str, Any]:
                     "description": "more URLs of the same file (only with one URL): its "
                     "chunks are spread over them by speed",
                 },
+                "peers": {
+                    "type": "array",
+                    "items": {"type": "string", "format": "uri"},
+                    "maxItems": 16,
+                    "description": "other modelhaul servers (base URLs, no token: a token is "
+                    "given to the process that runs the task) asked first for any file whose "
+                    "SHA-256 is known; the digest decides",
+                },
                 "model_id": {
                     "type": "string",
                     "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",

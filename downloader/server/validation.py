@@ -14,7 +14,7 @@ from aiohttp import web
 
 from downloader.errors import ModelhaulError, UnsafePathError
 from downloader.limits import Schedule, check_rate, parse_rate, parse_schedule
-from downloader.manager.tunables import check_mirrors
+from downloader.manager.tunables import check_mirrors, check_peers
 from downloader.paths import check_relpath
 from downloader.server.errors import RequestError, invalid
 from downloader.settings import MAX_CONNECTIONS, MAX_PRIORITY
@@ -120,7 +120,7 @@ def _check_tree(data: Any) -> None:
 
 def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
     """``{"spec": …}``, ``{"url": …}`` or ``{"provider": …, "model": …, …}``, plus ``dest``,
-    ``priority``, ``connections``, and for a URL ``mirrors``."""
+    ``priority``, ``connections``, ``peers``, and for a URL ``mirrors``."""
     forms = [k for k in ("spec", "url", "provider") if k in data]
     if len(forms) != 1:
         raise RequestError(
@@ -144,6 +144,9 @@ def new_download(data: Mapping[str, Any], root: Path) -> NewDownload:
             raise invalid("mirrors", "applies only to one URL (url, or a spec that is a URL)")
         mirrors = _checked("mirrors", check_mirrors, data["mirrors"])
         spec = replace(spec, options={**spec.options, "mirrors": mirrors})
+    if data.get("peers") is not None:
+        peers = _checked("peers", check_peers, data["peers"])
+        spec = replace(spec, options={**spec.options, "peers": peers})
     return NewDownload(
         spec=spec,
         dest=destination(data.get("dest"), root),

@@ -68,8 +68,13 @@ class HuggingFaceSource:
         wanted = select(siblings, spec.patterns, repo_id, spec.revision or "main", _excluded(spec))
         auth = {"Authorization": f"Bearer {token}"} if token else {}
 
-        def url(path: str) -> str:
-            return f"{settings.hf_endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"
+        def url(path: str, endpoint: str = settings.hf_endpoint) -> str:
+            return f"{endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"
+
+        def near(path: str) -> tuple[str, ...]:
+            # MODELHAUL_HF_MIRRORS: asked before the Hub for the bytes (never given the
+            # token, which is the Hub's); the Hub stays as a mirror behind them.
+            return tuple(url(path, m) for m in settings.hf_mirrors)
 
         async def shards_of(index: str) -> list[str]:
             return await _index_shards(url(index), auth, ctx.session)
@@ -90,7 +95,7 @@ class HuggingFaceSource:
             names.setdefault(targets[path], []).append(path)
         files = tuple(
             RemoteFile(
-                urls=(url(paths[0]),),
+                urls=(url(paths[0]), *near(paths[0])),
                 name=paths[0],
                 target=target,
                 size=siblings[paths[0]].size,
@@ -101,7 +106,12 @@ class HuggingFaceSource:
                 # Named as huggingface_hub names a blob it is fetching, so that its cache
                 # scanner (and 'hf cache ls') reads a paused download as one.
                 partial_suffix=hfcache.PARTIAL_SUFFIX if cache else None,
-                meta={"commit": commit, "etag": siblings[paths[0]].etag, "paths": paths},
+                meta={
+                    "commit": commit,
+                    "etag": siblings[paths[0]].etag,
+                    "paths": paths,
+                    **({"preferred": list(near(paths[0]))} if settings.hf_mirrors else {}),
+                },
             )
             for target, paths in names.items()
         )

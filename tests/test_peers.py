@@ -1,0 +1,141 @@
+"""Peers: two modelhaul homes on one machine, A serving (`modelhaul serve`, a real process)
+what it has downloaded, B downloading the same file with `--peer A`. B takes its bytes from
+A and only what A cannot give from the origin; A serving a corrupted range cannot corrupt
+B, and only A's ranges are fetched again from the origin; A down, B goes to the origin at
+once. The origin's byte counters say who served what."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from clikit import run as cli
+from conftest import python_env
+from serverkit import free_port
+
+from downloader.settings import MiB
+from downloader.testing.origin import Origin
+
+pytestmark = pytest.mark.slow
+MODELHAUL = str(Path(sys.executable).parent / "modelhaul")
+SIZE = 48 * MiB + 4321
+DATA = random.Random(1818).randbytes(SIZE)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+@asynccontextmanager
+async def serving(home: Path, *args: str) -> AsyncIterator[str]:
+    """`modelhaul serve` for ``home`` in its own process; yields its base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [MODELHAUL, "serve", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=python_env(MODELHAUL_HOME=str(home)),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+            while True:
+                try:
+                    async with http.get(f"{base}/health") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+async def fetched_by_a(tmp_path: Path, origin: Origin) -> Path:
+    """Home A downloads the file with its digest (so it is in A's content index)."""
+    home = tmp_path / "a"
+    result = await cli(
+        home,
+        "get",
+        origin.url("model.gguf"),
+        "--checksum",
+        f"sha256={SHA}",
+        "--dest",
+        str(tmp_path / "a-files" / "model.gguf"),
+    )
+    assert result.code == 0, result.stderr
+    return tmp_path / "a-files" / "model.gguf"
+
+
+async def get_b(tmp_path: Path, origin: Origin, *peers: str, token: str = "") -> str:
+    """Home B downloads the same file with ``peers``; returns its history."""
+    home = tmp_path / "b"
+    dest = tmp_path / "b-files" / "model.gguf"
+    args = [a for p in peers for a in ("--peer", p)]
+    result = await cli(
+        home, "get", origin.url("model.gguf"), "--checksum", f"sha256={SHA}",
+        "--dest", str(dest), *args,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == SHA
+    shown = await cli(home, "show", "1")
+    assert shown.code == 0, shown.stderr
+    return shown.stdout
+
+
+async def test_b_takes_the_file_from_peer_a(tmp_path: Path) -> None:
+    async with Origin({"model.gguf": DATA}) as origin:
+        await fetched_by_a(tmp_path, origin)
+        async with serving(tmp_path / "a", "--token", "s3cret") as a:
+            before = origin.served_by_file["model.gguf"]
+            token_url = a.replace("http://", "http://s3cret@")
+            history = await get_b(tmp_path, origin, token_url)
+            from_origin = origin.served_by_file["model.gguf"] - before
+    print(f"origin served {from_origin} of {SIZE} bytes to B; history:\n{history}")
+    assert from_origin <= SIZE * 0.05, from_origin
+    assert f"bytes from {a}/api/v1/blobs/sha256/{SHA}" in history
+    assert "s3cret" not in history
+
+
+async def test_a_peer_serving_a_corrupted_range_is_dropped_and_only_its_ranges_refetched(
+    tmp_path: Path,
+) -> None:
+    async with Origin({"model.gguf": DATA}) as origin:
+        kept = await fetched_by_a(tmp_path, origin)
+        # A's copy rots in place (same size, same mtime: A's index still vouches for it).
+        st = kept.stat()
+        with kept.open("r+b") as f:
+            f.seek(20 * MiB + 5)
+            f.write(b"\0" * 4096)
+        os.utime(kept, ns=(st.st_atime_ns, st.st_mtime_ns))
+        async with serving(tmp_path / "a") as a:
+            before = origin.served_by_file["model.gguf"]
+            history = await get_b(tmp_path, origin, a)
+            from_origin = origin.served_by_file["model.gguf"] - before
+    print(f"origin served {from_origin} of {SIZE} bytes to B; history:\n{history}")
+    blob = f"{a}/api/v1/blobs/sha256/{SHA}"
+    assert f"mirror {blob} dropped" in history, history
+    # What A served was fetched again from the origin, once: at most the file (and the
+    # probe), never the file per suspect.
+    assert from_origin <= SIZE + MiB, from_origin
+    assert f"{SIZE:,} bytes from {origin.url('model.gguf')}" in history
+
+
+async def test_with_peer_a_down_b_goes_to_the_origin_at_once(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    async with Origin({"model.gguf": DATA}) as origin:
+        history = await get_b(tmp_path, origin, dead)
+        assert origin.served_by_file["model.gguf"] >= SIZE
+    assert f"mirror {dead}/api/v1/blobs/sha256/{SHA} not used for this file" in history
+    assert "dropped" not in history
