@@ -86,6 +86,8 @@ def check_mirrors(mirrors: Any) -> list[str]:
 def check_peers(peers: Any) -> list[str]:
     """Peers kept with a task: their base URLs. A token is a credential, never stored: the
     process that runs the task knows it (``MODELHAUL_PEERS``, ``get --peer``)."""
+    if isinstance(peers, str) or not isinstance(peers, (list, tuple)):
+        raise SpecError(f"peers must be a list of URLs, not {peers!r:.80}")
     parsed = parse_peers(peers)
     if any(p.token for p in parsed):
         raise SpecError(
