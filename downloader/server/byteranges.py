@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 # Far longer than any one range anyone sends; beyond this only an attack.
 MAX_HEADER = 200
-_SPEC = re.compile(r"(?P<first>\d{1,40})?-(?P<last>\d{1,40})?")
+# ASCII digits only: \d and int() also take other scripts' digits.
+_SPEC = re.compile(r"(?P<first>[0-9]{1,40})?-(?P<last>[0-9]{1,40})?")
 
 
 @dataclass(frozen=True, slots=True)
