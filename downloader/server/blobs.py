@@ -129,7 +129,14 @@ async def _send(request: web.Request, opened: _Opened, digest: str) -> web.Strea
     response.content_length = span.count
     await response.prepare(request)
     if request.method != hdrs.METH_HEAD and span.count:
-        await _body(request, opened.file, span)
+        try:
+            await _body(request, opened.file, span)
+        except ConnectionError:
+            # A peer that has what it wanted (or gave up) just hangs up: nothing went wrong
+            # here, and the connection is not fit to be kept.
+            log.debug("the client left before the bytes of %s were sent", digest)
+            response.force_close()
+            return response
     await response.write_eof()
     return response
 
