@@ -59,6 +59,16 @@ BAD_NUMBERS = [
     (["get", URL, "--proxy", "http://proxy:80/path?q"], "--proxy", "not a proxy URL"),
     (["get", URL, "--proxy", "http://"], "--proxy", "not a proxy URL"),
     (["get", URL, "--ca-certificate", "/no/such/ca.pem"], "--ca-certificate", "is not a file"),
+    (["peers", "--peer", "ftp://x"], "--peer", "only http:// and https://"),
+    (["peers", "--peer", "http://h?x=1"], "--peer", "must not have a query or fragment"),
+    (["peers", "--peer", "http://h/#x"], "--peer", "must not have a query or fragment"),
+    (["peers", "--peer", "http://h:99999"], "--peer", "not a valid URL"),
+    (["peers", "--peer", "http://a\x01b@h"], "--peer", "contains a control character"),
+    (["peers", "--peer", "http://a b@h"], "--peer", "token must be 1-512 printable"),
+    (["peers", "--digest", "abc"], "--digest", "not a SHA-256"),
+    (["peers", "--digest", "g" * 64], "--digest", "not a SHA-256"),
+    (["peers", "--digest", "a" * 65], "--digest", "not a SHA-256"),
+    (["peers", "--digest", "../" + "a" * 61], "--digest", "not a SHA-256"),
     (["limit", "0"], "RATE", "at least 1K"),
     (["limit", "1000"], "RATE", "at least 1K"),
     (["limit", "1" * 400], "RATE", "at most 40 characters"),
@@ -223,3 +233,30 @@ async def test_cache_scan_indexes_nothing_from_a_hostile_ollama_store_or_hf_cach
     result = await run(tmp_path / "home", "cache", "scan", "--json", **env)
     assert result.code == 0 and "Traceback" not in result.stderr, result.stderr
     assert result.json() == {"indexed": 0, "hashed": 0, "unchanged": 0, "mismatched": []}
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("garbage", "only http:// and https://"),
+        ("http://ok.example:8000, ftp://x", "only http:// and https://"),
+        ("http://h?x=1", "must not have a query"),
+        (",".join(f"http://h{i}.example" for i in range(17)), "at most 16 peers"),
+    ],
+    ids=["garbage", "ftp", "query", "17 peers"],
+)
+async def test_a_bad_modelhaul_peers_is_a_usage_error_naming_it(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    home = tmp_path / "home"
+    got = await run(home, "peers", timeout=60, MODELHAUL_PEERS=value)
+    assert_usage_error(got, "MODELHAUL_PEERS", says)
+    assert not (home / "ledger.db").exists()
+
+
+async def test_too_many_peers_on_the_command_line_is_a_usage_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    argv = [a for i in range(17) for a in ("--peer", f"http://h{i}.example")]
+    got = await run(home, "peers", *argv, timeout=60)
+    assert_usage_error(got, "--peer", "at most 16 peers")
+    assert not (home / "ledger.db").exists()

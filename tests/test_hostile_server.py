@@ -5,6 +5,7 @@ message, and leaves the ledger as it was; legitimate requests still work."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ _READS = [
     "/health",
     "/api/v1/health",
     "/api/v1/openapi.json",
+    "/api/v1/blobs/sha256/" + "a" * 64,
 ]
 
 
@@ -829,3 +831,116 @@ async def test_a_foreign_origin_cannot_read_or_change_a_limit(server, tasks, ori
         )
         assert status == 415 and error["code"] == "UNSUPPORTED_MEDIA_TYPE", error
     assert await _limits(server) == before
+
+
+# --- finished files by SHA-256, for peers (GET /api/v1/blobs/sha256/{hex}) ------------------
+
+BLOB = random.Random(18).randbytes(64 * 1024 + 7)
+BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
+BLOB_PATH = f"/api/v1/blobs/sha256/{BLOB_SHA}"
+
+
+@pytest.fixture
+async def blob(server: Server, tmp_path: Path) -> Path:
+    """A finished file in the server's content index, as a download or a scan leaves one."""
+    path = tmp_path / "root" / "indexed.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(BLOB)
+    st = path.stat()
+    await server.manager.ledger.contents.add(
+        str(path), BLOB_SHA, st.st_size, st.st_mtime_ns, "test"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        BLOB_SHA.upper(),
+        BLOB_SHA[:63],
+        BLOB_SHA + "0",
+        "..%2f..%2fetc%2fpasswd",
+        "..%2F" + BLOB_SHA,
+        "%2e%2e",
+        "%00" + BLOB_SHA[1:],
+        BLOB_SHA[:63] + "%00",
+        "sha256:" + BLOB_SHA,
+        BLOB_SHA[:32] + "%20" + BLOB_SHA[33:],
+        "a" * 5000,
+    ],
+    ids=lambda raw: raw[:24],
+)
+async def test_a_digest_that_is_not_64_lowercase_hex_is_400(server, blob, raw) -> None:
+    for method in ("GET", "HEAD"):
+        async with server.http.request(
+            method, yarl.URL(f"{server.url}/api/v1/blobs/sha256/{raw}", encoded=True)
+        ) as r:
+            assert r.status == 400, (method, raw)
+            assert r.content_type == "application/json"
+            if method == "GET":
+                error = await r.json()
+                assert error["code"] == "INVALID_DIGEST" and "64 lowercase hex" in error["message"]
+                assert str(blob.parent) not in error["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": EVIL},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+async def test_another_site_cannot_read_a_blob(server, blob, headers) -> None:
+    for method in ("GET", "HEAD"):
+        async with server.http.request(method, BLOB_PATH, headers=headers) as r:
+            assert r.status == 403, (method, headers)
+            assert await r.read() != BLOB
+            if method == "GET":
+                assert (await r.json())["code"] == "CROSS_ORIGIN"
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "127.0.0.1.evil.example:{port}"])
+async def test_a_rebinding_host_cannot_read_a_blob(server, blob, host) -> None:
+    host = host.format(port=server.port)
+    headers = {"Host": host, "Origin": f"http://{host}"}
+    status, error = await server.call("GET", BLOB_PATH, headers=headers)
+    assert status == 403 and error["code"] == "HOST_NOT_ALLOWED"
+
+
+# (Range value, the status, the bytes of a 206 as a slice of the file)
+_RANGES = [
+    ("bytes=abc", 416, None),
+    ("bytes=5-2", 416, None),
+    ("bytes=--1", 416, None),
+    ("bytes=", 416, None),
+    ("bytes=-0", 416, None),
+    ("bytes=\u0663-5", 416, None),  # an Arabic-Indic three: a digit to int(), not to HTTP
+    (f"bytes={len(BLOB)}-", 416, None),
+    ("bytes=" + "9" * 41 + "-", 416, None),
+    ("bytes=0-" + "9" * 40, 206, slice(0, None)),  # to the end, however far "the end" is
+    ("bytes=0-0,2-2", 416, None),
+    ("bytes=" + ",".join(f"{i}-{i}" for i in range(500)), 416, None),
+    ("bytes=" + "0" * 5000 + "-1", 416, None),
+    ("items=0-5", 200, slice(None)),  # a unit we do not know is ignored, as RFC 9110 says
+    ("BYTES = 3-5", 206, slice(3, 6)),
+    ("bytes=-100", 206, slice(-100, None)),
+    ("bytes=-" + "9" * 30, 206, slice(None)),
+]
+
+
+@pytest.mark.parametrize(("value", "status", "part"), _RANGES, ids=[r[:24] for r, *_ in _RANGES])
+async def test_hostile_ranges_get_416_or_the_right_bytes_never_a_500(
+    server, blob, value, status, part
+) -> None:
+    async with server.http.get(BLOB_PATH, headers={"Range": value}) as r:
+        body = await r.read()
+        assert r.status == status, (value, body[:200])
+        if status == 416:
+            assert r.headers["Content-Range"] == f"bytes */{len(BLOB)}"
+            assert json.loads(body)["code"] == "RANGE_NOT_SATISFIABLE"
+        else:
+            assert body == BLOB[part]
+    async with server.http.get(BLOB_PATH) as r:  # and the server is still fine
+        assert r.status == 200 and await r.read() == BLOB

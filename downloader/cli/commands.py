@@ -309,6 +309,13 @@ async def cache(args: argparse.Namespace, out: Output) -> int:
     return await run_cache(args, out)
 
 
+async def peers(args: argparse.Namespace, out: Output) -> int:
+    """Which peers answer and what they hold (``cli.peerscmd``)."""
+    from downloader.cli.peerscmd import run_peers
+
+    return await run_peers(args, out)
+
+
 async def demo(args: argparse.Namespace, out: Output) -> int:
     """The offline demonstration."""
     from downloader.cli.demo import run_demo
@@ -358,6 +365,7 @@ COMMANDS: dict[str, Command] = {
     "mirror": mirror,
     "models": models,
     "cache": cache,
+    "peers": peers,
     "demo": demo,
 }
 

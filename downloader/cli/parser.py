@@ -278,6 +278,28 @@ def build_parser() -> Parser:
         "--task", type=values.task_id, metavar="ID", help="set that task's own limit"
     )
 
+    peers = command(
+        "peers",
+        "which peers (other modelhaul servers) answer, and which of the files this machine "
+        "holds or wants they have, by SHA-256",
+    )
+    peers.add_argument(
+        "--peer",
+        action="append",
+        type=values.peer,
+        metavar="URL",
+        help="a peer, http://[TOKEN@]host:port (repeatable; default: comma-separated "
+        "$MODELHAUL_PEERS)",
+    )
+    peers.add_argument(
+        "--digest",
+        action="append",
+        type=values.sha256_digest,
+        metavar="HEX",
+        help="ask only for this SHA-256 (repeatable; default: every digest the ledger "
+        "expects of an unfinished file, and every one in the content index)",
+    )
+
     verify = command("verify", "re-check chunk and file digests on disk")
     verify.add_argument("ids", nargs="*", type=values.task_id, metavar="ID")
     verify.add_argument(

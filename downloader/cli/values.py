@@ -31,6 +31,7 @@ SIZES = (
 # ASCII digits only: int() also takes other scripts' digits and "1_000"
 _WHOLE = re.compile(r"[+-]?[0-9]{1,20}")
 _ID = re.compile(r"[0-9]{1,19}")
+_SHA256 = re.compile(r"(?:sha256[:-])?([0-9a-fA-F]{64})")
 
 
 def size(text: str) -> int:
@@ -125,6 +126,26 @@ def task_id(text: str) -> int:
     if not _ID.fullmatch(text) or not 1 <= int(text) <= MAX_TASK_ID:
         raise argparse.ArgumentTypeError(f"{text!r} is not a task id: 'modelhaul ls' lists them")
     return int(text)
+
+
+def sha256_digest(text: str) -> str:
+    """A SHA-256 as 64 lowercase hex digits (``sha256:`` or ``sha256-`` before it is fine)."""
+    match = _SHA256.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a SHA-256 (64 hex digits)")
+    return match[1].lower()
+
+
+def peer(text: str) -> str:
+    """A peer's URL, checked (``downloader.peers``, loaded only when a peer is given)."""
+    from downloader.errors import SpecError
+    from downloader.peers import parse_peer
+
+    try:
+        parse_peer(text)
+    except SpecError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 class VersionAction(argparse.Action):

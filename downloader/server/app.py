@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from downloader.manager import DownloadManager
-from downloader.server import compat, cors, v1
+from downloader.server import blobs, compat, cors, v1
 from downloader.server.context import EVENTS, MANAGER, ROOT, SITE, TOKEN
 from downloader.server.errors import error_response, respond_to
 from downloader.server.events import EventHub
@@ -66,6 +66,7 @@ def create_app(
     app[ROOT] = (root or settings.download_dir).absolute()
     app.add_routes(v1.routes)
     app.add_routes(compat.routes)
+    app.add_routes(blobs.routes)  # finished files by SHA-256, for peers
     app.router.add_get("/api/v1/openapi.json", _openapi)
     app.router.add_get("/", _page)
     app.router.add_get("/static/{name}", _static)

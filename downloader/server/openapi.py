@@ -11,12 +11,13 @@ from typing import Any
 from downloader.server.schemas import object_schema, ref, schemas
 
 ERROR_WORDS = {
-    400: "Malformed JSON, a bad id format, or a missing or malformed Host header",
+    400: "Malformed JSON, a bad id or digest format, or a missing or malformed Host header",
     401: "Missing or wrong bearer token",
     403: "Another web site's request (Origin, Sec-Fetch-Site) or a Host this server does not "
     "answer to (DNS rebinding)",
     404: "No such download",
     409: "The state machine forbids this now",
+    416: "A range the server will not serve",
     413: "Body larger than 64 KiB",
     415: "A body (or a browser form's media type) that is not application/json",
     422: "A field is wrong (named in the body's field)",
@@ -131,6 +132,41 @@ def _health() -> dict[str, Any]:
     }
 
 
+def _blob() -> dict[str, Any]:
+    digest = {
+        "name": "digest",
+        "in": "path",
+        "required": True,
+        "description": "The file's SHA-256: 64 lowercase hex digits",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    }
+    headers = {
+        "ETag": {"description": '"sha256:<hex>" (strong)', "schema": {"type": "string"}},
+        "X-Content-Sha256": {"schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+    }
+    binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    ranged = {"Content-Range": {"schema": {"type": "string"}}, **headers}
+    responses = {
+        "200": {"description": "The whole file", "headers": headers, "content": binary},
+        "206": {"description": "One byte range (Range)", "headers": ranged, "content": binary},
+        **_errors(404, 416),
+    }
+    responses["404"] = _json(ref("Error"), "No finished file with this SHA-256 here")
+    responses["416"] = _json(
+        ref("Error"), "A range past the end, malformed, or more than one range"
+    )
+
+    def operation(summary: str) -> dict[str, Any]:
+        return {"summary": summary, "parameters": [digest], "responses": responses}
+
+    return {
+        "get": operation(
+            "A finished file by its SHA-256, for peers (Range with one range, If-Range)"
+        ),
+        "head": operation("The file's size and ETag, without its bytes"),
+    }
+
+
 def _paths() -> dict[str, Any]:
     return {
         "/api/v1/downloads": {
@@ -228,6 +264,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _sse("DownloadProgress"), **_errors(404, 422)},
             }
         },
+        "/api/v1/blobs/sha256/{digest}": _blob(),
         "/api/v1/health": _health(),
         "/health": _health(),
         "/api/v1/openapi.json": {
