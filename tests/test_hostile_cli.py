@@ -60,6 +60,8 @@ BAD_NUMBERS = [
     (["get", URL, "--proxy", "http://"], "--proxy", "not a proxy URL"),
     (["get", URL, "--ca-certificate", "/no/such/ca.pem"], "--ca-certificate", "is not a file"),
     (["peers", "--peer", "ftp://x"], "--peer", "only http:// and https://"),
+    (["get", URL, "--peer", "ftp://x"], "--peer", "only http:// and https://"),
+    (["get", URL, "--peer", "http://h/?t=1"], "--peer", "must not have a query or fragment"),
     (["peers", "--peer", "http://h?x=1"], "--peer", "must not have a query or fragment"),
     (["peers", "--peer", "http://h/#x"], "--peer", "must not have a query or fragment"),
     (["peers", "--peer", "http://h:99999"], "--peer", "not a valid URL"),
@@ -128,6 +130,10 @@ BAD_ENVIRONMENT = [
     ("MODELHAUL_STALL_TIMEOUT", "nan", "not a number of seconds"),
     ("MODELHAUL_STALL_TIMEOUT", "-1", "from 0.001"),
     ("MODELHAUL_MAX_FILE_SIZE", "0", "at least 1"),
+    ("MODELHAUL_HF_MIRRORS", "ftp://mirror", "only http:// and https://"),
+    ("MODELHAUL_HF_MIRRORS", "http://a b", "invalid host"),
+    ("MODELHAUL_HF_MIRRORS", ",".join(f"http://m{i}" for i in range(17)), "at most 16"),
+    ("MODELHAUL_PEERS", "http://h/?q=1", "must not have a query"),
 ]
 
 

@@ -48,7 +48,7 @@ async def serving(home: Path, *args: str) -> AsyncIterator[str]:
             while True:
                 try:
                     async with http.get(f"{base}/health") as r:
-                        if r.status == 200:
+                        if r.status in (200, 401):  # up (401: it wants its token)
                             break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.1)
@@ -68,40 +68,40 @@ async def fetched_by_a(tmp_path: Path, origin: Origin) -> Path:
     result = await cli(
         home,
         "get",
-        origin.url("model.gguf"),
+        origin.url("model.bin"),
         "--checksum",
         f"sha256={SHA}",
-        "--dest",
-        str(tmp_path / "a-files" / "model.gguf"),
+        "-o",
+        str(tmp_path / "a-files" / "model.bin"),
     )
     assert result.code == 0, result.stderr
-    return tmp_path / "a-files" / "model.gguf"
+    return tmp_path / "a-files" / "model.bin"
 
 
 async def get_b(tmp_path: Path, origin: Origin, *peers: str, token: str = "") -> str:
     """Home B downloads the same file with ``peers``; returns its history."""
     home = tmp_path / "b"
-    dest = tmp_path / "b-files" / "model.gguf"
+    dest = tmp_path / "b-files" / "model.bin"
     args = [a for p in peers for a in ("--peer", p)]
     result = await cli(
-        home, "get", origin.url("model.gguf"), "--checksum", f"sha256={SHA}",
-        "--dest", str(dest), *args,
+        home, "get", origin.url("model.bin"), "--checksum", f"sha256={SHA}",
+        "-o", str(dest), *args,
     )  # fmt: skip
     assert result.code == 0, result.stderr
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == SHA
-    shown = await cli(home, "show", "1")
+    shown = await cli(home, "show", "1", "--json")
     assert shown.code == 0, shown.stderr
-    return shown.stdout
+    return "\n".join(e["reason"] for e in shown.json()["events"])
 
 
 async def test_b_takes_the_file_from_peer_a(tmp_path: Path) -> None:
-    async with Origin({"model.gguf": DATA}) as origin:
+    async with Origin({"model.bin": DATA}) as origin:
         await fetched_by_a(tmp_path, origin)
         async with serving(tmp_path / "a", "--token", "s3cret") as a:
-            before = origin.served_by_file["model.gguf"]
+            before = origin.served_by_file["model.bin"]
             token_url = a.replace("http://", "http://s3cret@")
             history = await get_b(tmp_path, origin, token_url)
-            from_origin = origin.served_by_file["model.gguf"] - before
+            from_origin = origin.served_by_file["model.bin"] - before
     print(f"origin served {from_origin} of {SIZE} bytes to B; history:\n{history}")
     assert from_origin <= SIZE * 0.05, from_origin
     assert f"bytes from {a}/api/v1/blobs/sha256/{SHA}" in history
@@ -111,7 +111,7 @@ async def test_b_takes_the_file_from_peer_a(tmp_path: Path) -> None:
 async def test_a_peer_serving_a_corrupted_range_is_dropped_and_only_its_ranges_refetched(
     tmp_path: Path,
 ) -> None:
-    async with Origin({"model.gguf": DATA}) as origin:
+    async with Origin({"model.bin": DATA}) as origin:
         kept = await fetched_by_a(tmp_path, origin)
         # A's copy rots in place (same size, same mtime: A's index still vouches for it).
         st = kept.stat()
@@ -120,22 +120,22 @@ async def test_a_peer_serving_a_corrupted_range_is_dropped_and_only_its_ranges_r
             f.write(b"\0" * 4096)
         os.utime(kept, ns=(st.st_atime_ns, st.st_mtime_ns))
         async with serving(tmp_path / "a") as a:
-            before = origin.served_by_file["model.gguf"]
+            before = origin.served_by_file["model.bin"]
             history = await get_b(tmp_path, origin, a)
-            from_origin = origin.served_by_file["model.gguf"] - before
+            from_origin = origin.served_by_file["model.bin"] - before
     print(f"origin served {from_origin} of {SIZE} bytes to B; history:\n{history}")
     blob = f"{a}/api/v1/blobs/sha256/{SHA}"
     assert f"mirror {blob} dropped" in history, history
     # What A served was fetched again from the origin, once: at most the file (and the
     # probe), never the file per suspect.
     assert from_origin <= SIZE + MiB, from_origin
-    assert f"{SIZE:,} bytes from {origin.url('model.gguf')}" in history
+    assert f"{SIZE:,} bytes from {origin.url('model.bin')}" in history
 
 
 async def test_with_peer_a_down_b_goes_to_the_origin_at_once(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    async with Origin({"model.gguf": DATA}) as origin:
+    async with Origin({"model.bin": DATA}) as origin:
         history = await get_b(tmp_path, origin, dead)
-        assert origin.served_by_file["model.gguf"] >= SIZE
+        assert origin.served_by_file["model.bin"] >= SIZE
     assert f"mirror {dead}/api/v1/blobs/sha256/{SHA} not used for this file" in history
     assert "dropped" not in history

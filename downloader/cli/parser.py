@@ -167,6 +167,7 @@ def build_parser() -> Parser:
     get.add_argument(
         "--peer",
         action="append",
+        type=values.peer,
         metavar="URL",
         help="another modelhaul server (http://[TOKEN@]host:port) asked first for any file "
         "whose SHA-256 is known (repeatable; default $MODELHAUL_PEERS); the digest decides",
