@@ -10,6 +10,7 @@ existing task. If the caller stops iterating early, the task is paused (not lost
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -49,13 +50,19 @@ async def download_model(
     first for any file whose SHA-256 is known; their tokens stay in memory).
     """
     try:
-        if opts.get("peers"):
-            peers = parse_peers(opts.pop("peers"))
-            settings = (settings or Settings.from_env()).with_(
-                peers=tuple(p.spelled for p in peers)
-            )
+        peers = parse_peers(opts.pop("peers", None) or ())
+        if peers:
+            # These peers and the process's own (MODELHAUL_PEERS), tokens in memory only.
+            settings = settings or Settings.from_env()
+            known = {p.base: p for p in parse_peers(settings.peers)}
+            known.update({p.base: p for p in peers})
+            settings = settings.with_(peers=tuple(p.spelled for p in known.values()))
         spec = spec_for(provider, model, base_url=base_url, **opts)
-    except ModelhaulError as e:
+        if peers:  # kept with the task (without tokens), so a resume asks them too
+            spec = dataclasses.replace(
+                spec, options={**spec.options, "peers": [p.base for p in peers]}
+            )
+    except (ModelhaulError, ValueError) as e:
         yield _error(str(e))
         return
     priority = int(opts.get("priority", 0))

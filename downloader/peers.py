@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from downloader.errors import SpecError
 from downloader.specs import check_url
@@ -42,7 +42,8 @@ class Peer:
         if not self.token:
             return self.base
         scheme, _, rest = self.base.partition("://")
-        return f"{scheme}://{self.token}@{rest}"
+        # Quoted: a token with "/", ":", "@" or "%" must come back as itself, not as a host.
+        return f"{scheme}://{quote(self.token, safe='')}@{rest}"
 
 
 def parse_peer(text: str) -> Peer:

@@ -299,12 +299,30 @@ def _far_sources(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
         raw = [m.strip() for m in env.get("MODELHAUL_HF_MIRRORS", "").split(",") if m.strip()]
         if len(raw) > MAX_PEERS:
             raise SpecError(f"at most {MAX_PEERS} mirrors, not {len(raw)}")
-        mirrors = [check_url(m, what="Hub mirror").rstrip("/") for m in raw]
+        mirrors = [_hub_mirror(check_url(m, what="Hub mirror")) for m in raw]
         if mirrors:
             out["hf_mirrors"] = tuple(dict.fromkeys(mirrors))
     except SpecError as e:
         raise ValueError(f"MODELHAUL_HF_MIRRORS: {e}") from None
     return out
+
+
+def _hub_mirror(url: str) -> str:
+    """A Hub mirror's base URL: no credentials (they would be written into the ledger with
+    every file's URL: use ~/.netrc), no query or fragment (file paths are appended)."""
+    from urllib.parse import urlsplit
+
+    from downloader.errors import SpecError
+
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise SpecError(
+            f"Hub mirror {parts.hostname!r} has credentials in its URL: they would be stored "
+            "with every file; put them in ~/.netrc instead"
+        )
+    if parts.query or parts.fragment:
+        raise SpecError(f"Hub mirror {url!r:.120} must not have a query or fragment")
+    return url.rstrip("/")
 
 
 def _whole(text: str) -> int:

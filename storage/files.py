@@ -270,21 +270,24 @@ def _chunk_record(row: Any) -> ChunkRecord:
         end=row.end,
         done=row.done,
         xxh3=bytes(row.xxh3),
-        sources=_sources(row.sources),
+        sources=_sources(row.sources, row.start, row.start + row.done),
     )
 
 
-def _sources(value: Any) -> tuple[tuple[int, str], ...]:
-    """The recorded sources, or none where the record is not their shape (a ledger is a
-    file anyone may have edited; unknown sources only make a digest mismatch costlier)."""
+def _sources(value: Any, start: int, end: int) -> tuple[tuple[int, str], ...]:
+    """The recorded sources, or none where the record is not their shape: (offset, url)
+    pairs with increasing offsets inside the done bytes ``[start, end)``. A ledger is a file
+    anyone may have edited; unknown sources only make a digest mismatch costlier."""
     if not isinstance(value, list):
         return ()
-    out = []
+    out: list[tuple[int, str]] = []
     for item in value:
         if not (isinstance(item, list) and len(item) == 2):
             return ()
         at, url = item
         if not isinstance(at, int) or isinstance(at, bool) or not isinstance(url, str):
+            return ()
+        if not start <= at < end or (out and at <= out[-1][0]) or len(url) > 8192:
             return ()
         out.append((at, url))
     return tuple(out)

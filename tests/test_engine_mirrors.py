@@ -14,8 +14,9 @@ from downloader.engine.mirrors import AllMirrorsFailedError
 from downloader.engine.plan import served_bytes
 from downloader.engine.retry import RetryPolicy
 from downloader.settings import MiB
+from downloader.testing.faults import Fault, FaultKind
 from downloader.testing.origin import Origin
-from storage import FileRecord, Ledger, NewFile, NewTask
+from storage import FileRecord, FileState, Ledger, NewFile, NewTask
 
 SIZE = 16 * MiB + 321
 
@@ -252,3 +253,24 @@ async def test_a_file_whose_url_is_down_at_the_start_comes_from_its_mirror(
     assert f"{mirror.url('m.bin')} serves the file instead" in notes, notes
     assert done.meta["validated_by"] == mirror.url("m.bin")
     assert mirror.served_by_file["m.bin"] >= SIZE
+
+
+async def test_the_files_own_url_changing_starts_the_file_over_even_with_mirrors(
+    ledger: Ledger, tmp_path: Path, data: bytes
+) -> None:
+    """A peer that does not hold the file must not turn a changed origin into a failure:
+    the file starts over from its own URL, as it would without mirrors."""
+    async with Origin({"m.bin": data}, throttle=16 * MiB) as origin:
+        dead = await Origin({"m.bin": data}).start()
+        dead_url = dead.url("m.bin")
+        await dead.stop()
+        origin.inject(Fault(FaultKind.CHANGE, after=6, times=1))
+        dest = tmp_path / "out" / "m.bin"
+        record = await add(ledger, [origin.url("m.bin"), dead_url], dest)
+        async with engine(ledger, small_settings(tmp_path, connections=4)) as ctx:
+            done, _ = await fetch(ctx, ledger, record)
+        new = origin.content("m.bin")
+    assert new != data and done.state is FileState.COMPLETED
+    assert dest.read_bytes() == new
+    notes = await history(ledger, done)
+    assert "starting this file over" in notes, notes

@@ -39,8 +39,8 @@ def settings(tmp_path: Path, hub: Hub, *mirrors: str) -> Settings:
     )
 
 
-async def fetch(m: DownloadManager) -> list[str]:
-    task = await m.add(f"hf://{REPO}")
+async def fetch(m: DownloadManager, token: str | None = None) -> list[str]:
+    task = await m.add(f"hf://{REPO}", token=token)
     done = await m.wait(task.id)
     assert done.state is TaskState.COMPLETED, done.error
     return [e.reason for e in await m.ledger.tasks.events(task.id)]
@@ -54,13 +54,15 @@ def blob(tmp_path: Path) -> bytes:
 async def test_the_near_mirror_serves_the_bytes(tmp_path: Path, hubs) -> None:
     hub, near = hubs
     async with DownloadManager(settings(tmp_path, hub, near.endpoint)) as m:
-        notes = await fetch(m)
+        notes = await fetch(m, token="hf_s3cret")
     assert blob(tmp_path) == BIG
     print("hub CDN", hub.cdn.served, "near CDN", near.cdn.served, notes)
     assert near.cdn.served >= 0.95 * len(BIG), (near.cdn.served, hub.cdn.served)
     assert hub.cdn.served <= 0.05 * len(BIG), (near.cdn.served, hub.cdn.served)
-    # The Hub's token is the Hub's: the mirror never sees an Authorization header.
-    assert all("Authorization" not in r.headers for r in near.log)
+    # The Hub's token is the Hub's: the Hub gets it, the mirror never sees it.
+    assert any(r.headers.get("Authorization") == "Bearer hf_s3cret" for r in hub.log)
+    assert near.log and all("Authorization" not in r.headers for r in near.log)
+    assert all("Authorization" not in r.headers for r in near.cdn.log)
 
 
 async def test_a_near_mirror_that_is_down_costs_a_note(tmp_path: Path, hubs) -> None:

@@ -173,3 +173,32 @@ async def test_an_id_no_task_can_have_is_not_found_rather_than_an_overflow(
     ):
         with pytest.raises(TaskNotFoundError, match=f"task {task_id} does not exist"):
             await call
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        '[[-5, "http://a/f"]]',  # before the chunk
+        '[[0, "http://a/f"], [0, "http://b/f"]]',  # not increasing
+        f'[[0, "http://a/f"], [{10**18}, "http://b/f"]]',  # past its done bytes
+        "[[0, 5]]",
+        '[[true, "http://a/f"]]',
+        '{"0": "http://a/f"}',
+        '"http://a/f"',
+    ],
+)
+async def test_sources_edited_into_the_ledger_out_of_shape_are_read_as_unknown(
+    ledger: Ledger, stored: str
+) -> None:
+    import sqlite3
+
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://a/f", "/tmp/f")])
+    [f] = await ledger.files.add(task_id, [NewFile("http://a/f", "f", "/tmp/f", 1024, size=4096)])
+    chunk = ChunkRecord(f.id, 0, 4096, 2048, bytes(16), ((0, "http://a/f"),))
+    await ledger.files.replace_chunks(f.id, [chunk])
+    assert (await ledger.files.chunks(f.id))[0].sources == ((0, "http://a/f"),)
+    assert ledger.path is not None
+    with sqlite3.connect(ledger.path) as db:
+        db.execute("UPDATE chunks SET sources = ? WHERE file_id = ?", (stored, f.id))
+    [read] = await ledger.files.chunks(f.id)
+    assert read.sources == () and read.done == 2048

@@ -221,6 +221,39 @@ async def test_a_token_is_needed_by_header_or_query_when_serve_has_one(tmp_path,
         assert TOKEN not in got.stdout
 
 
+async def test_the_peer_token_opens_blobs_and_health_only(tmp_path, http) -> None:
+    home, _ = await _indexed_home(tmp_path)
+    async with _serve(home, "--token", TOKEN, "--peer-token", "p33r") as url:
+        peer = {"Authorization": "Bearer p33r"}
+        async with http.get(f"{url}/api/v1/blobs/sha256/{SHA}", headers=peer) as r:
+            assert r.status == 200 and await r.read() == DATA
+        async with http.head(f"{url}/api/v1/blobs/sha256/{SHA}", headers=peer) as r:
+            assert r.status == 200
+        async with http.get(f"{url}/health", headers=peer) as r:
+            assert r.status == 200
+        for method, path in (
+            ("GET", "/api/v1/downloads"),
+            ("POST", "/api/v1/downloads"),
+            ("DELETE", "/api/v1/downloads/1"),
+            ("PUT", "/api/v1/limits"),
+            ("GET", "/api/v1/events"),
+            ("POST", f"/api/v1/blobs/sha256/{SHA}"),
+        ):
+            headers = {**peer, "Content-Type": "application/json"}
+            async with http.request(method, f"{url}{path}", headers=headers, data=b"{}") as r:
+                assert r.status in (401, 405), (method, path, r.status)
+                if r.status == 405:  # no such method there: refused before the token
+                    continue
+                assert (await r.json())["code"] == "UNAUTHORIZED", (method, path)
+        port = url.rsplit(":", 1)[1]
+        got = await run(
+            tmp_path / "b", "peers", "--json", "--peer", f"http://p33r@127.0.0.1:{port}",
+            "--digest", SHA,
+        )  # fmt: skip
+        assert got.code == 0, got.stderr
+        assert [h["sha256"] for h in got.json()[0]["held"]] == [SHA]
+
+
 async def test_peers_shows_the_server_holds_a_digest_this_machine_indexed(served) -> None:
     got = await run(served.home, "peers", "--peer", served.url, NO_COLOR="1", COLUMNS="200")
     assert got.code == 0, got.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from clikit import run as cli
+from clikit import start as start_cli
 from conftest import python_env
 from serverkit import free_port
 
@@ -97,7 +98,8 @@ async def get_b(tmp_path: Path, origin: Origin, *peers: str, token: str = "") ->
 async def test_b_takes_the_file_from_peer_a(tmp_path: Path) -> None:
     async with Origin({"model.bin": DATA}) as origin:
         await fetched_by_a(tmp_path, origin)
-        async with serving(tmp_path / "a", "--token", "s3cret") as a:
+        # B holds only the peer token: it can read A's blobs, not control A.
+        async with serving(tmp_path / "a", "--token", "admin", "--peer-token", "s3cret") as a:
             before = origin.served_by_file["model.bin"]
             token_url = a.replace("http://", "http://s3cret@")
             history = await get_b(tmp_path, origin, token_url)
@@ -139,3 +141,44 @@ async def test_with_peer_a_down_b_goes_to_the_origin_at_once(tmp_path: Path) -> 
         assert origin.served_by_file["model.bin"] >= SIZE
     assert f"mirror {dead}/api/v1/blobs/sha256/{SHA} not used for this file" in history
     assert "dropped" not in history
+
+
+async def test_after_a_kill_a_corrupt_peer_costs_the_origin_only_the_peers_ranges(
+    tmp_path: Path,
+) -> None:
+    """B fetched part of the file from the origin and was killed; it goes on with peer A,
+    whose copy is corrupt. The origin then serves A's ranges again, and nothing it had
+    served before: the ledger says which bytes were whose."""
+    async with Origin({"model.bin": DATA}) as origin:
+        kept = await fetched_by_a(tmp_path, origin)
+        st = kept.stat()
+        with kept.open("r+b") as f:
+            f.seek(SIZE - 3 * MiB)
+            f.write(b"\0" * 4096)
+        os.utime(kept, ns=(st.st_atime_ns, st.st_mtime_ns))
+        home, dest = tmp_path / "b", tmp_path / "b-files" / "model.bin"
+        get = [origin.url("model.bin"), "--checksum", f"sha256={SHA}", "-o", str(dest)]
+        origin.throttle = 4 * MiB
+        start = origin.served_by_file["model.bin"]
+        first = await start_cli(home, "get", *get, "--connections", "2")
+        while origin.served_by_file["model.bin"] - start < 16 * MiB:
+            assert first.returncode is None, await first.stderr.read()
+            await asyncio.sleep(0.05)
+        first.kill()
+        await first.wait()
+        origin.throttle = None
+        shown = await cli(home, "show", "1", "--json")
+        durable = shown.json()["downloaded_bytes"]
+        assert 0 < durable < SIZE, durable
+        async with serving(tmp_path / "a") as a:
+            before = origin.served_by_file["model.bin"]
+            result = await cli(home, "get", *get, "--peer", a)
+            again = origin.served_by_file["model.bin"] - before
+        assert result.code == 0, result.stderr
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == SHA
+    shown = await cli(home, "show", "1", "--json")
+    history = "\n".join(e["reason"] for e in shown.json()["events"])
+    print(f"durable before the peer: {durable}; origin served {again} after; {history}")
+    assert f"mirror {a}/api/v1/blobs/sha256/{SHA} dropped" in history, history
+    # A's share (what was not durable) and the blocks the kill cost, never B's own.
+    assert again <= SIZE - durable + 2 * MiB, (again, SIZE - durable)

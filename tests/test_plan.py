@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from downloader.engine.plan import DIGEST_SIZE, Plan, Span, repair
+from downloader.engine.plan import DIGEST_SIZE, Plan, Span, repair, served_blocks, served_bytes
 from storage import ChunkRecord
 
 B = 1024  # a small block keeps the arithmetic readable
@@ -173,3 +173,74 @@ def test_release_by_a_worker_that_no_longer_owns_the_span_changes_nothing() -> N
     span.owner = 7  # handed to another connection meanwhile
     plan.release(span, 0)
     assert span.owner == 7
+
+
+# --- who served which bytes ------------------------------------------------------------------
+
+
+def served(span: Span, nbytes: int, url: str) -> None:
+    """``url`` served and wrote ``nbytes`` more of ``span``."""
+    span.served(span.start + span.done, url)
+    write(span, nbytes)
+
+
+def test_sources_follow_a_span_through_its_record_and_back() -> None:
+    plan = fresh(64 * B)
+    span = plan.acquire(0)
+    assert span is not None
+    served(span, 2 * B, "http://a/f")
+    served(span, B, "http://a/f")  # the same source goes on: one run
+    served(span, B, "http://b/f")
+    record = span.record(1, B)
+    assert record.sources == ((span.start, "http://a/f"), (span.start + 3 * B, "http://b/f"))
+    assert served_bytes([record]) == {"http://a/f": 3 * B, "http://b/f": B}
+    assert served_blocks([record], B)["http://b/f"] == {span.start + 3 * B}
+    again = Plan.from_chunks(64 * B, B, plan.records(1), 2 * B)
+    assert again.spans[0].sources == list(record.sources)
+
+
+def test_a_record_names_only_sources_of_durable_blocks() -> None:
+    span = Span(0, 8 * B)
+    served(span, 2 * B, "http://a/f")
+    span.served(2 * B, "http://b/f")
+    span.done += B // 2  # half a block from b: not digested, not durable
+    assert span.record(1, B).sources == ((0, "http://a/f"),)
+
+
+def test_a_split_leaves_the_sources_with_the_bytes_before_the_cut() -> None:
+    plan = fresh(64 * B, connections=1)
+    span = plan.acquire(0)
+    assert span is not None
+    served(span, 2 * B, "http://a/f")
+    rest = plan.split(span, span.start + 2 * B, 1)
+    assert rest is not None and rest.sources == []
+    assert span.record(1, B).sources == ((span.start, "http://a/f"),)
+
+
+def test_an_adopted_shadow_brings_its_own_sources() -> None:
+    plan = fresh(16 * B, connections=1)
+    span = plan.acquire(0)
+    assert span is not None
+    served(span, 2 * B, "http://slow/f")
+    shadow = plan.shadow(span)
+    served(shadow, shadow.end - shadow.start, "http://fast/f")
+    plan.adopt(span, shadow)
+    record = span.record(1, B)
+    assert record.sources == ((span.start, "http://slow/f"), (shadow.start, "http://fast/f"))
+    assert served_bytes([record]) == {
+        "http://slow/f": 2 * B,
+        "http://fast/f": span.end - shadow.start,
+    }
+
+
+def test_repair_cuts_the_sources_with_the_chunk() -> None:
+    chunk = ChunkRecord(
+        1, 0, 8 * B, 8 * B, bytes(8 * DIGEST_SIZE), ((0, "http://a/f"), (4 * B, "http://b/f"))
+    )
+    fixed = repair([chunk], {2 * B, 5 * B}, B)
+    sources = {(c.start, c.end): c.sources for c in fixed}
+    assert sources[(0, 2 * B)] == ((0, "http://a/f"),)
+    assert sources[(2 * B, 3 * B)] == ()  # to fetch again: nobody served it yet
+    assert sources[(3 * B, 5 * B)] == ((3 * B, "http://a/f"), (4 * B, "http://b/f"))
+    assert sources[(6 * B, 8 * B)] == ((6 * B, "http://b/f"),)
+    assert served_bytes(fixed) == {"http://a/f": 3 * B, "http://b/f": 3 * B}

@@ -190,6 +190,7 @@ async def serve(args: argparse.Namespace, out: Output) -> int:
         host=args.host,
         port=args.port,
         token=args.token,
+        peer_token=args.peer_token,
         cors_origins=cors_origins(args.cors_origin, os.environ),
         ready=ready,
     )

@@ -246,6 +246,12 @@ def build_parser() -> Parser:
         help="require this bearer token (default $MODELHAUL_TOKEN)",
     )
     serve.add_argument(
+        "--peer-token",
+        default=os.environ.get("MODELHAUL_PEER_TOKEN"),
+        help="a second token that opens only GET/HEAD /api/v1/blobs/… (for peers, who then "
+        "cannot start or stop anything; default $MODELHAUL_PEER_TOKEN)",
+    )
+    serve.add_argument(
         "--cors-origin",
         action="append",
         type=values.web_origin,

@@ -106,7 +106,7 @@ async def _health(
                 allow_redirects=False,  # a redirect would take its token elsewhere
             ) as r:
                 latency = time.monotonic() - started
-                body = await r.content.read(MAX_HEALTH_BODY + 1)
+                body = await _read_up_to(r, MAX_HEALTH_BODY + 1)
                 status, reason = r.status, r.reason or ""
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise _Refused(_why(e, limit)) from None
@@ -174,3 +174,15 @@ def _message(body: bytes) -> str:
         return ""
     message = error.get("message") if isinstance(error, dict) else None
     return f": {message[:200]}" if isinstance(message, str) else ""
+
+
+async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body to its end, or its first ``limit`` bytes (``read(n)`` alone returns what
+    has arrived, which may be a part of a small body)."""
+    body = b""
+    while len(body) < limit:
+        piece = await response.content.read(limit - len(body))
+        if not piece:
+            break
+        body += piece
+    return body

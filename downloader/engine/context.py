@@ -41,6 +41,9 @@ class EngineContext:
     config: EngineConfig
     limiter: TokenBucket
     rng: random.Random = field(default_factory=random.Random)
+    # Mirror hosts (scheme://netloc) that did not answer a probe -> until when (monotonic)
+    # they are skipped: one silent peer must not cost every file of a repo its timeout.
+    unreachable: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -134,10 +137,12 @@ class FileRun:
                 )
 
     async def _probe_mirrors(self, failure: TransferError) -> Probe:
-        """The first mirror (preferred ones first) that answers a probe becomes the file's
+        """The first mirror (peers last) that answers a probe becomes the file's
         URL for this run; the file's own URL is kept as a mirror. ``failure`` is raised
         when none answers."""
-        order = sorted(self.mirrors, key=lambda r: r.url not in self.preferred)
+        # The mirrors the user named before peers: whose answer the record keeps (its size,
+        # when none was known) should come from the most trusted source that answers.
+        order = sorted(self.mirrors, key=lambda r: r.url in self.preferred)
         for resource in order:
             try:
                 found = await asyncio.wait_for(probe(resource), timeout=30)
@@ -145,6 +150,8 @@ class FileRun:
             # there to try instead.
             except (TransferError, TransientError, TimeoutError, OSError):
                 continue
+            if self.file.size is not None and found.size != self.file.size:
+                continue  # not the bytes the source described
             await self.journal.note(
                 f"{self.file.url} failed ({failure}); {resource.url} serves the file instead"
             )

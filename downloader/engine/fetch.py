@@ -99,6 +99,10 @@ async def fetch_anywhere(job: RangeJob, span: Span, lane: Lane) -> None:
             return
         except (DiskError, DiskFullError):
             raise  # our disk, not the mirror
+        except RemoteChangedError as e:
+            if mirror.resource is job.resource:
+                raise  # the file's own URL changed: the file starts over, as without mirrors
+            error = e
         except TransferError as e:
             error = e
         finally:

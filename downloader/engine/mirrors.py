@@ -122,19 +122,31 @@ class Mirrors:
             raise AllMirrorsFailedError(self.all)
 
 
-async def check_mirror(
-    resource: Resource, size: int
-) -> tuple[Resource, Validators | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class MirrorCheck:
+    """What one probe of a mirror found: its validators, or why it cannot serve the file's
+    ranges and whether that is because it did not answer at all."""
+
+    resource: Resource
+    validators: Validators | None
+    why: str | None = None
+    unreachable: bool = False
+
+
+async def check_mirror(resource: Resource, size: int, *, within: float = 30) -> MirrorCheck:
     """Probe one more URL of a file once: its validators, or why it cannot serve the file's
     ranges (unreachable, no ranges, another size)."""
     try:
-        found = await asyncio.wait_for(probe(resource), timeout=30)
+        found = await asyncio.wait_for(probe(resource), timeout=within)
     # One try only: the file has other URLs, and a mirror that cannot answer a probe is
     # not worth a retry budget.
-    except (TransferError, TransientError, TimeoutError, OSError) as e:
-        return resource, None, f"probe failed: {e}"
+    except TransferError as e:
+        return MirrorCheck(resource, None, f"probe failed: {e}")
+    except (TransientError, TimeoutError, OSError) as e:
+        why = f"no answer within {within:g} s" if isinstance(e, TimeoutError) else str(e)
+        return MirrorCheck(resource, None, f"probe failed: {why}", unreachable=True)
     if not found.ranges:
-        return resource, None, "it does not serve byte ranges"
+        return MirrorCheck(resource, None, "it does not serve byte ranges")
     if found.size != size:
-        return resource, None, f"it announces {found.size} bytes, not {size}"
-    return resource, Validators(found.etag, found.last_modified), None
+        return MirrorCheck(resource, None, f"it announces {found.size} bytes, not {size}")
+    return MirrorCheck(resource, Validators(found.etag, found.last_modified))

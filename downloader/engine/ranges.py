@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from downloader.engine.checkpoint import Checkpointer
 from downloader.engine.context import FileRun
@@ -22,6 +24,8 @@ from downloader.engine.progress import Phase
 from storage import FileRecord, FileState, LedgerUnavailableError
 
 log = logging.getLogger(__name__)
+
+SILENT_SECONDS = 60.0  # a mirror's host that did not answer is skipped this long
 
 
 async def fetch_ranges(run: FileRun) -> FileRecord:
@@ -176,15 +180,38 @@ async def _mirrors(run: FileRun) -> Mirrors | None:
         return None
     size = run.file.size
     assert size is not None
-    checked = await asyncio.gather(*(check_mirror(r, size) for r in run.mirrors))
-    first = Mirror(run.resource, Validators(run.file.etag, run.file.last_modified))
+    # A peer (a preferred mirror) is asked briefly: it is a shortcut, and the origin is
+    # there. A host that did not answer is not asked again for a while, file after file.
+    now = time.monotonic()
+    silent = run.ctx.unreachable
+    asked = [r for r in run.mirrors if silent.get(_host(r.url), 0) <= now]
+    for r in run.mirrors:
+        if r not in asked:
+            await run.journal.note(
+                f"mirror {r.url} not used for this file: its host did not answer moments ago"
+            )
+    checked = await asyncio.gather(
+        *(check_mirror(r, size, within=5 if r.url in run.preferred else 30) for r in asked)
+    )
+    first = Mirror(
+        run.resource,
+        Validators(run.file.etag, run.file.last_modified),
+        preferred=run.resource.url in run.preferred,
+    )
     good = [first]
-    for resource, validators, why in checked:
-        if validators is None:
-            await run.journal.note(f"mirror {resource.url} not used for this file: {why}")
+    for c in checked:
+        if c.validators is None:
+            if c.unreachable:
+                silent[_host(c.resource.url)] = time.monotonic() + SILENT_SECONDS
+            await run.journal.note(f"mirror {c.resource.url} not used for this file: {c.why}")
         else:
-            good.append(Mirror(resource, validators, preferred=resource.url in run.preferred))
+            good.append(Mirror(c.resource, c.validators, preferred=c.resource.url in run.preferred))
     return Mirrors(good, run.journal.note)
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 async def _say_sources(run: FileRun) -> None:

@@ -143,7 +143,7 @@ def engine_for(
     limiter = lane or (
         TokenBucket(int(rate), within=base.limiter) if rate is not None else base.limiter
     )
-    return EngineContext(base.session, config, limiter, base.rng)
+    return EngineContext(base.session, config, limiter, base.rng, base.unreachable)
 
 
 def _whole(value: Any, name: str, low: int, high: int) -> int:

@@ -25,8 +25,9 @@ from pathlib import Path
 from aiohttp import web
 
 from downloader.manager import DownloadManager
+from downloader.peers import BLOB_ROUTE
 from downloader.server import blobs, compat, cors, v1
-from downloader.server.context import EVENTS, MANAGER, ROOT, SITE, TOKEN
+from downloader.server.context import EVENTS, MANAGER, PEER_TOKEN, ROOT, SITE, TOKEN
 from downloader.server.errors import error_response, respond_to
 from downloader.server.events import EventHub
 from downloader.server.guard import SitePolicy
@@ -43,6 +44,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     token: str | None = None,
+    peer_token: str | None = None,
     manager: DownloadManager | None = None,
     root: Path | None = None,
     heartbeat: float | None = None,
@@ -63,6 +65,7 @@ def create_app(
     )
     app[SITE] = SitePolicy(frozenset(allowed_hosts), frozenset(allowed_origins))
     app[TOKEN] = token or ""
+    app[PEER_TOKEN] = peer_token or ""
     app[ROOT] = (root or settings.download_dir).absolute()
     app.add_routes(v1.routes)
     app.add_routes(compat.routes)
@@ -127,7 +130,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With a token set, every route needs it (``Authorization: Bearer …``)."""
+    """With a token set, every route needs it (``Authorization: Bearer …``); the peer
+    token (``--peer-token``) opens the blob route alone."""
     expected = request.app[TOKEN]
     if expected:
         header = request.headers.get("Authorization", "")
@@ -135,9 +139,27 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             header[7:] if header.startswith("Bearer ") else request.query.get("access_token", "")
         )
         # Headers that are not UTF-8 arrive with surrogate escapes: compare them as bytes.
-        if not hmac.compare_digest(given.encode(errors="surrogateescape"), expected.encode()):
+        given_bytes = given.encode(errors="surrogateescape")
+        if not hmac.compare_digest(given_bytes, expected.encode()) and not _peer_may(
+            request, given_bytes
+        ):
             return error_response(401, "UNAUTHORIZED", "a valid bearer token is required")
     return await handler(request)
+
+
+_PEER_PAGES = frozenset({"/health", "/api/v1/health"})  # "is it up?", no paths in it
+
+
+def _peer_may(request: web.Request, given: bytes) -> bool:
+    """The peer token opens reading blobs (and ``/health``), nothing else: a peer may fetch
+    what this machine holds, never start, stop or list anything."""
+    peer = request.app[PEER_TOKEN]
+    return (
+        bool(peer)
+        and request.method in ("GET", "HEAD")
+        and (request.path.startswith(BLOB_ROUTE) or request.path in _PEER_PAGES)
+        and hmac.compare_digest(given, peer.encode())
+    )
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -130,22 +130,28 @@ async def _send(request: web.Request, opened: _Opened, digest: str) -> web.Strea
     await response.prepare(request)
     if request.method != hdrs.METH_HEAD and span.count:
         try:
-            await _body(request, opened.file, span)
+            sent = await _body(request, opened.file, span)
         except ConnectionError:
             # A peer that has what it wanted (or gave up) just hangs up: nothing went wrong
             # here, and the connection is not fit to be kept.
             log.debug("the client left before the bytes of %s were sent", digest)
             response.force_close()
             return response
+        if sent < span.count:
+            # The file shrank after it was checked: the client must see a short body end
+            # its connection, not wait on a kept-alive one for bytes that will never come.
+            log.warning("blob %s shrank while it was being served", digest)
+            response.force_close()
+            return response
     await response.write_eof()
     return response
 
 
-async def _body(request: web.Request, file: BinaryIO, span: Span) -> None:
+async def _body(request: web.Request, file: BinaryIO, span: Span) -> int:
     """The span's bytes by sendfile(2) (asyncio reads and writes them itself where it
     cannot): no copy through Python, never the whole span in memory."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the peer went away")
     # The headers went out in prepare(); sendfile lets them drain first.
-    await asyncio.get_running_loop().sendfile(transport, file, span.start, span.count)
+    return await asyncio.get_running_loop().sendfile(transport, file, span.start, span.count)

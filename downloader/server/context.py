@@ -14,4 +14,5 @@ MANAGER = web.AppKey("manager", DownloadManager)
 EVENTS = web.AppKey("events", EventHub)
 ROOT = web.AppKey("root", Path)  # destinations must resolve inside this folder
 TOKEN = web.AppKey("token", str)  # "" when no token is required
+PEER_TOKEN = web.AppKey("peer_token", str)  # opens the blob route only; "" when none
 SITE = web.AppKey("site", SitePolicy)  # which hosts and origins may call

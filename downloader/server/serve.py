@@ -65,16 +65,22 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     token: str | None = None,
+    peer_token: str | None = None,
     cors_origins: Iterable[str] = (),
     ready: asyncio.Event | None = None,
 ) -> None:
     """Serve until cancelled; running downloads are paused (resumable) on the way out.
-    ``cors_origins``: other sites whose pages may call it (``--cors-origin``)."""
+    ``cors_origins``: other sites whose pages may call it (``--cors-origin``);
+    ``peer_token``: opens the blob route only (``--peer-token``)."""
     host = bind_address(host)
     check_bind(host, token)
     # The address it listens on is a name it answers to (a LAN name, or any IP for 0.0.0.0).
     app = create_app(
-        settings, token=token, allowed_hosts={host}, allowed_origins=frozenset(cors_origins)
+        settings,
+        token=token,
+        peer_token=peer_token,
+        allowed_hosts={host},
+        allowed_origins=frozenset(cors_origins),
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
