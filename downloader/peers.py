@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from downloader.errors import SpecError
-from downloader.specs import check_url
+from downloader.urls import check_url
 
 MAX_PEERS = 16
 BLOB_ROUTE = "/api/v1/blobs/sha256/"

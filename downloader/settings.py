@@ -287,7 +287,7 @@ def _far_sources(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     have neither, and the URL rules pull in the spec parser)."""
     from downloader.errors import SpecError
     from downloader.peers import MAX_PEERS, parse_peers
-    from downloader.specs import check_url
+    from downloader.urls import check_url
 
     out: dict[str, tuple[str, ...]] = {}
     try:

@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from yarl import URL
-
 from downloader.errors import SpecError, UnsafePathError
 from downloader.paths import check_relpath
 from downloader.registry import catalog, find
+from downloader.urls import check_url, text_value
 
 # Providers download_model callers name that have nothing to download, and why.
 UNSUPPORTED = {
@@ -63,54 +62,6 @@ class Spec:
         return self.source
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# A host as it goes on the wire (after IDNA): a DNS name, an IPv4 address or the inside of
-# an IPv6 literal (with a zone). Anything else (spaces, "@", NUL) is not a host at all.
-_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
-
-
-def _text(value: object, what: str) -> str:
-    """``value`` stripped, if it is a string that can be written as UTF-8 (a command line in
-    a non-UTF-8 locale gives lone surrogates, which no ledger, URL or path can hold)."""
-    if not isinstance(value, str):
-        raise SpecError(f"{what} must be a string, not {type(value).__name__}")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise SpecError(f"{what} {value!r} is not valid Unicode") from None
-    return value.strip()
-
-
-def check_url(url: str, *, what: str = "URL") -> str:
-    """``url`` if it is an absolute http(s) URL with a host; else a ``SpecError`` saying why.
-
-    Parsed as the HTTP client (yarl) will parse it, so a URL accepted here can be fetched:
-    a bad IPv6 literal, a port outside 1-65535 or a host with spaces fails now, not after
-    retries."""
-    text = _text(url, what)
-    if _CONTROL.search(text):
-        raise SpecError(f"{what} {text!r} contains a control character")
-    scheme = text.partition(":")[0] if ":" in text else ""
-    if scheme.lower() not in ("http", "https"):
-        raise SpecError(
-            f"{what} {text!r} is not supported: only http:// and https:// URLs can be downloaded"
-        )
-    try:
-        parsed = URL(text)
-        host, port = parsed.raw_host, parsed.port
-    except (ValueError, UnicodeError) as e:  # yarl: bad IPv6 literal, port, IDNA label
-        raise SpecError(f"{what} {text!r} is not a valid URL: {e}") from None
-    except IndexError:  # yarl 1.25 on brackets with an empty host after "@": "http://[]@/"
-        raise SpecError(f"{what} {text!r} is not a valid URL: it has no host") from None
-    if not host:
-        raise SpecError(f"{what} {text!r} has no host")
-    if not _HOST.fullmatch(host):
-        raise SpecError(f"{what} {text!r} has an invalid host {host!r}")
-    if port is not None and not 1 <= port <= 65535:
-        raise SpecError(f"{what} {text!r} has port {port}, outside 1-65535")
-    return text
-
-
 # The Hub's own rules (huggingface_hub's validate_repo_id), in ASCII: letters, digits, "_",
 # "-" and "."; no part starts or ends with "-" or "."; at most 96 characters; no "--" or
 # ".." anywhere (the cache folder models--owner--name must name one repo) and no ".git"
@@ -124,7 +75,7 @@ _BAD_REF = re.compile(r"\.\.|[\s~^:?*\[]|@\{|\.lock(?:/|$)")
 
 def check_repo_id(repo_id: str) -> str:
     """``owner/name`` with Hub-legal characters, else a ``SpecError``."""
-    text = _text(repo_id, "repo id").strip("/")
+    text = text_value(repo_id, "repo id").strip("/")
     parts = text.split("/")
     if (
         len(parts) != 2
@@ -152,7 +103,7 @@ def _relative(text: str, what: str) -> str:
 def check_revision(revision: str) -> str:
     """A branch, tag, commit or ``refs/pr/N``: something git could name, which is also a
     relative path (the Hugging Face cache keeps ``refs/<revision>``); else ``SpecError``."""
-    text = _text(revision, "revision")
+    text = text_value(revision, "revision")
     if not text:
         raise SpecError("empty revision")
     _relative(text, "revision")
@@ -164,7 +115,7 @@ def check_revision(revision: str) -> str:
 def check_pattern(pattern: str) -> str:
     """A file name or glob inside a repo (``*?[]`` are fine): always a relative path below
     the repo, else ``SpecError``."""
-    text = _text(pattern, "file name or pattern")
+    text = text_value(pattern, "file name or pattern")
     if not text:
         raise SpecError("empty file name or pattern")
     return _relative(text, "file name or pattern")
@@ -225,7 +176,7 @@ _OLLAMA_RULES = {
 def ollama_spec(name: str, **options: Any) -> Spec:
     """An Ollama model ``[host[:port]/][namespace/]model[:tag]``, checked part by part as
     ollama itself checks names."""
-    text = _text(name, "Ollama model name")
+    text = text_value(name, "Ollama model name")
     tag = None
     if text.rfind(":") > text.rfind("/"):
         text, tag = text.rsplit(":", 1)
@@ -252,7 +203,7 @@ def ollama_spec(name: str, **options: Any) -> Spec:
 
 def parse_spec(text: str) -> Spec:
     """Parse a spec string; raises ``SpecError`` naming what was wrong."""
-    value = _text(text or "", "download spec")
+    value = text_value(text or "", "download spec")
     if not value:
         raise SpecError("empty download spec")
     scheme, _, rest = value.partition("://")
