@@ -224,3 +224,23 @@ async def test_a_ca_bundle_that_is_no_bundle_is_named_before_anything_is_asked(
     assert got.stderr.strip() == got.stderr.strip().splitlines()[0]  # one line
     assert f"REQUESTS_CA_BUNDLE: {not_pem} is not a readable CA bundle" in got.stderr
     assert origin.log == [] and listed.code == 0
+
+
+async def test_local_address_is_where_the_connections_leave_from(tmp_path) -> None:
+    """MODELHAUL_LOCAL_ADDRESS binds every outgoing connection to one address (each
+    worker of a fleet on one machine can have its own loopback address)."""
+    from clikit import run as cli
+
+    from downloader.testing.origin import Origin
+
+    data = bytes(range(256)) * 8192
+    async with Origin({"m.bin": data}) as origin:
+        got = await cli(
+            tmp_path / "home", "get", origin.url("m.bin"), "-o", str(tmp_path / "m.bin"),
+            MODELHAUL_LOCAL_ADDRESS="127.0.0.7",
+        )  # fmt: skip
+        assert got.code == 0, got.stderr
+        assert origin.log and {r.client for r in origin.log} == {"127.0.0.7"}
+    assert (tmp_path / "m.bin").read_bytes() == data
+    bad = await cli(tmp_path / "home", "ls", MODELHAUL_LOCAL_ADDRESS="eth0")
+    assert bad.code == 2 and "MODELHAUL_LOCAL_ADDRESS" in bad.stderr

@@ -76,6 +76,7 @@ def open_session(config: EngineConfig) -> aiohttp.ClientSession:
         limit_per_host=config.max_per_host,
         ttl_dns_cache=300,
         ssl=config.network.ssl(),
+        local_addr=(config.network.local_address, 0) if config.network.local_address else None,
     )
     return aiohttp.ClientSession(
         connector=connector,

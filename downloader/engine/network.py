@@ -117,6 +117,9 @@ class NetworkConfig:
     ca_bundle: Path | None = None  # trusted beside the system's CAs
     ca_origin: str = ""  # where ca_bundle was named, for the messages
     insecure: bool = False  # no certificate checks at all (loud, never the default)
+    # The address outgoing connections leave from (MODELHAUL_LOCAL_ADDRESS), as aria2's and
+    # curl's --interface: a multi-homed host's route, or one address per worker.
+    local_address: str | None = None
 
     @classmethod
     def from_env(
@@ -134,7 +137,7 @@ class NetworkConfig:
         if not bundle:
             origin, bundle = next(((v, env[v]) for v in CA_VARIABLES if env.get(v)), ("", None))
         path = Path(bundle).expanduser() if bundle else None
-        return cls(proxies, path, origin, insecure)
+        return cls(proxies, path, origin, insecure, _local_address(env))
 
     def ssl(self) -> ssl.SSLContext | bool:
         """What the session's connector verifies with: False when ``insecure``; a context
@@ -174,3 +177,19 @@ def _named(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
 
 def _variable(env: Mapping[str, str], name: str) -> str | None:
     return _named(env, name)[1]
+
+
+def _local_address(env: Mapping[str, str]) -> str | None:
+    """MODELHAUL_LOCAL_ADDRESS: an IP address of this machine (``ValueError`` naming the
+    variable for anything else)."""
+    raw = env.get("MODELHAUL_LOCAL_ADDRESS", "").strip()
+    if not raw:
+        return None
+    import ipaddress  # only when one is set: most runs never need it
+
+    try:
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    except ValueError:
+        raise ValueError(
+            f"MODELHAUL_LOCAL_ADDRESS: {raw[:60]!r} is not an IP address of this machine"
+        ) from None

@@ -52,6 +52,7 @@ class RequestLog:
     range: str | None
     at: float
     peer: int = 0  # the client's port: requests with the same one came on one connection
+    client: str = ""  # the client's address (workers bound to their own loopback addresses)
 
 
 @dataclass(frozen=True)
@@ -371,6 +372,7 @@ class Origin:
                 request.headers.get("Range"),
                 time.time(),
                 _peer(request)[1],
+                _peer(request)[0],
             )
         )
 
