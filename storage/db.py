@@ -48,6 +48,9 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.url = url
         self.is_sqlite = url.get_backend_name() == "sqlite"
+        # The largest id a row can have: SQLite's integers are 64-bit, the ``Integer`` primary
+        # keys elsewhere (PostgreSQL's serial) 32-bit. A larger id finds nothing, at once.
+        self.max_id = 2**63 - 1 if self.is_sqlite else 2**31 - 1
         self._async: AsyncEngine | None = None  # other backends: SQLAlchemy asyncio
         self._closed = False
         if self.is_sqlite:

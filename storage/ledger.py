@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from storage.contents import ContentStore
 from storage.db import Database
+from storage.dialect import lock_for_migration
 from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
 from storage.files import FileStore
 from storage.journal import LedgerJournal
@@ -92,6 +93,11 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
 
 
 def _migrate(conn: Connection, where: str) -> None:
+    if current_revision(conn) == HEAD_REVISION:
+        return  # the usual case, without waiting for anyone's lock
+    # Many workers may open a fresh ledger at the same moment: one migrates, the others wait
+    # here and then find the schema at head (READ COMMITTED: the next read sees its commit).
+    lock_for_migration(conn)
     current = current_revision(conn)
     if current == HEAD_REVISION:
         return
