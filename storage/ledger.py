@@ -14,12 +14,18 @@ from sqlalchemy.engine import URL, Connection, make_url
 from storage.contents import ContentStore
 from storage.db import Database
 from storage.dialect import lock_for_migration
-from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
+from storage.errors import (
+    LedgerError,
+    LedgerOpenError,
+    LedgerUnavailableError,
+    SchemaTooNewError,
+)
 from storage.files import FileStore
 from storage.journal import LedgerJournal
 from storage.limits import LimitStore
 from storage.location import default_ledger_path
 from storage.migrate import HEAD_REVISION, current_revision, is_known, upgrade_to_head
+from storage.notify import ChangeFeed
 from storage.records import FileRecord
 from storage.tasks import TaskStore
 from storage.uses import UseStore
@@ -44,6 +50,13 @@ class Ledger:
         """The journal of one file for the download engine: its rows only, every write
         fenced on the lease ``owner`` (None: unfenced)."""
         return LedgerJournal(self.files, self.tasks, file.id, file.task_id, owner)
+
+    def changes(self) -> ChangeFeed:
+        """A feed of task state changes as they commit, from any process (see
+        ``storage.notify``): ``async with ledger.changes() as feed: heard = await
+        feed.wait(seconds)`` returns early with the changed task ids on PostgreSQL
+        (LISTEN/NOTIFY) and simply after ``seconds`` on SQLite, where callers poll."""
+        return ChangeFeed(None if self.db.is_sqlite else self.url)
 
     async def close(self) -> None:
         """Release every connection."""
@@ -73,6 +86,11 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
         raise LedgerOpenError(_where(url, path), f"unsupported database URL: {e}") from e
     try:
         await db.write(_migrate, _where(url, path))
+    except LedgerUnavailableError as e:
+        await db.close()
+        if path is not None:
+            raise
+        raise LedgerOpenError(_where(url, path), e.problem) from e
     except LedgerError:
         await db.close()
         raise
