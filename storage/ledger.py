@@ -83,7 +83,10 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
     try:
         db = Database(url)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as e:
-        raise LedgerOpenError(_where(url, path), f"unsupported database URL: {e}") from e
+        hint = ""
+        if isinstance(e, ImportError) and url.get_backend_name() == "postgresql":
+            hint = " (pip install 'modelhaul[postgres]' for postgresql+asyncpg://)"
+        raise LedgerOpenError(_where(url, path), f"unsupported database URL: {e}{hint}") from e
     try:
         await db.write(_migrate, _where(url, path))
     except LedgerUnavailableError as e:
@@ -97,7 +100,16 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
     except (sa_exc.DBAPIError, OSError) as e:
         await db.close()
         detail = getattr(e, "orig", None) or e
-        raise LedgerOpenError(_where(url, path), f"{type(detail).__name__}: {detail}") from e
+        first = (str(detail).strip().splitlines() or [""])[0]  # a server's DETAIL/HINT lines
+        raise LedgerOpenError(_where(url, path), f"{type(detail).__name__}: {first}") from e
+    except (TypeError, ValueError) as e:
+        await db.close()
+        if path is not None:
+            raise
+        # The driver refused an option of the URL's query (``?sslmode=`` is libpq's, not
+        # asyncpg's): the URL is what is wrong.
+        problem = f"the driver refused the URL's options ({type(e).__name__}: {e})"
+        raise LedgerOpenError(_where(url, path), problem) from e
     return Ledger(
         url=url,
         path=path,

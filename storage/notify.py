@@ -113,7 +113,7 @@ class ChangeFeed:
         import asyncpg
 
         assert self._url is not None
-        params = self._url.translate_connect_args(username="user")
+        params = _connect_params(self._url)
         attempt = 0
         while True:
             conn = None
@@ -135,9 +135,23 @@ class ChangeFeed:
                         await conn.fetchval("SELECT 1", timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 log.debug("ledger change feed: %s", e)
+            except (TypeError, ValueError) as e:  # the URL itself: retrying cannot help
+                log.warning("ledger change feed stopped: %s", e)
+                return
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         conn.terminate()
             attempt += 1
             await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1])
+
+
+def _connect_params(url: URL) -> dict[str, Any]:
+    """asyncpg.connect's arguments for ``url``, read as the ledger's own engine reads it
+    (its query, e.g. ``?ssl=require``, included), less SQLAlchemy's own options."""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    _args, params = PGDialect_asyncpg().create_connect_args(url)
+    for own in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        params.pop(own, None)
+    return params
