@@ -53,7 +53,7 @@ def test_six_processes_opening_a_fresh_database_at_once_all_succeed_and_migrate_
     pg_server,
 ) -> None:
     name = pg_server.new_database(migrated=False)
-    start_at = str(time.time() + 3.0)  # every child is up and waiting well before this
+    start_at = str(time.time() + 2.5)  # every child is up and waiting well before this
     outputs = _children("open_at.py", [start_at], 6, pg_server.child_env(name, {}))
     assert [out.strip() for out in outputs] == ["0"] * 6
     assert pg_server.sql("SELECT version_num FROM alembic_version", name) == HEAD_REVISION
@@ -75,7 +75,7 @@ def test_four_processes_claiming_from_200_pending_tasks_take_each_exactly_once(
             )
 
     ids = asyncio.run(enqueue())
-    start_at = str(time.time() + 3.0)
+    start_at = str(time.time() + 2.5)
     outputs = _children("claim_all.py", [pg_url, start_at], 4, {})
     results = [json.loads(out) for out in outputs]
     won = [task_id for r in results for task_id in r["won"]]
