@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from storage.ledger import Ledger, open_ledger
     from storage.limits import LimitRecord, LimitSnapshot, LimitStore
     from storage.location import default_ledger_path, modelhaul_home
+    from storage.notify import ChangeFeed, TaskChanges
     from storage.records import (
         ChunkRecord,
         EventRecord,
@@ -76,6 +77,7 @@ _HOMES = {
     "Ledger": "storage.ledger",
     "open_ledger": "storage.ledger",
     **dict.fromkeys(("LimitRecord", "LimitSnapshot", "LimitStore"), "storage.limits"),
+    **dict.fromkeys(("ChangeFeed", "TaskChanges"), "storage.notify"),
     "default_ledger_path": "storage.location",
     "modelhaul_home": "storage.location",
     **dict.fromkeys(
@@ -114,6 +116,7 @@ __all__ = [
     "STANDING",
     "TRANSITIONS",
     "UNDERWAY",
+    "ChangeFeed",
     "ChunkRecord",
     "ContentRecord",
     "ContentStore",
@@ -136,6 +139,7 @@ __all__ = [
     "NewFile",
     "NewTask",
     "SchemaTooNewError",
+    "TaskChanges",
     "TaskNotFoundError",
     "TaskRecord",
     "TaskState",

@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
+from storage import dialect
 from storage.db import Database
 from storage.models import Content
 
@@ -69,7 +69,7 @@ def _add(
     conn: Connection, path: str, sha: str, size: int, mtime_ns: int, origin: str, now: float
 ) -> None:
     values = {"sha256": sha, "size": size, "mtime_ns": mtime_ns, "origin": origin}
-    stmt = sqlite.insert(_C).values(path=path, indexed_at=now, **values)
+    stmt = dialect.insert(conn, _C).values(path=path, indexed_at=now, **values)
     conn.execute(
         stmt.on_conflict_do_update(index_elements=[_C.c.path], set_={**values, "indexed_at": now})
     )

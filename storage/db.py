@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT = 10.0  # seconds, to a database server
 READERS = 4
 
 P = ParamSpec("P")
@@ -48,6 +49,9 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.url = url
         self.is_sqlite = url.get_backend_name() == "sqlite"
+        # The largest id a row can have: SQLite's integers are 64-bit, the ``Integer`` primary
+        # keys elsewhere (PostgreSQL's serial) 32-bit. A larger id finds nothing, at once.
+        self.max_id = 2**63 - 1 if self.is_sqlite else 2**31 - 1
         self._async: AsyncEngine | None = None  # other backends: SQLAlchemy asyncio
         self._closed = False
         if self.is_sqlite:
@@ -67,7 +71,14 @@ class Database:
         else:
             from sqlalchemy.ext.asyncio import create_async_engine
 
-            self._async = create_async_engine(url, pool_pre_ping=True)
+            # pre_ping: a pooled connection that died with its server (a restart) is
+            # replaced on checkout instead of failing the next call.
+            options: dict[str, Any] = {"pool_pre_ping": True}
+            if url.get_driver_name() == "asyncpg":
+                # A server that does not answer at all must not hold a call for asyncpg's
+                # default minute: it is an outage, reported as one.
+                options["connect_args"] = {"timeout": CONNECT_TIMEOUT}
+            self._async = create_async_engine(url, **options)
 
     async def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``unit(conn, ...)`` in a write transaction; committed unless it raises. A
@@ -80,6 +91,10 @@ class Database:
             return await self._write_thread.run(_in_transaction, self._writer, unit, args, kwargs)
         except sa_exc.OperationalError as e:
             raise self._unavailable(e, writing=True) from e
+        except (sa_exc.DBAPIError, OSError, TimeoutError) as e:
+            if self._async is None or not _is_outage(e):
+                raise
+            raise self._unavailable(e, writing=True) from e
 
     async def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``unit(conn, ...)`` on a read snapshot (never committed)."""
@@ -90,10 +105,24 @@ class Database:
             return await self._read_threads.run(_in_snapshot, self._reader, unit, args, kwargs)
         except sa_exc.OperationalError as e:
             raise self._unavailable(e, writing=False) from e
+        except (sa_exc.DBAPIError, OSError, TimeoutError) as e:
+            if self._async is None or not _is_outage(e):
+                raise
+            raise self._unavailable(e, writing=False) from e
 
-    def _unavailable(self, error: sa_exc.OperationalError, *, writing: bool) -> Exception:
-        where = self.url.database if self.is_sqlite else self.url.render_as_string()
-        return LedgerUnavailableError(str(where), writing, str(error.orig or error))
+    def _unavailable(self, error: Exception, *, writing: bool) -> Exception:
+        if self.is_sqlite:
+            assert isinstance(error, sa_exc.DBAPIError)
+            return LedgerUnavailableError(str(self.url.database), writing, str(error.orig or error))
+        # A server's errors name their class and may run over several lines (DETAIL, HINT):
+        # the first line says what happened.
+        cause = getattr(error, "orig", None) or error
+        cause = cause.__cause__ or cause  # asyncpg's own, under SQLAlchemy's adapter class
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        detail = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+        where = self.url.render_as_string(hide_password=True)
+        problem = f"the database server is unreachable ({detail})"
+        return LedgerUnavailableError(where, writing, problem)
 
     async def close(self) -> None:
         """Dispose the engines and stop the threads; closing twice is harmless."""
@@ -170,6 +199,24 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _is_outage(error: BaseException) -> bool:
+    """Whether a database server's error means the connection (not the statement) failed:
+    the server is down, restarting or unreachable, so the same call may work later. A
+    statement the server refused (a bug, a constraint) is not one and propagates as is."""
+    if isinstance(error, (OSError, TimeoutError, sa_exc.InterfaceError)):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        # asyncpg's own exceptions, as SQLAlchemy's adapter carries them: a connection that
+        # closed under the call, or a server shutting down / starting up (SQLSTATE class 08,
+        # 57P01-57P03).
+        cause = getattr(error.orig, "__cause__", None) or error.orig
+        code = getattr(cause, "sqlstate", None) or ""
+        return isinstance(cause, (OSError, TimeoutError)) or code.startswith(("08", "57P"))
+    return False
 
 
 def _in_transaction(engine: Engine, unit: Unit[..., T], args: Any, kwargs: Any) -> T:

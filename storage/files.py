@@ -7,9 +7,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
+from storage import dialect
 from storage.db import Database
 from storage.errors import LeaseLostError
 from storage.models import Chunk, File, Task
@@ -82,7 +82,7 @@ class FileStore:
         by ``(file_id, start)``. ``owner`` fences it as in ``update``.
         """
         if batch:
-            await self._db.write(_checkpoint, list(batch), time.time(), self._db.is_sqlite, owner)
+            await self._db.write(_checkpoint, list(batch), time.time(), owner)
 
     async def remove(self, file_ids: Iterable[int]) -> None:
         """Forget files (and, by cascade, their chunks)."""
@@ -93,6 +93,9 @@ class FileStore:
 
 
 def _add(conn: Connection, task_id: int, files: list[NewFile], now: float) -> list[FileRecord]:
+    # The task's row lock makes "which relpaths does it have" and the insert one step: two
+    # processes resolving the same task would otherwise both insert (a unique violation).
+    conn.execute(select(_T.c.id).where(_T.c.id == task_id).with_for_update())
     known = {r.relpath for r in conn.execute(select(_F.c.relpath).where(_F.c.task_id == task_id))}
     fresh = [f for f in files if f.relpath not in known]
     if fresh:
@@ -113,25 +116,35 @@ def _get(conn: Connection, file_id: int) -> FileRecord:
     return file_record(conn.execute(select(_F).where(_F.c.id == file_id)).one())
 
 
-def _fence(conn: Connection, file_id: int, owner: str | None) -> None:
-    """Refuse the write unless ``owner`` runs the file's task, or ran it last and nobody
-    has claimed it since (a paused or cancelled task's runner makes its final checkpoint)."""
+def _fence(conn: Connection, file_ids: list[int], owner: str | None) -> None:
+    """Lock the tasks of ``file_ids`` for this transaction and refuse the write unless
+    ``owner`` runs them, or ran them last and nobody has claimed them since (a paused or
+    cancelled task's runner makes its final checkpoint); ``owner`` None: lock only.
+
+    The lock (``FOR UPDATE`` on the task rows, in id order; SQLite's ``BEGIN IMMEDIATE``
+    already holds the whole database) keeps a claim by another worker from committing
+    between this check and the write, and serializes the task totals that every file
+    write recomputes: under READ COMMITTED two checkpoints of one task would otherwise each
+    sum the other's files as they were before, and the later one would write stale totals.
+    """
+    rows = conn.execute(
+        select(_T.c.id, _T.c.lease_owner, _T.c.last_owner)
+        .where(_T.c.id.in_(select(_F.c.task_id).where(_F.c.id.in_(file_ids))))
+        .order_by(_T.c.id)
+        .with_for_update(of=_T)
+    ).all()
     if owner is None:
         return
-    row = conn.execute(
-        select(_T.c.id, _T.c.lease_owner, _T.c.last_owner)
-        .join(_F, _F.c.task_id == _T.c.id)
-        .where(_F.c.id == file_id)
-    ).one()
-    holder = row.lease_owner if row.lease_owner is not None else row.last_owner
-    if holder != owner:
-        raise LeaseLostError(row.id, owner, row.lease_owner)
+    for row in rows:
+        holder = row.lease_owner if row.lease_owner is not None else row.last_owner
+        if holder != owner:
+            raise LeaseLostError(row.id, owner, row.lease_owner)
 
 
 def _update(
     conn: Connection, file_id: int, fields: dict[str, Any], now: float, owner: str | None = None
 ) -> FileRecord:
-    _fence(conn, file_id, owner)
+    _fence(conn, [file_id], owner)
     row = conn.execute(
         update(_F).where(_F.c.id == file_id).values(**fields, updated_at=now).returning(*_F.c)
     ).one()
@@ -152,7 +165,7 @@ def _replace_chunks(
     now: float,
     owner: str | None,
 ) -> FileRecord:
-    _fence(conn, file_id, owner)
+    _fence(conn, [file_id], owner)
     conn.execute(delete(_C).where(_C.c.file_id == file_id))
     if chunks:
         conn.execute(insert(_C), [_chunk_row(c) for c in chunks])
@@ -161,18 +174,12 @@ def _replace_chunks(
 
 
 def _checkpoint(
-    conn: Connection, batch: list[FileCheckpoint], now: float, is_sqlite: bool, owner: str | None
+    conn: Connection, batch: list[FileCheckpoint], now: float, owner: str | None
 ) -> None:
-    for cp in batch:
-        _fence(conn, cp.file_id, owner)
+    _fence(conn, sorted({cp.file_id for cp in batch}), owner)
     rows = [_chunk_row(c) for cp in batch for c in cp.chunks]
     if rows:
-        if is_sqlite:
-            stmt = sqlite.insert(_C)
-        else:
-            from sqlalchemy.dialects import postgresql  # heavy to import; only where used
-
-            stmt = postgresql.insert(_C)
+        stmt = dialect.insert(conn, _C)
         upsert = stmt.on_conflict_do_update(
             index_elements=[_C.c.file_id, _C.c.start],
             set_={
@@ -196,6 +203,7 @@ def _checkpoint(
 
 
 def _remove(conn: Connection, file_ids: list[int], now: float) -> None:
+    _fence(conn, file_ids, None)
     task_ids = {r.task_id for r in conn.execute(select(_F.c.task_id).where(_F.c.id.in_(file_ids)))}
     conn.execute(delete(_F).where(_F.c.id.in_(file_ids)))
     _refresh_task_totals(conn, sorted(task_ids), now)

@@ -13,12 +13,19 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from storage.contents import ContentStore
 from storage.db import Database
-from storage.errors import LedgerError, LedgerOpenError, SchemaTooNewError
+from storage.dialect import lock_for_migration
+from storage.errors import (
+    LedgerError,
+    LedgerOpenError,
+    LedgerUnavailableError,
+    SchemaTooNewError,
+)
 from storage.files import FileStore
 from storage.journal import LedgerJournal
 from storage.limits import LimitStore
 from storage.location import default_ledger_path
 from storage.migrate import HEAD_REVISION, current_revision, is_known, upgrade_to_head
+from storage.notify import ChangeFeed
 from storage.records import FileRecord
 from storage.tasks import TaskStore
 from storage.uses import UseStore
@@ -43,6 +50,13 @@ class Ledger:
         """The journal of one file for the download engine: its rows only, every write
         fenced on the lease ``owner`` (None: unfenced)."""
         return LedgerJournal(self.files, self.tasks, file.id, file.task_id, owner)
+
+    def changes(self) -> ChangeFeed:
+        """A feed of task state changes as they commit, from any process (see
+        ``storage.notify``): ``async with ledger.changes() as feed: heard = await
+        feed.wait(seconds)`` returns early with the changed task ids on PostgreSQL
+        (LISTEN/NOTIFY) and simply after ``seconds`` on SQLite, where callers poll."""
+        return ChangeFeed(None if self.db.is_sqlite else self.url)
 
     async def close(self) -> None:
         """Release every connection."""
@@ -69,16 +83,33 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
     try:
         db = Database(url)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as e:
-        raise LedgerOpenError(_where(url, path), f"unsupported database URL: {e}") from e
+        hint = ""
+        if isinstance(e, ImportError) and url.get_backend_name() == "postgresql":
+            hint = " (pip install 'modelhaul[postgres]' for postgresql+asyncpg://)"
+        raise LedgerOpenError(_where(url, path), f"unsupported database URL: {e}{hint}") from e
     try:
         await db.write(_migrate, _where(url, path))
+    except LedgerUnavailableError as e:
+        await db.close()
+        if path is not None:
+            raise
+        raise LedgerOpenError(_where(url, path), e.problem) from e
     except LedgerError:
         await db.close()
         raise
     except (sa_exc.DBAPIError, OSError) as e:
         await db.close()
         detail = getattr(e, "orig", None) or e
-        raise LedgerOpenError(_where(url, path), f"{type(detail).__name__}: {detail}") from e
+        first = (str(detail).strip().splitlines() or [""])[0]  # a server's DETAIL/HINT lines
+        raise LedgerOpenError(_where(url, path), f"{type(detail).__name__}: {first}") from e
+    except (TypeError, ValueError) as e:
+        await db.close()
+        if path is not None:
+            raise
+        # The driver refused an option of the URL's query (``?sslmode=`` is libpq's, not
+        # asyncpg's): the URL is what is wrong.
+        problem = f"the driver refused the URL's options ({type(e).__name__}: {e})"
+        raise LedgerOpenError(_where(url, path), problem) from e
     return Ledger(
         url=url,
         path=path,
@@ -92,6 +123,11 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
 
 
 def _migrate(conn: Connection, where: str) -> None:
+    if current_revision(conn) == HEAD_REVISION:
+        return  # the usual case, without waiting for anyone's lock
+    # Many workers may open a fresh ledger at the same moment: one migrates, the others wait
+    # here and then find the schema at head (READ COMMITTED: the next read sees its commit).
+    lock_for_migration(conn)
     current = current_revision(conn)
     if current == HEAD_REVISION:
         return

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
+from storage import dialect
 from storage.db import Database
 from storage.errors import TaskNotFoundError
 from storage.models import Limit
 from storage.states import UNDERWAY, TaskState
 from storage.task_rows import TASKS, set_columns
-from storage.tasks import MAX_ID
+from storage.tasks import checked_id
 
 _L = Limit.__table__
 GLOBAL = "global"
@@ -62,7 +62,7 @@ class LimitStore:
     async def set_task(self, task_id: int, rate: int | None) -> dict[str, Any]:
         """Set (None: drop) the own limit of a task, in one transaction with reading its
         options (nothing else in them is lost); returns its options afterwards."""
-        return await self._db.write(_set_task, _task_id(task_id), rate)
+        return await self._db.write(_set_task, checked_id(task_id, self._db.max_id), rate)
 
     async def task_rates(self, states: Iterable[TaskState] = UNDERWAY) -> dict[int, int]:
         """The own limit of every task in ``states`` that has one."""
@@ -71,12 +71,6 @@ class LimitStore:
     async def snapshot(self, task_ids: Iterable[int]) -> LimitSnapshot:
         """The global limit and the own limits of ``task_ids``, in one read."""
         return await self._db.read(_snapshot, list(task_ids))
-
-
-def _task_id(task_id: int) -> int:
-    if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id <= MAX_ID:
-        raise TaskNotFoundError(task_id)
-    return task_id
 
 
 def _get(conn: Connection) -> LimitRecord:
@@ -88,12 +82,14 @@ def _get(conn: Connection) -> LimitRecord:
 
 def _set(conn: Connection, rate: int | None, schedule: list[Any] | None, now: float) -> None:
     values = {"rate": rate, "schedule": schedule, "updated_at": now}
-    stmt = sqlite.insert(_L).values(scope=GLOBAL, **values)
+    stmt = dialect.insert(conn, _L).values(scope=GLOBAL, **values)
     conn.execute(stmt.on_conflict_do_update(index_elements=[_L.c.scope], set_=values))
 
 
 def _set_task(conn: Connection, task_id: int, rate: int | None) -> dict[str, Any]:
-    row = conn.execute(select(TASKS.c.options).where(TASKS.c.id == task_id)).first()
+    # FOR UPDATE: a concurrent merge of the options must not be lost (READ COMMITTED).
+    query = select(TASKS.c.options).where(TASKS.c.id == task_id).with_for_update()
+    row = conn.execute(query).first()
     if row is None:
         raise TaskNotFoundError(task_id)
     options = {k: v for k, v in (row.options or {}).items() if k != "rate_limit"}

@@ -1,7 +1,8 @@
 """Every state change of a task: ``move``, a compare-and-set ``UPDATE ... WHERE state =
 :from`` checked against ``storage.states`` that writes its event rows in the same
-transaction. ``transition`` (one task), ``claim`` (a scheduler taking pending tasks) and
-nothing else call it; ``heartbeat`` renews the leases it grants."""
+transaction (and on PostgreSQL a ``NOTIFY`` of the task id). ``transition`` (one task),
+``claim`` (a scheduler taking pending tasks) and nothing else call it; ``heartbeat`` renews
+the leases it grants."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
+from storage.dialect import notify_moved
 from storage.errors import IllegalTransitionError, TransitionConflictError
 from storage.records import Lease, TaskRecord
 from storage.states import FINAL_STATES, TaskState, is_legal
@@ -32,7 +34,9 @@ def transition(
 ) -> TaskRecord:
     """Move one task (``expect``: only from that state; ``if_owner``: only under that
     lease); ``TransitionConflictError`` when it moved first, with who holds it now."""
-    current = expect if expect is not None else current_state(conn, task_id)[0]
+    # Without ``expect`` the move is from whatever the state is now: lock the row while
+    # reading it, so another process cannot move it in between (a spurious conflict).
+    current = expect if expect is not None else current_state(conn, task_id, lock=True)[0]
     moved = move(
         conn, [task_id], current, to, now, reason, lease=lease, owner=if_owner, actor=actor
     )
@@ -117,6 +121,8 @@ def move(
         if conn.execute(stmt, {**params, "task_id": task_id}).rowcount == 1:
             conn.execute(INSERT_EVENT, {**event, "task_id": task_id, "actor": actor})
             moved.append(task_id)
+    # Any process waiting on the ledger's changes (storage.notify) hears of these at commit.
+    notify_moved(conn, moved)
     # Re-read rather than UPDATE ... RETURNING: through SQLAlchemy the RETURNING form
     # measured 130 us against 40 us for UPDATE plus 38 us for this SELECT.
     return [get_task(conn, task_id) for task_id in moved]

@@ -20,6 +20,7 @@ INSERT_EVENT = insert(EVENTS)
 # Hot statements are built once: constructing a statement costs more than running it.
 _SELECT_TASK = select(TASKS).where(TASKS.c.id == bindparam("task_id"))
 _SELECT_STATE = select(TASKS.c.state, TASKS.c.lease_owner).where(TASKS.c.id == bindparam("task_id"))
+_LOCK_STATE = _SELECT_STATE.with_for_update()
 
 
 def get_task(conn: Connection, task_id: int) -> TaskRecord:
@@ -36,9 +37,12 @@ def set_columns(conn: Connection, task_id: int, values: dict[str, Any]) -> None:
         raise TaskNotFoundError(task_id)
 
 
-def current_state(conn: Connection, task_id: int) -> tuple[TaskState, str | None]:
-    """A task's state and lease owner."""
-    row = conn.execute(_SELECT_STATE, {"task_id": task_id}).first()
+def current_state(
+    conn: Connection, task_id: int, *, lock: bool = False
+) -> tuple[TaskState, str | None]:
+    """A task's state and lease owner; ``lock``: and hold its row until the transaction ends
+    (PostgreSQL's ``FOR UPDATE``: what was read stays true while the caller acts on it)."""
+    row = conn.execute(_LOCK_STATE if lock else _SELECT_STATE, {"task_id": task_id}).first()
     if row is None:
         raise TaskNotFoundError(task_id)
     return TaskState(row.state), row.lease_owner

@@ -32,6 +32,14 @@ class TaskStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def _id(self, task_id: int) -> int:
+        return checked_id(task_id, self._db.max_id)
+
+    def _possible(self, ids: Iterable[int]) -> list[int]:
+        """Those of ``ids`` a task could have (another would overflow the query's integer)."""
+        largest = self._db.max_id
+        return [i for i in ids if isinstance(i, int) and 0 < i <= largest]
+
     # --- creating -------------------------------------------------------------------------
 
     async def enqueue(self, tasks: Sequence[NewTask], *, actor: str | None = None) -> list[int]:
@@ -44,7 +52,7 @@ class TaskStore:
 
     async def get(self, task_id: int) -> TaskRecord:
         """The task, or ``TaskNotFoundError``."""
-        return await self._db.read(get_task, _id(task_id))
+        return await self._db.read(get_task, self._id(task_id))
 
     async def list(
         self,
@@ -59,7 +67,7 @@ class TaskStore:
         if states is not None:
             query = query.where(TASKS.c.state.in_([s.value for s in states]))
         if ids is not None:
-            query = query.where(TASKS.c.id.in_(list(ids)))
+            query = query.where(TASKS.c.id.in_(self._possible(ids)))
         if limit is not None:
             query = query.limit(limit)
         return await self._db.read(_records, query)
@@ -84,11 +92,11 @@ class TaskStore:
 
     async def events(self, task_id: int) -> list[EventRecord]:
         """The task's history, oldest first."""
-        return await self._db.read(_events, _id(task_id))
+        return await self._db.read(_events, self._id(task_id))
 
     async def states(self, task_ids: Iterable[int]) -> dict[int, tuple[TaskState, str | None]]:
         """Each task's state and lease owner: the cheap read a runner polls for requests."""
-        return await self._db.read(_states, list(task_ids))
+        return await self._db.read(_states, self._possible(task_ids))
 
     async def changed_since(self, since: float) -> list[TaskRecord]:
         """Tasks whose row changed at or after ``since`` (UNIX seconds), oldest change first."""
@@ -122,7 +130,7 @@ class TaskStore:
         in the same transaction. A lost race raises ``TransitionConflictError``; a move the
         table forbids, ``IllegalTransitionError``; either way nothing changes.
         """
-        task_id = _id(task_id)
+        task_id = self._id(task_id)
         return await self._db.write(
             moves.transition,
             task_id,
@@ -148,7 +156,7 @@ class TaskStore:
         oldest first."""
         if limit <= 0:
             return []
-        wanted = None if only is None else list(only)
+        wanted = None if only is None else self._possible(only)
         return await self._db.write(
             moves.claim, lease, limit, wanted, reason, time.time(), self._db.is_sqlite
         )
@@ -163,25 +171,25 @@ class TaskStore:
     async def note(self, task_id: int, reason: str, *, actor: str | None = None) -> None:
         """Record something that happened to a task without changing its state (the remote
         file changed, blocks were re-fetched, …): an event whose from and to are equal."""
-        await self._db.write(_note, _id(task_id), reason, actor, time.time())
+        await self._db.write(_note, self._id(task_id), reason, actor, time.time())
 
     # --- other fields ---------------------------------------------------------------------
 
     async def set_options(self, task_id: int, options: dict[str, Any]) -> None:
         """Replace the task's options (callers never put secrets there)."""
         await self._db.write(
-            set_columns, _id(task_id), {"options": options, "updated_at": time.time()}
+            set_columns, self._id(task_id), {"options": options, "updated_at": time.time()}
         )
 
     async def merge_options(self, task_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         """Set only the keys of ``changes`` in the task's options, reading what is stored in
         the same transaction, so a key another process wrote meanwhile (``modelhaul limit
         --task`` writes ``rate_limit``) is kept; returns the options afterwards."""
-        return await self._db.write(_merge_options, _id(task_id), dict(changes), time.time())
+        return await self._db.write(_merge_options, self._id(task_id), dict(changes), time.time())
 
     async def remove(self, task_id: int) -> None:
         """Delete a task and (by cascade) its files, chunks and events from the ledger."""
-        await self._db.write(_remove, _id(task_id))
+        await self._db.write(_remove, self._id(task_id))
 
 
 # --- units of work (run in one transaction each) ----------------------------------------------
@@ -190,7 +198,10 @@ class TaskStore:
 def _merge_options(
     conn: Connection, task_id: int, changes: dict[str, Any], now: float
 ) -> dict[str, Any]:
-    row = conn.execute(select(TASKS.c.options).where(TASKS.c.id == task_id)).first()
+    # FOR UPDATE: under PostgreSQL's READ COMMITTED a concurrent merge would otherwise read
+    # the same options and one of the two changes would be lost.
+    query = select(TASKS.c.options).where(TASKS.c.id == task_id).with_for_update()
+    row = conn.execute(query).first()
     if row is None:
         raise TaskNotFoundError(task_id)
     options = {**(row.options or {}), **changes}
@@ -239,10 +250,11 @@ def _note(conn: Connection, task_id: int, reason: str, actor: str | None, now: f
 MAX_ID = 2**63 - 1  # SQLite's largest integer: no task can have a larger id
 
 
-def _id(task_id: int) -> int:
+def checked_id(task_id: int, largest: int = MAX_ID) -> int:
     """``task_id`` if a task could have it; else ``TaskNotFoundError`` at once (a larger
-    number would overflow the database's integer instead of finding nothing)."""
-    if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id <= MAX_ID:
+    number would overflow the database's integer instead of finding nothing). ``largest``
+    is the backend's (``Database.max_id``: PostgreSQL's ids are 32-bit)."""
+    if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id <= largest:
         raise TaskNotFoundError(task_id)
     return task_id
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
+from storage import dialect
 from storage.db import Database
 from storage.models import CacheUse
 
@@ -34,7 +34,7 @@ class UseStore:
 
 
 def _touch(conn: Connection, key: str, at: float) -> None:
-    stmt = sqlite.insert(_U).values(key=key, last_used=at)
+    stmt = dialect.insert(conn, _U).values(key=key, last_used=at)
     conn.execute(stmt.on_conflict_do_update(index_elements=[_U.c.key], set_={"last_used": at}))
 
 

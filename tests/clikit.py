@@ -27,8 +27,10 @@ class Result:
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = python_env(MODELHAUL_HOME=str(home), **extra)
+    env = python_env(MODELHAUL_HOME=str(home))
+    # A ledger URL of ours must not leak in, but a test may name one (a PostgreSQL ledger).
     env.pop("MODELHAUL_LEDGER", None)
+    env.update(extra)
     return env
 
 

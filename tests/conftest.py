@@ -16,11 +16,52 @@ from storage import Lease, Ledger, open_ledger
 REPO = Path(__file__).resolve().parent.parent
 
 
+# The backends a ledger test can run on: ``@on_both_backends`` runs it on each (the
+# ``ledger`` fixture is SQLite unless parametrized so).
+BACKENDS = ("sqlite", "postgresql")
+on_both_backends = pytest.mark.parametrize("ledger", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-async def ledger(tmp_path: Path) -> Ledger:
-    led = await open_ledger(tmp_path / "ledger.db")
+async def ledger(request, tmp_path: Path) -> Ledger:
+    """An open ledger: a SQLite file in ``tmp_path``, or (parametrized ``"postgresql"``) a
+    fresh database on the session's PostgreSQL server."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        target = request.getfixturevalue("pg_url")
+    else:
+        target = tmp_path / "ledger.db"
+    led = await open_ledger(target)
     yield led
     await led.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the whole session (``tests/pgkit.py``), stopped at the
+    end; the tests that need it skip where Debian's ``postgresql`` is not installed."""
+    from pgkit import start_server
+
+    # The real folder (a symlink on PATH may point there): psql and postgres sit beside it.
+    bindir = Path(system_program("pg_ctl")).resolve().parent
+    system_program("initdb")
+    server = start_server(bindir)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_database(pg_server) -> str:
+    """The name of a fresh database migrated to head, dropped after the test."""
+    name = pg_server.new_database()
+    yield name
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(pg_server, pg_database: str) -> str:
+    """The ``postgresql+asyncpg://`` URL of a fresh migrated database (``pg_database``); a
+    child process gets it as ``MODELHAUL_LEDGER`` through ``pg_server.child_env(name)``."""
+    return pg_server.url(pg_database)
 
 
 @pytest.fixture
@@ -56,17 +97,29 @@ SYSTEM_PACKAGES = {
     "setpriv": "util-linux",
     "mount": "mount",
     "tinyproxy": "tinyproxy",
+    "initdb": "postgresql",
+    "pg_ctl": "postgresql",
 }
 # Under this variable (CI sets it) a missing program fails its tests instead of skipping them.
 REQUIRE_SYSTEM = "MODELHAUL_REQUIRE_SYSTEM"
+
+
+def _system_dirs() -> list[str]:
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1,
+        reverse=True,
+    )
+    return ["/usr/sbin", "/sbin", *map(str, versions)]
 
 
 def system_program(name: str, package: str | None = None) -> str:
     """The path of a system program a test needs. Where it is not installed the test is
     skipped with a one-line reason naming the Debian package, so that the README's test
     command passes on a fresh machine; under ``MODELHAUL_REQUIRE_SYSTEM=1`` it fails."""
-    # Debian keeps daemons in /usr/sbin, which a user's PATH often leaves out.
-    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(("/usr/sbin", "/sbin")))
+    # Debian keeps daemons in /usr/sbin, which a user's PATH often leaves out, and
+    # PostgreSQL's programs in /usr/lib/postgresql/<N>/bin, on no PATH (newest first).
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_system_dirs()))
     if found:
         return found
     package = package or SYSTEM_PACKAGES[name]

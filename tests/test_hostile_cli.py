@@ -266,3 +266,30 @@ async def test_too_many_peers_on_the_command_line_is_a_usage_error(tmp_path: Pat
     got = await run(home, "peers", *argv, timeout=60)
     assert_usage_error(got, "--peer", "at most 16 peers")
     assert not (home / "ledger.db").exists()
+
+
+def _closed_port() -> int:
+    from pgkit import free_port
+
+    return free_port()
+
+
+BAD_LEDGER_URLS = [
+    # nothing listens there: the server is down or the URL names the wrong host
+    ("postgresql+asyncpg://u:hunter2@127.0.0.1:{port}/x", "database server is unreachable"),
+    ("postgresql+nodriver://h/x", "unsupported database URL"),
+    ("postgresql+asyncpg://u@127.0.0.1:{port}/x?sslmode=require", "refused the URL's options"),
+]
+
+
+@pytest.mark.parametrize(("url", "says"), BAD_LEDGER_URLS, ids=["down", "driver", "query"])
+async def test_a_ledger_url_that_cannot_be_opened_is_one_line_without_its_password(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    url = url.format(port=_closed_port())
+    for argv in (["ls"], ["pause", "3"]):
+        got = await run(tmp_path / "home", *argv, timeout=60, MODELHAUL_LEDGER=url)
+        assert got.code == 1, (got.code, got.stderr)
+        [line] = got.stderr.strip().splitlines()
+        assert line.startswith("modelhaul: cannot open ledger at") and says in line, line
+        assert "hunter2" not in got.stderr and "Traceback" not in got.stderr

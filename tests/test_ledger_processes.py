@@ -10,19 +10,21 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import PYTHON, python_env
+from conftest import PYTHON, on_both_backends, python_env
 
 from storage import ChunkRecord, Ledger, NewFile, NewTask, TaskState
 
 HELPERS = Path(__file__).parent / "helpers"
 
 
+@on_both_backends
 async def test_two_processes_racing_to_claim_a_task_exactly_one_wins_fifty_times(
-    ledger: Ledger, tmp_path: Path
+    ledger: Ledger,
 ) -> None:
     ids = await ledger.tasks.enqueue([NewTask("url", f"http://e/{i}", "/d") for i in range(50)])
     start_at = time.time() + 2.0  # both children are up and connected well before this
-    args = [str(tmp_path / "ledger.db"), str(start_at), "0.04", ",".join(map(str, ids))]
+    target = str(ledger.path or ledger.url.render_as_string(hide_password=False))
+    args = [target, str(start_at), "0.04", ",".join(map(str, ids))]
     children = [
         subprocess.Popen(
             [PYTHON, str(HELPERS / "race_claim.py"), *args],

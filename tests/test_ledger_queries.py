@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import on_both_backends
 
 from storage import (
     ChunkRecord,
@@ -17,6 +18,7 @@ from storage import (
 from storage import TaskState as S
 
 
+@on_both_backends
 async def test_bulk_enqueue_of_ten_thousand_tasks_returns_their_ids_in_order(
     ledger: Ledger,
 ) -> None:
@@ -29,6 +31,7 @@ async def test_bulk_enqueue_of_ten_thousand_tasks_returns_their_ids_in_order(
     assert [e.reason for e in await ledger.tasks.events(ids[-1])] == ["created"]
 
 
+@on_both_backends
 async def test_claim_takes_highest_priority_first_then_oldest(ledger: Ledger, lease: Lease) -> None:
     ids = await ledger.tasks.enqueue(
         [NewTask("url", f"http://e/{i}", f"/d/{i}", priority=p) for i, p in enumerate([0, 5, 0, 5])]
@@ -40,6 +43,7 @@ async def test_claim_takes_highest_priority_first_then_oldest(ledger: Ledger, le
     assert await ledger.tasks.claim(lease, 5) == []
 
 
+@on_both_backends
 async def test_heartbeat_reports_only_tasks_still_held(ledger: Ledger, lease: Lease) -> None:
     ids = await ledger.tasks.enqueue([NewTask("url", f"http://e/{i}", "/d") for i in range(3)])
     await ledger.tasks.claim(lease, 3)
@@ -54,6 +58,7 @@ async def test_a_token_in_task_options_is_refused() -> None:
         NewTask("huggingface", "org/repo", "/d", options={"token": "hf_secret"})
 
 
+@on_both_backends
 async def test_same_download_has_the_same_spec_key_and_can_be_found(ledger: Ledger) -> None:
     a = NewTask("huggingface", "org/repo", "/d", revision="main", patterns=("*.gguf",))
     b = NewTask("huggingface", "org/repo", "/d", revision="main", patterns=("*.gguf",))
@@ -65,6 +70,7 @@ async def test_same_download_has_the_same_spec_key_and_can_be_found(ledger: Ledg
     assert await ledger.tasks.find(c.spec_key, [S.PENDING]) is None
 
 
+@on_both_backends
 async def test_checkpoint_of_many_chunks_is_one_transaction_and_totals_follow(
     ledger: Ledger,
 ) -> None:
@@ -89,6 +95,7 @@ async def test_checkpoint_of_many_chunks_is_one_transaction_and_totals_follow(
     assert (record.part_mtime_ns, record.part_size) == (123, 64 * mib)
 
 
+@on_both_backends
 async def test_checkpoint_upserts_a_chunk_split_off_by_work_stealing(ledger: Ledger) -> None:
     [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
     [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 4, size=100)])
@@ -106,6 +113,7 @@ async def test_checkpoint_upserts_a_chunk_split_off_by_work_stealing(ledger: Led
     ]
 
 
+@on_both_backends
 async def test_files_completed_count_toward_the_task(ledger: Ledger) -> None:
     [task_id] = await ledger.tasks.enqueue([NewTask("huggingface", "o/r", "/d")])
     files = await ledger.files.add(
@@ -124,6 +132,7 @@ async def test_files_completed_count_toward_the_task(ledger: Ledger) -> None:
     )
 
 
+@on_both_backends
 async def test_removing_a_task_removes_its_files_chunks_and_events(ledger: Ledger) -> None:
     [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
     [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 4, size=8)])
@@ -134,6 +143,7 @@ async def test_removing_a_task_removes_its_files_chunks_and_events(ledger: Ledge
     assert await ledger.tasks.events(task_id) == []
 
 
+@on_both_backends
 async def test_after_a_pause_the_last_runner_may_still_checkpoint_but_not_once_reclaimed(
     ledger: Ledger, lease: Lease
 ) -> None:
@@ -161,6 +171,7 @@ async def test_after_a_pause_the_last_runner_may_still_checkpoint_but_not_once_r
     await ledger.files.checkpoint([late], owner=other.owner)  # the new holder writes freely
 
 
+@on_both_backends
 @pytest.mark.parametrize("task_id", [0, -1, 2**63, 10**30])
 async def test_an_id_no_task_can_have_is_not_found_rather_than_an_overflow(
     ledger, task_id: int

@@ -34,6 +34,40 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     assert diff == []
 
 
+async def test_migrated_schema_matches_the_models_on_postgresql(pg_server) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from storage import open_ledger
+
+    name = pg_server.new_database(migrated=False)
+    async with await open_ledger(pg_server.url(name)):
+        pass  # opening migrates
+    engine = create_async_engine(pg_server.url(name))
+
+    def compare(conn):  # type: ignore[no-untyped-def]
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+    def run(conn, action, target):  # type: ignore[no-untyped-def]
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        action(cfg, target)
+        return set(inspect(conn).get_table_names())
+
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(compare) == []
+        tables = {"tasks", "files", "chunks", "events", "limits", "contents", "cache_uses"}
+        async with engine.begin() as conn:
+            assert await conn.run_sync(run, command.downgrade, "base") & tables == set()
+        async with engine.begin() as conn:
+            assert tables <= await conn.run_sync(run, command.upgrade, "head")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(compare) == []
+    finally:
+        await engine.dispose()
+        pg_server.drop_database(name)
+
+
 def test_the_head_revision_constant_matches_the_scripts() -> None:
     assert head_revision() == HEAD_REVISION
 

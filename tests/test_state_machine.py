@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from conftest import on_both_backends
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +46,7 @@ async def new_task_in(ledger: Ledger, state: TaskState) -> int:
 ALL_PAIRS = [(a, b) for a in TaskState for b in TaskState]
 
 
+@on_both_backends
 @pytest.mark.parametrize(("current", "requested"), ALL_PAIRS, ids=lambda s: s.value)
 async def test_transition_follows_the_table(ledger: Ledger, current, requested) -> None:
     task_id = await new_task_in(ledger, current)
@@ -70,6 +72,7 @@ async def test_transition_follows_the_table(ledger: Ledger, current, requested) 
         assert await ledger.tasks.events(task_id) == events_before
 
 
+@on_both_backends
 async def test_downloading_holds_a_lease_and_leaving_it_clears_the_lease(ledger: Ledger) -> None:
     task_id = await new_task_in(ledger, S.DOWNLOADING)
     running = await ledger.tasks.get(task_id)
@@ -79,6 +82,7 @@ async def test_downloading_holds_a_lease_and_leaving_it_clears_the_lease(ledger:
     assert paused.lease is None and paused.heartbeat_at is None
 
 
+@on_both_backends
 async def test_failed_keeps_its_reason_as_the_error_and_retry_clears_it(ledger: Ledger) -> None:
     task_id = await new_task_in(ledger, S.DOWNLOADING)
     failed = await ledger.tasks.transition(task_id, S.FAILED, reason="HTTP 404 for http://x")
@@ -87,6 +91,7 @@ async def test_failed_keeps_its_reason_as_the_error_and_retry_clears_it(ledger: 
     assert retried.error is None and retried.finished_at is None
 
 
+@on_both_backends
 async def test_starting_to_download_without_a_lease_is_refused(ledger: Ledger) -> None:
     task_id = await new_task_in(ledger, S.PENDING)
     with pytest.raises(ValueError, match="lease"):
@@ -94,6 +99,7 @@ async def test_starting_to_download_without_a_lease_is_refused(ledger: Ledger) -
     assert (await ledger.tasks.get(task_id)).state is S.PENDING
 
 
+@on_both_backends
 async def test_compare_and_set_from_a_stale_state_conflicts_and_changes_nothing(
     ledger: Ledger,
 ) -> None:
@@ -104,6 +110,7 @@ async def test_compare_and_set_from_a_stale_state_conflicts_and_changes_nothing(
     assert len(await ledger.tasks.events(task_id)) == 2  # created, paused
 
 
+@on_both_backends
 async def test_owner_check_refuses_a_process_that_lost_its_lease(ledger: Ledger) -> None:
     task_id = await new_task_in(ledger, S.DOWNLOADING)
     with pytest.raises(TransitionConflictError, match=LEASE.owner):
@@ -113,6 +120,7 @@ async def test_owner_check_refuses_a_process_that_lost_its_lease(ledger: Ledger)
     assert (await ledger.tasks.get(task_id)).state is S.DOWNLOADING
 
 
+@on_both_backends
 async def test_unknown_task_is_a_typed_error(ledger: Ledger) -> None:
     with pytest.raises(TaskNotFoundError, match="task 4242 does not exist"):
         await ledger.tasks.transition(4242, S.PAUSED, reason="x")
