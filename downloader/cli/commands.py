@@ -256,6 +256,13 @@ async def limit(args: argparse.Namespace, out: Output) -> int:
         return await run_limit(manager, args, out)
 
 
+async def workers(args: argparse.Namespace, out: Output) -> int:
+    """The processes running downloads on this ledger (``cli.workerscmd``)."""
+    from downloader.cli.workerscmd import run_workers
+
+    return await run_workers(args, out)
+
+
 async def mirror(args: argparse.Namespace, out: Output) -> int:
     """Download every entry of a manifest."""
     from downloader.cli.mirror import run_mirror
@@ -363,6 +370,7 @@ COMMANDS: dict[str, Command] = {
     "serve": serve,
     "verify": verify,
     "limit": limit,
+    "workers": workers,
     "mirror": mirror,
     "models": models,
     "cache": cache,

@@ -33,6 +33,7 @@ class Presence:
         self._started = time.time()
         self._version = modelhaul_version()
         self.joined = False
+        self.tasks = 0  # as the last beat wrote it
 
     async def beat(self, tasks: int, rate: float) -> None:
         """Say that this manager runs ``tasks`` tasks receiving ``rate`` bytes/s now, and
@@ -49,6 +50,7 @@ class Presence:
             rate=max(0, int(rate)),
             version=self._version,
         )
+        self.tasks = tasks
         self.joined = True  # before the write: one cancelled mid-way may land all the same
         try:
             await self._ledger.workers.beat(row)

@@ -259,13 +259,15 @@ class Scheduler:
             running = list(self._runners)
             if running:
                 await self._look(running)
-            if time.monotonic() - last_beat >= self._settings.heartbeat_seconds:
-                if self._runners:
-                    try:
-                        await self._leases.heartbeat(self._runners)
-                    except LedgerUnavailableError as e:  # the runners meet it too, and stop
-                        log.info("cannot renew leases: %s", e)
+            due = time.monotonic() - last_beat >= self._settings.heartbeat_seconds
+            if due and self._runners:
+                try:
+                    await self._leases.heartbeat(self._runners)
+                except LedgerUnavailableError as e:  # the runners meet it too, and stop
+                    log.info("cannot renew leases: %s", e)
+            if due or len(self._runners) != self._presence.tasks:  # `workers` sees it now
                 await self._beat()
+            if due:
                 last_beat = time.monotonic()
 
     async def _look(self, running: list[int]) -> None:

@@ -36,8 +36,9 @@ class FleetShare:
     @property
     def fraction(self) -> float:
         """This process's part of the fleet's limits, in (0, 1]."""
-        mine = max(1, self.mine)
-        return mine / max(mine, self.total)
+        if self.mine <= 0:  # its next task joins the others'
+            return 1 / (max(0, self.total) + 1)
+        return self.mine / max(self.mine, self.total)
 
     def rate(self, limit: int | None) -> int | None:
         """This process's part of the fleet's rate ``limit`` (None: no limit)."""
