@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from downloader.progress import DownloadProgress
-from storage import EventRecord, FileRecord, TaskRecord, TaskState, WorkerRecord
+from storage import EventRecord, FileRecord, TaskRecord, TaskState
+
+if TYPE_CHECKING:  # its module loads SQLAlchemy, which `ls` (storage.glance) does without
+    from storage import WorkerRecord
 
 OLLAMA_MODEL = "application/vnd.ollama.image.model"  # the layer that holds the weights
 OLLAMA_REGISTRY = "registry.ollama.ai"
