@@ -1,14 +1,18 @@
-"""JSON shapes of tasks, files and events: one place, used by the server and the CLI."""
+"""JSON shapes of tasks, files, events and workers: one place, used by the server and the
+CLI."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from downloader.progress import DownloadProgress
 from storage import EventRecord, FileRecord, TaskRecord, TaskState
+
+if TYPE_CHECKING:  # its module loads SQLAlchemy, which `ls` (storage.glance) does without
+    from storage import WorkerRecord
 
 OLLAMA_MODEL = "application/vnd.ollama.image.model"  # the layer that holds the weights
 OLLAMA_REGISTRY = "registry.ollama.ai"
@@ -64,6 +68,9 @@ def task_json(
         "started_at": iso(task.started_at),
         "finished_at": iso(task.finished_at),
         "updated_at": iso(task.updated_at),
+        "worker": lease_json(task),
+        # The host whose disk holds its files (of a completed task: where they are).
+        "files_host": task.files_host,
     }
     if files is not None:
         data["files"] = [file_json(f) for f in files]
@@ -72,6 +79,31 @@ def task_json(
     if events is not None:
         data["events"] = [event_json(e) for e in events]
     return data
+
+
+def lease_json(task: TaskRecord) -> dict[str, Any] | None:
+    """Which worker runs a task now (None: nobody, it is not downloading)."""
+    lease = task.lease
+    if lease is None or task.state is not TaskState.DOWNLOADING:
+        return None
+    return {"owner": lease.owner, "host": lease.host, "pid": lease.pid}
+
+
+def worker_json(worker: WorkerRecord, *, now: float, stale_after: float) -> dict[str, Any]:
+    """A worker (a process running downloads) as its last heartbeat left it; ``gone``: that
+    heartbeat is older than ``stale_after`` seconds."""
+    return {
+        "owner": worker.owner,
+        "host": worker.host,
+        "pid": worker.pid,
+        "tasks": worker.tasks,
+        "bytes_per_second": worker.rate,
+        "started_at": iso(worker.started_at),
+        "heartbeat_at": iso(worker.heartbeat_at),
+        "seconds_since_heartbeat": round(max(0.0, now - worker.heartbeat_at), 1),
+        "version": worker.version,
+        "gone": worker.gone(now, stale_after),
+    }
 
 
 def file_json(f: FileRecord) -> dict[str, Any]:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         TaskState,
     )
     from storage.tasks import TaskStore
+    from storage.workers import WorkerRecord, WorkerStore
 
 # Where each public name lives (the imports above, for readers and type checkers).
 _HOMES = {
@@ -107,6 +108,7 @@ _HOMES = {
         "storage.states",
     ),
     "TaskStore": "storage.tasks",
+    **dict.fromkeys(("WorkerRecord", "WorkerStore"), "storage.workers"),
 }
 
 __all__ = [
@@ -145,6 +147,8 @@ __all__ = [
     "TaskState",
     "TaskStore",
     "TransitionConflictError",
+    "WorkerRecord",
+    "WorkerStore",
     "default_ledger_path",
     "modelhaul_home",
     "open_ledger",

@@ -29,13 +29,15 @@ from storage.notify import ChangeFeed
 from storage.records import FileRecord
 from storage.tasks import TaskStore
 from storage.uses import UseStore
+from storage.workers import WorkerStore
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
 class Ledger:
-    """An open ledger: the task, file, use, limit and content stores over one database."""
+    """An open ledger: the task, file, use, limit, content and worker stores over one
+    database."""
 
     url: URL
     path: Path | None
@@ -45,6 +47,7 @@ class Ledger:
     uses: UseStore
     limits: LimitStore
     contents: ContentStore
+    workers: WorkerStore
 
     def journal(self, file: FileRecord, owner: str | None = None) -> LedgerJournal:
         """The journal of one file for the download engine: its rows only, every write
@@ -119,6 +122,7 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
         uses=UseStore(db),
         limits=LimitStore(db),
         contents=ContentStore(db),
+        workers=WorkerStore(db),
     )
 
 

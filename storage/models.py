@@ -81,6 +81,10 @@ class Task(Base):
     # The last lease holder, kept when the lease is cleared (a pause, a cancel): it alone may
     # still record its final checkpoint, until another process claims the task.
     last_owner: Mapped[str | None] = mapped_column(String(255))
+    # The host whose disk holds the task's files: set by each run as it starts writing them,
+    # kept when it ends. With per-host destinations it says where a finished file is, and a
+    # takeover elsewhere that finds no .part knows whose disk it was on.
+    files_host: Mapped[str | None] = mapped_column(String(255))
 
 
 class File(Base):
@@ -198,3 +202,20 @@ class Content(Base):
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     origin: Mapped[str] = mapped_column(Text)  # how it became known, e.g. "task 7"
     indexed_at: Mapped[float] = mapped_column(Float)
+
+
+class Worker(Base):
+    """A live process that runs downloads (a worker, a server, a foreground ``get``), one row
+    per manager, kept by its heartbeat: what ``modelhaul workers`` lists and what the fleet's
+    limits are shared by. A row whose heartbeat is older than ``stale_after`` is gone."""
+
+    __tablename__ = "workers"
+
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)  # its lease owner
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    tasks: Mapped[int] = mapped_column(Integer)  # how many it runs now
+    rate: Mapped[int] = mapped_column(BigInteger)  # bytes per second it receives now
+    version: Mapped[str] = mapped_column(String(64))  # modelhaul's

@@ -130,6 +130,7 @@ class TaskRecord:
     lease: Lease | None
     heartbeat_at: float | None
     last_owner: str | None = None  # who ran it last (kept after the lease is cleared)
+    files_host: str | None = None  # the host whose disk holds its files (None: not known)
 
     @property
     def last_lease(self) -> Lease | None:
@@ -253,6 +254,7 @@ def task_record(row: Any) -> TaskRecord:
         lease=lease,
         heartbeat_at=row.heartbeat_at,
         last_owner=row.last_owner,
+        files_host=row.files_host,
     )
 
 

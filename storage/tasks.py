@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from storage import moves
@@ -187,6 +187,11 @@ class TaskStore:
         --task`` writes ``rate_limit``) is kept; returns the options afterwards."""
         return await self._db.write(_merge_options, self._id(task_id), dict(changes), time.time())
 
+    async def set_files_host(self, task_id: int, host: str, owner: str) -> bool:
+        """Record that the run under ``owner``'s lease writes the task's files on ``host``
+        (False: the lease is no longer ``owner``'s, nothing written)."""
+        return await self._db.write(_set_files_host, _id(task_id), host, owner)
+
     async def remove(self, task_id: int) -> None:
         """Delete a task and (by cascade) its files, chunks and events from the ledger."""
         await self._db.write(_remove, self._id(task_id))
@@ -207,6 +212,17 @@ def _merge_options(
     options = {**(row.options or {}), **changes}
     set_columns(conn, task_id, {"options": options, "updated_at": now})
     return options
+
+
+def _set_files_host(conn: Connection, task_id: int, host: str, owner: str) -> bool:
+    # Not a state change, so not in storage.moves; fenced on the lease all the same, so a
+    # run that was taken over cannot say the files are on its host.
+    stmt = (
+        update(TASKS)
+        .where(TASKS.c.id == task_id, TASKS.c.lease_owner == owner)
+        .values(files_host=host)
+    )
+    return conn.execute(stmt).rowcount == 1
 
 
 def _enqueue(conn: Connection, tasks: list[NewTask], actor: str | None, now: float) -> list[int]:

@@ -944,3 +944,60 @@ async def test_hostile_ranges_get_416_or_the_right_bytes_never_a_500(
             assert body == BLOB[part]
     async with server.http.get(BLOB_PATH) as r:  # and the server is still fine
         assert r.status == 200 and await r.read() == BLOB
+
+
+# --- the workers (GET /api/v1/workers) ------------------------------------------------------
+
+
+async def test_the_workers_route_lists_the_server_itself_and_a_task_names_its_worker(
+    server, tasks
+) -> None:
+    status, body = await server.call("GET", "/api/v1/workers")
+    assert status == 200, body
+    [me] = [w for w in body["workers"] if w["owner"] == server.manager.lease.owner]
+    assert me["gone"] is False and me["pid"] > 0
+    status, task = await server.call("GET", f"/api/v1/downloads/{tasks['downloading']}")
+    assert task["worker"] == {"owner": me["owner"], "host": me["host"], "pid": me["pid"]}
+    status, paused = await server.call("GET", f"/api/v1/downloads/{tasks['paused']}")
+    assert paused["worker"] is None
+
+
+@pytest.mark.parametrize("origin", [EVIL, "null", "http://127.0.0.1:9"])
+async def test_a_foreign_origin_cannot_list_the_workers(server, origin) -> None:
+    status, error = await server.call("GET", "/api/v1/workers", headers={"Origin": origin})
+    assert status == 403 and error["code"] == "CROSS_ORIGIN", error
+    status, error = await server.call(
+        "GET", "/api/v1/workers", headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert status == 403, error
+
+
+async def test_the_workers_route_takes_no_writes_and_no_ids(server) -> None:
+    before = await server.ledger()
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        status, error = await server.call(
+            method, "/api/v1/workers", body=_body({"owner": "x"}), headers=JSON
+        )
+        assert status == 405, (method, error)
+    for path in ("/api/v1/workers/1", "/api/v1/workers/..%2f..", "/api/v1/workers/%00"):
+        status, error = await server.call("GET", path)
+        assert status == 404, (path, error)
+    # Query parameters mean nothing here: ignored, whatever they hold.
+    status, body = await server.call("GET", "/api/v1/workers?owner=%ff%fe&x=" + "y" * 4000)
+    assert status == 200 and isinstance(body["workers"], list)
+    assert await server.ledger() == before
+
+
+async def test_the_workers_route_needs_the_token_and_refuses_the_peer_token(tmp_path) -> None:
+    async with running_server(  # noqa: SIM117
+        _settings(tmp_path), token="s3cret", peer_token="p33r"
+    ) as (url, app):
+        async with aiohttp.ClientSession(url) as http:
+            server = Server(url, http, app[MANAGER])
+            for headers in ({}, {"Authorization": "Bearer p33r"}, {"Authorization": "Bearer x"}):
+                status, error = await server.call("GET", "/api/v1/workers", headers=headers)
+                assert status == 401 and error["code"] == "UNAUTHORIZED", (headers, error)
+            status, body = await server.call(
+                "GET", "/api/v1/workers", headers={"Authorization": "Bearer s3cret"}
+            )
+            assert status == 200 and "workers" in body

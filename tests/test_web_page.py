@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -143,6 +144,10 @@ async def test_add_watch_pause_resume_and_complete_in_a_real_browser(browser, si
     await page.click("button[type=submit]")
     item = page.locator("li.download").first
     await item.locator(".state:has-text('downloading')").wait_for(timeout=10_000)
+    # Which worker runs it: this server's own manager, on this host.
+    await item.locator(f".worker:has-text('worker: {socket.gethostname()} (pid ')").wait_for(
+        timeout=10_000
+    )
 
     first = await width(item)
     await page.wait_for_timeout(1500)
@@ -160,6 +165,7 @@ async def test_add_watch_pause_resume_and_complete_in_a_real_browser(browser, si
     await item.locator("button[data-action=resume]").click()
     await item.locator(".state:has-text('completed')").wait_for(timeout=60_000)
     assert await item.locator(".percent").inner_text() == "100.0%"
+    await item.locator(f".worker:has-text('files on {socket.gethostname()}')").wait_for()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
 

@@ -75,6 +75,8 @@ async def show(args: argparse.Namespace, out: Output) -> int:
     percent = f" ({data['percent']}%)" if data["percent"] is not None else ""
     out.say(f"  progress  {format_bytes(task.downloaded_bytes)} of {size}{percent}")
     out.say(f"  where     {task.destination}")
+    if task.files_host:  # with per-host destinations, the one machine that has them
+        out.say(f"  host      {escape(task.files_host)} (its files are on this host's disk)")
     files_table = Table(box=None, header_style="bold", title="files", title_justify="left")
     for column in ("STATE", "SIZE", "CHUNKS", "SHA-256", "PATH"):
         files_table.add_column(column)
@@ -256,6 +258,13 @@ async def limit(args: argparse.Namespace, out: Output) -> int:
         return await run_limit(manager, args, out)
 
 
+async def workers(args: argparse.Namespace, out: Output) -> int:
+    """The processes running downloads on this ledger (``cli.workerscmd``)."""
+    from downloader.cli.workerscmd import run_workers
+
+    return await run_workers(args, out)
+
+
 async def mirror(args: argparse.Namespace, out: Output) -> int:
     """Download every entry of a manifest."""
     from downloader.cli.mirror import run_mirror
@@ -363,6 +372,7 @@ COMMANDS: dict[str, Command] = {
     "serve": serve,
     "verify": verify,
     "limit": limit,
+    "workers": workers,
     "mirror": mirror,
     "models": models,
     "cache": cache,

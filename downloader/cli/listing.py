@@ -9,6 +9,7 @@ file) it asks the manager, which opens and migrates the ledger as every command 
 from __future__ import annotations
 
 import argparse
+import socket
 
 from rich.table import Table
 
@@ -37,14 +38,19 @@ async def list_tasks(args: argparse.Namespace, out: Output) -> int:
     if not tasks:
         out.say("no tasks")
         return exitcodes.OK
+    # Which host holds a task's files matters only once some are on another host than this
+    # one (per-host destinations in a fleet); on one machine the column would only repeat it.
+    here = socket.gethostname()
+    hosts = any(t.files_host not in (None, here) for t in tasks)
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "STATE", "DONE", "SIZE", "FILES", "WHAT"):
+    for column in ("ID", "STATE", "DONE", "SIZE", "FILES", *(("HOST",) if hosts else ()), "WHAT"):
         table.add_column(column, no_wrap=column != "WHAT")
     for t in tasks:
         done = f"{100 * t.downloaded_bytes / t.total_bytes:.1f}%" if t.total_bytes else ""
         size = format_bytes(t.total_bytes) if t.total_bytes is not None else "?"
         count = f"{t.files_done}/{t.files_total}" if t.files_total else ""
-        table.add_row(str(t.id), t.state.value, done, size, count, t.label)
+        host = (t.files_host or "",) if hosts else ()
+        table.add_row(str(t.id), t.state.value, done, size, count, *host, t.label)
     out.console.print(table)
     return exitcodes.OK
 

@@ -285,6 +285,12 @@ def build_parser() -> Parser:
         "--task", type=values.task_id, metavar="ID", help="set that task's own limit"
     )
 
+    command(
+        "workers",
+        "the processes running downloads on this ledger: host, pid, tasks, rate, last "
+        "heartbeat (those silent past stale_after: gone)",
+    )
+
     peers = command(
         "peers",
         "which peers (other modelhaul servers) answer, and which of the files this machine "

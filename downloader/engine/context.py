@@ -60,6 +60,7 @@ class FileRun:
     check: FileCheck | None = None
     mirrors: tuple[Resource, ...] = ()  # more URLs of the same bytes, after ``resource``
     preferred: frozenset[str] = frozenset()  # those of them asked alone while they answer
+    written_on: str | None = None  # the other host that wrote the recorded progress, if any
 
     @property
     def config(self) -> EngineConfig:

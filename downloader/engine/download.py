@@ -28,7 +28,9 @@ class FileDownload:
     ``journal``, the file's own record; ``progress`` is for whoever reports it.
     ``auth_headers`` (credentials) go only to the file's own host, never to one it is
     redirected to; ``headers`` go with every request. ``peers`` are asked first for a file
-    whose SHA-256 is known, each with its own token only."""
+    whose SHA-256 is known, each with its own token only. ``written_on``: the host that
+    wrote the recorded progress, when it is another one than this (its ``.part`` may not be
+    reachable here, and a restart says so)."""
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class FileDownload:
         overwrite: bool = False,
         check: FileCheck | None = None,
         peers: Sequence[Peer] = (),
+        written_on: str | None = None,
     ) -> None:
         def resource(url: str, auth: dict[str, str] | None = None) -> Resource:
             # Credentials were given for the file's own host: a mirror elsewhere gets none.
@@ -77,6 +80,7 @@ class FileDownload:
             check=check,
             mirrors=tuple(sources.values()),
             preferred=frozenset(preferred),
+            written_on=written_on,
         )
 
     async def run(self) -> FileRecord:

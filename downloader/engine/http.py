@@ -88,6 +88,19 @@ def open_session(config: EngineConfig) -> aiohttp.ClientSession:
     )
 
 
+def set_per_host_limit(session: aiohttp.ClientSession, limit: int) -> None:
+    """Change how many connections ``session`` opens toward one host at once (a fleet's
+    share of ``max_per_host`` moves as workers come and go). aiohttp has no public setter:
+    its connector reads this attribute on every new connection, so connections above a
+    lowered cap end with their requests (range requests close theirs) and a raised cap is
+    used as soon as any request ends. Not for 0: aiohttp would then stop counting."""
+    if limit < 1:
+        raise ValueError(f"a per-host connection limit is at least 1, not {limit}")
+    connector = session.connector
+    if isinstance(connector, aiohttp.TCPConnector) and hasattr(connector, "_limit_per_host"):
+        connector._limit_per_host = limit
+
+
 class ProxyCredentialsError(TransferError):
     """A request to a plain-HTTP origin carries credentials and would go through a proxy,
     which reads plain HTTP: not sent."""

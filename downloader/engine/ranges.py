@@ -74,6 +74,8 @@ async def _open_part(run: FileRun, plan: Plan) -> tuple[Plan, PartFile]:
     stat = await asyncio.to_thread(_stat, run.part_path)
     if plan.written and (stat is None or stat.st_size != run.file.size):
         why = "missing" if stat is None else f"{stat.st_size} bytes, not {run.file.size}"
+        if stat is None and run.written_on:  # a takeover across hosts, without shared storage
+            why = f"missing (it was written on host {run.written_on}, not reachable from this one)"
         await run.journal.note(
             f"{run.part_path} is {why}: its recorded progress is void, fetching it again"
         )

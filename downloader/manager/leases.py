@@ -102,6 +102,18 @@ def process_gone(lease: Lease) -> bool:
     return started is not None and abs(started - lease.started) > 0.05
 
 
+async def take_files_host(ledger: Ledger, task: TaskRecord, lease: Lease) -> str | None:
+    """Record that the run under ``lease`` writes ``task``'s files on its host (where the
+    finished files will be); returns the host that wrote them before if it was another one
+    (a takeover across hosts: partial files there are reachable here only on shared
+    storage)."""
+    before = task.files_host
+    if before == lease.host:
+        return None
+    await ledger.tasks.set_files_host(task.id, lease.host, lease.owner)
+    return before
+
+
 def purge_parts(files: Sequence[FileRecord]) -> None:
     """Delete the partial data (``.part``, ``.incomplete``) of ``files`` (blocking)."""
     for f in files:

@@ -11,6 +11,10 @@ How the limits combine (the strictest applies):
 - each task, inside that: its own limit (its ``rate_limit`` option: ``get --limit-rate``,
   ``modelhaul limit --task``), in a lane of its own so that tasks take turns at the global
   bucket (``engine.ratelimit``).
+
+The global limit and ``max_per_host`` are the fleet's: with other processes running tasks on
+the same ledger this process takes its share of them (``manager.shares``); the process's own
+``--limit-rate`` and each task's own limit are not shared.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from downloader.engine.ratelimit import TokenBucket
@@ -30,6 +35,7 @@ from downloader.limits import (
     parse_schedule,
     strictest,
 )
+from downloader.manager.shares import ALONE, FleetShare
 from storage import FINAL_STATES, Ledger, LimitRecord, TaskState
 
 Clock = Callable[[], datetime]  # the local time now (tests move it)
@@ -75,18 +81,37 @@ def global_limit(record: LimitRecord) -> GlobalLimit:
     return GlobalLimit(record.rate, schedule)
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """What a process needs to take its share of the fleet's limits: its lease ``owner``
+    (its own tasks are not the others'), when another's lease counts as gone, and the
+    per-host connection cap of its HTTP session with the fleet's ``max_per_host``."""
+
+    owner: str
+    stale_after: float
+    max_per_host: int
+    set_per_host: Callable[[int], None]
+
+
 class LiveLimits:
     """The global bucket of one process and a lane per task it runs, kept at the ledger's
-    limits."""
+    limits (with ``fleet``: this process's share of them)."""
 
     def __init__(
-        self, ledger: Ledger, bucket: TokenBucket, own_rate: int | None, clock: Clock
+        self,
+        ledger: Ledger,
+        bucket: TokenBucket,
+        own_rate: int | None,
+        clock: Clock,
+        fleet: Fleet | None = None,
     ) -> None:
         self._ledger = ledger
         self.bucket = bucket
         self.own_rate = own_rate  # the process's own limit (--limit-rate), never exceeded
         self.clock = clock
+        self._fleet = fleet
         self._lanes: dict[int, TokenBucket] = {}
+        self.share = ALONE  # as of the last refresh
 
     def lane(self, task_id: int, rate: int | None) -> TokenBucket:
         """A new lane for a run of ``task_id`` (its own limit ``rate``) inside the global
@@ -101,15 +126,36 @@ class LiveLimits:
             self._lanes.pop(task_id, None)
 
     async def refresh(self, task_ids: Iterable[int] = ()) -> None:
-        """Read the limits from the ledger and set the buckets to them."""
-        ids = [i for i in task_ids if i in self._lanes]
+        """Read the limits from the ledger and set the buckets to them; ``task_ids``: the
+        tasks this process runs (or is starting) now."""
+        mine = set(task_ids)
+        ids = [i for i in mine if i in self._lanes]
         snapshot = await self._ledger.limits.snapshot(ids)
-        self.apply(global_limit(snapshot.global_limit), snapshot.task_rates, ids)
+        share = await self._share(len(mine))
+        self.apply(global_limit(snapshot.global_limit), snapshot.task_rates, ids, share)
 
-    def apply(self, limit: GlobalLimit, task_rates: dict[int, int], ids: Iterable[int]) -> None:
-        """Set the global bucket to ``limit`` now (the strictest with this process's own)
-        and the lanes of ``ids`` to their own rates."""
-        self.bucket.set_rate(strictest(limit.rate_at(self.clock()), self.own_rate))
+    async def _share(self, mine: int) -> FleetShare:
+        fleet = self._fleet
+        if fleet is None:
+            return ALONE
+        others = await self._ledger.workers.running_elsewhere(fleet.owner, fleet.stale_after)
+        return FleetShare(mine, mine + others)
+
+    def apply(
+        self,
+        limit: GlobalLimit,
+        task_rates: dict[int, int],
+        ids: Iterable[int],
+        share: FleetShare = ALONE,
+    ) -> None:
+        """Set the global bucket to this process's ``share`` of ``limit`` now (the
+        strictest with its own), the lanes of ``ids`` to their own rates, and the
+        connections toward each host to its share of the fleet's ``max_per_host``."""
+        self.share = share
+        fleet_rate = share.rate(limit.rate_at(self.clock()))
+        self.bucket.set_rate(strictest(fleet_rate, self.own_rate))
+        if self._fleet is not None:
+            self._fleet.set_per_host(share.connections(self._fleet.max_per_host))
         for task_id in ids:
             lane = self._lanes.get(task_id)
             if lane is not None:

@@ -24,7 +24,7 @@ from downloader.engine.ratelimit import TokenBucket
 from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
-from downloader.manager.leases import purge_parts
+from downloader.manager.leases import purge_parts, take_files_host
 from downloader.manager.reuse import index_finished, reuse
 from downloader.manager.rows import new_file, spec_of
 from downloader.manager.tunables import peers_for
@@ -152,6 +152,7 @@ class TaskRunner:
             self._publish(force=True)
 
     async def _download(self) -> None:
+        written_on = await take_files_host(self._ctx.ledger, self.task, self._lease)
         spec = spec_of(self.task)
         destination = Path(self.task.destination)
         ctx = SourceContext(self._ctx.settings, self._ctx.session, self._token)
@@ -205,6 +206,7 @@ class TaskRunner:
                     overwrite=bool(self.task.options.get("overwrite")),
                     check=check_format,
                     peers=peers_for(self.task.options, self._ctx.settings),
+                    written_on=written_on,
                 ).run()
                 await index_finished(ledger, record, f"task {record.task_id}")
                 return record

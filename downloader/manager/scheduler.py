@@ -3,7 +3,8 @@ task, noticing moves other processes make, keeping leases alive.
 
 Two loops: the scheduler claims what fits (``max_tasks`` at a time) and requeues what
 owners that are gone left behind; the watch notices a pause or cancel written by anyone
-(within ``settings.watch_seconds``) and renews this manager's leases. A manager that drains
+(within ``settings.watch_seconds``), renews this manager's leases and its row in the
+``workers`` table (``manager.presence``: from its start until it closes). A manager that drains
 the queue (a worker, a server) claims any pending task; otherwise only the tasks it was
 asked to run (``adopt``).
 """
@@ -20,6 +21,7 @@ from downloader.engine.timing import wait_a_while
 from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import Leases
 from downloader.manager.limits import LiveLimits
+from downloader.manager.presence import Presence
 from downloader.manager.runner import FileView, RunContext, TaskRunner
 from downloader.manager.tunables import engine_for
 from downloader.progress import DownloadProgress
@@ -33,9 +35,15 @@ class Scheduler:
     """Claims tasks and runs them, one ``TaskRunner`` each."""
 
     def __init__(
-        self, ctx: RunContext, leases: Leases, bus: ProgressBus, limits: LiveLimits
+        self,
+        ctx: RunContext,
+        leases: Leases,
+        bus: ProgressBus,
+        limits: LiveLimits,
+        presence: Presence,
     ) -> None:
         self._ctx = ctx
+        self._presence = presence
         self._limits = limits
         self._settings = ctx.settings
         self._ledger = ctx.ledger
@@ -135,6 +143,7 @@ class Scheduler:
         for runner in runners:
             runner.stop()
         await asyncio.gather(*(r.stopped() for r in runners))
+        await self._presence.leave()
 
     async def stop(self, task_id: int, moved_to: TaskState) -> bool:
         """Stop this manager's runner of ``task_id`` (the task was moved to ``moved_to``)
@@ -241,25 +250,41 @@ class Scheduler:
             log.info("cannot read the rate limits now: %s", e)
 
     async def _watch(self) -> None:
-        """Notice pause/cancel written by other processes; keep our leases alive."""
+        """Notice pause/cancel written by other processes; keep our leases and our row in
+        the workers table alive."""
+        await self._beat()  # listed as a worker from the start, running tasks or not
         last_beat = time.monotonic()
         while True:
             await asyncio.sleep(self._settings.watch_seconds)
             running = list(self._runners)
-            if not running:
-                continue
-            await self._refresh_limits(running)
-            states = await self._ledger.tasks.states(running)
-            for task_id in running:
-                state, owner = states.get(task_id, (None, None))
-                runner = self._runners.get(task_id)
-                if runner is not None and (
-                    state is not TaskState.DOWNLOADING or owner != self._leases.owner
-                ):
-                    runner.stop(state or TaskState.CANCELLED)
-            if time.monotonic() - last_beat >= self._settings.heartbeat_seconds:
+            if running:
+                await self._look(running)
+            due = time.monotonic() - last_beat >= self._settings.heartbeat_seconds
+            if due and self._runners:
                 try:
                     await self._leases.heartbeat(self._runners)
                 except LedgerUnavailableError as e:  # the runners meet it too, and stop
                     log.info("cannot renew leases: %s", e)
+            if due or len(self._runners) != self._presence.tasks:  # `workers` sees it now
+                await self._beat()
+            if due:
                 last_beat = time.monotonic()
+
+    async def _look(self, running: list[int]) -> None:
+        """Take up the limits (and this manager's share of them) as they are now; stop the
+        runners of tasks that were moved (a pause, a cancel) or taken over."""
+        await self._refresh_limits(running)
+        states = await self._ledger.tasks.states(running)
+        for task_id in running:
+            state, owner = states.get(task_id, (None, None))
+            runner = self._runners.get(task_id)
+            if runner is not None and (
+                state is not TaskState.DOWNLOADING or owner != self._leases.owner
+            ):
+                runner.stop(state or TaskState.CANCELLED)
+
+    async def _beat(self) -> None:
+        """Renew this manager's workers row: how many tasks it runs, how fast it receives."""
+        runners = list(self._runners.values())
+        rate = sum(r.snapshot().bytes_per_second for r in runners)
+        await self._presence.beat(len(runners), rate)

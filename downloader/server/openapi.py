@@ -250,6 +250,12 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/v1/workers": {
+            "get": {
+                "summary": "The processes running downloads on this ledger (gone ones marked)",
+                "responses": {"200": _json(ref("WorkerList"), "The workers"), **_errors()},
+            }
+        },
         "/api/v1/events": {
             "get": {
                 "summary": "Progress of every download (SSE of DownloadProgress)",

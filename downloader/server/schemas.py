@@ -158,6 +158,14 @@ def schemas() -> dict[str, Any]:
                 "started_at": nullable("string"),
                 "finished_at": nullable("string"),
                 "updated_at": nullable("string"),
+                "worker": {
+                    "oneOf": [ref("WorkerRef"), {"type": "null"}],
+                    "description": "the worker running it (null unless downloading)",
+                },
+                "files_host": {
+                    **nullable("string"),
+                    "description": "the host whose disk holds its files",
+                },
                 "files": {"type": "array", "items": ref("File")},
                 "events": {"type": "array", "items": ref("Event")},
                 "paths": {"type": "array", "items": {"type": "string"}},
@@ -283,6 +291,7 @@ def schemas() -> dict[str, Any]:
             },
         ),
         **_limit_schemas(),
+        **_worker_schemas(),
     }
 
 
@@ -344,4 +353,52 @@ def _limit_schemas() -> dict[str, Any]:
             "additionalProperties": False,
         },
         "TaskLimitChange": object_schema(["rate"], {"rate": RATE_IN}, additionalProperties=False),
+    }
+
+
+def _worker_schemas() -> dict[str, Any]:
+    return {
+        "WorkerRef": object_schema(
+            ["owner", "host", "pid"],
+            {"owner": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"}},
+            additionalProperties=False,
+        ),
+        "Worker": object_schema(
+            [
+                "owner",
+                "host",
+                "pid",
+                "tasks",
+                "bytes_per_second",
+                "started_at",
+                "heartbeat_at",
+                "seconds_since_heartbeat",
+                "version",
+                "gone",
+            ],
+            {
+                "owner": {"type": "string", "description": "its lease owner, host:pid:start:id"},
+                "host": {"type": "string"},
+                "pid": {"type": "integer"},
+                "tasks": {"type": "integer", "minimum": 0},
+                "bytes_per_second": {"type": "integer", "minimum": 0},
+                "started_at": nullable("string"),
+                "heartbeat_at": nullable("string"),
+                "seconds_since_heartbeat": {"type": "number", "minimum": 0},
+                "version": {"type": "string"},
+                "gone": {
+                    "type": "boolean",
+                    "description": "its heartbeat is older than stale_after",
+                },
+            },
+            additionalProperties=False,
+        ),
+        "WorkerList": object_schema(
+            ["workers", "stale_after"],
+            {
+                "workers": {"type": "array", "items": ref("Worker")},
+                "stale_after": {"type": "number"},
+            },
+            additionalProperties=False,
+        ),
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 
-from downloader.json_shapes import task_json
+from downloader.json_shapes import task_json, worker_json
 from downloader.limits import Schedule, format_rate
 from downloader.manager import DownloadManager
 from downloader.progress import DownloadProgress
@@ -148,6 +149,20 @@ async def set_task_limit(request: web.Request) -> web.Response:
     rate = validation.limit_rate(await validation.json_object(request))
     await manager.set_limit(rate, task_id=task_id)
     return web.json_response(_task_limit(await manager.get(task_id)))
+
+
+@routes.get(f"{PREFIX}/workers")
+async def workers(request: web.Request) -> web.Response:
+    """The processes running downloads on this ledger: live ones first, gone ones marked."""
+    manager = request.app[MANAGER]
+    stale_after = manager.settings.stale_after
+    now = time.time()
+    rows = [
+        worker_json(w, now=now, stale_after=stale_after)
+        for w in await manager.ledger.workers.list()
+    ]
+    rows.sort(key=lambda w: w["gone"])
+    return web.json_response({"workers": rows, "stale_after": stale_after})
 
 
 @routes.get(f"{PREFIX}/health")

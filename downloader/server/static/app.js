@@ -58,6 +58,7 @@ function render(d) {
   li.querySelector(".speed").textContent = state === "downloading" && speed ? speed : "";
   li.querySelector(".eta").textContent = state === "downloading" && eta ? `ETA ${eta}` : "";
   li.querySelector(".message").textContent = d.error || d.message || "";
+  showWorker(li, id, d, state);
   const can = {
     pause: state === "pending" || state === "downloading",
     resume: state === "paused",
@@ -65,6 +66,22 @@ function render(d) {
     cancel: !["completed", "cancelled"].includes(state),
   };
   li.querySelectorAll("button").forEach((b) => { b.disabled = !can[b.dataset.action]; });
+}
+
+// Which worker (a process on some host) runs the download, and which host holds its files.
+// Progress events do not carry them: a task seen starting is read once more for them.
+function showWorker(li, id, d, state) {
+  if ("worker" in d) li.dataset.worker = d.worker ? `${d.worker.host} (pid ${d.worker.pid})` : "";
+  if ("files_host" in d) li.dataset.filesHost = d.files_host || "";
+  const started = state === "downloading" && li.dataset.shown !== "downloading";
+  li.dataset.shown = state;
+  if (started && !("worker" in d)) {
+    api("GET", `/api/v1/downloads/${id}`).then(render).catch(() => {});
+  }
+  const where = li.querySelector(".worker");
+  if (state === "downloading" && li.dataset.worker) where.textContent = `worker: ${li.dataset.worker}`;
+  else if (state === "completed" && li.dataset.filesHost) where.textContent = `files on ${li.dataset.filesHost}`;
+  else where.textContent = "";
 }
 
 async function act(id, action) {
