@@ -190,7 +190,7 @@ class TaskStore:
     async def set_files_host(self, task_id: int, host: str, owner: str) -> bool:
         """Record that the run under ``owner``'s lease writes the task's files on ``host``
         (False: the lease is no longer ``owner``'s, nothing written)."""
-        return await self._db.write(_set_files_host, _id(task_id), host, owner)
+        return await self._db.write(_set_files_host, self._id(task_id), host, owner)
 
     async def remove(self, task_id: int) -> None:
         """Delete a task and (by cascade) its files, chunks and events from the ledger."""
