@@ -154,3 +154,14 @@ async def run_the_fleet(tmp_path: Path, ledger_url: str, restart=None) -> dict:
 
 async def test_three_workers_on_one_sqlite_ledger(tmp_path: Path) -> None:
     await run_the_fleet(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+async def test_three_workers_on_postgresql_through_a_database_restart(
+    tmp_path: Path, pg_server, pg_url
+) -> None:
+    async def restart() -> None:
+        # Workers lose every connection at once, mid-run: they reconnect and finish.
+        await asyncio.to_thread(pg_server.restart)
+
+    figures = await run_the_fleet(tmp_path, pg_url, restart=restart)
+    assert figures["pause_seconds"] < 2.0, figures  # the bound, generous on one host

@@ -254,21 +254,32 @@ class Scheduler:
         the workers table alive."""
         await self._beat()  # listed as a worker from the start, running tasks or not
         last_beat = time.monotonic()
-        while True:
-            await asyncio.sleep(self._settings.watch_seconds)
-            running = list(self._runners)
-            if running:
-                await self._look(running)
-            due = time.monotonic() - last_beat >= self._settings.heartbeat_seconds
-            if due and self._runners:
-                try:
-                    await self._leases.heartbeat(self._runners)
-                except LedgerUnavailableError as e:  # the runners meet it too, and stop
-                    log.info("cannot renew leases: %s", e)
-            if due or len(self._runners) != self._presence.tasks:  # `workers` sees it now
-                await self._beat()
-            if due:
-                last_beat = time.monotonic()
+        # On PostgreSQL a pause or cancel from anywhere is heard as it commits (LISTEN);
+        # elsewhere, and whenever the feed is away, this is the poll it always was.
+        async with self._ledger.changes() as feed:
+            while True:
+                heard = await feed.wait(self._settings.watch_seconds)
+                if heard:
+                    self.wake.set()  # a task may have become pending: look for claims too
+                last_beat = await self._tick(last_beat)
+
+    async def _tick(self, last_beat: float) -> float:
+        """One look: stop moved tasks, renew leases and our row when due; returns when the
+        last heartbeat was."""
+        running = list(self._runners)
+        if running:
+            await self._look(running)
+        due = time.monotonic() - last_beat >= self._settings.heartbeat_seconds
+        if due and self._runners:
+            try:
+                await self._leases.heartbeat(self._runners)
+            except LedgerUnavailableError as e:  # the runners meet it too, and stop
+                log.info("cannot renew leases: %s", e)
+        if due or len(self._runners) != self._presence.tasks:  # `workers` sees it now
+            await self._beat()
+        if due:
+            last_beat = time.monotonic()
+        return last_beat
 
     async def _look(self, running: list[int]) -> None:
         """Take up the limits (and this manager's share of them) as they are now; stop the
