@@ -79,14 +79,19 @@ class Fleet:
             w.stop()
 
     async def run(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
-        """`modelhaul ARGS` as another process of the fleet (a pause from anywhere)."""
+        """`modelhaul ARGS --ledger URL` as another process of the fleet (a pause from
+        anywhere): the workers have the ledger from MODELHAUL_LEDGER, this one by option."""
+        env = self.env()
+        del env["MODELHAUL_LEDGER"]
         proc = await asyncio.create_subprocess_exec(
             MODELHAUL,
             *args,
+            "--ledger",
+            self.ledger,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=self.env(),
+            env=env,
         )
         async with asyncio.timeout(timeout):
             out, err = await proc.communicate()

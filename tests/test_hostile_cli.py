@@ -293,3 +293,5 @@ async def test_a_ledger_url_that_cannot_be_opened_is_one_line_without_its_passwo
         [line] = got.stderr.strip().splitlines()
         assert line.startswith("modelhaul: cannot open ledger at") and says in line, line
         assert "hunter2" not in got.stderr and "Traceback" not in got.stderr
+    got = await run(tmp_path / "home", "ls", "--ledger", url, timeout=60)  # the same by option
+    assert got.code == 1 and says in got.stderr and "hunter2" not in got.stderr, got.stderr

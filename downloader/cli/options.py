@@ -14,6 +14,7 @@ def settings_for(args: argparse.Namespace, **overrides: object) -> Settings:
     home = getattr(args, "home", None)
     return Settings.from_env(
         home=home,
+        ledger=getattr(args, "ledger", None),
         connections=getattr(args, "connections", None),
         # A worker's or server's own limit; a download's is kept with its task instead.
         rate_limit=getattr(args, "process_rate", None),

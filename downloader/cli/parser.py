@@ -34,6 +34,13 @@ def build_parser() -> Parser:
         help="the folder of the ledger (default $MODELHAUL_HOME)",
     )
     common.add_argument(
+        "--ledger",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the ledger itself: a SQLite file or postgresql+asyncpg://user@host/db, shared "
+        "by a fleet of workers (default $MODELHAUL_LEDGER, else HOME/ledger.db)",
+    )
+    common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print data as JSON"
     )
     common.add_argument(
