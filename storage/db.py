@@ -215,7 +215,11 @@ def _is_outage(error: BaseException) -> bool:
         # 57P01-57P03).
         cause = getattr(error.orig, "__cause__", None) or error.orig
         code = getattr(cause, "sqlstate", None) or ""
-        return isinstance(cause, (OSError, TimeoutError)) or code.startswith(("08", "57P"))
+        # Also: out of resources (53xxx: too many connections, disk full) and a read-only
+        # server (25006: a standby after a failover): the same call may work later.
+        return isinstance(cause, (OSError, TimeoutError)) or code.startswith(
+            ("08", "57P", "53", "25006")
+        )
     return False
 
 

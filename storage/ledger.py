@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,10 @@ def _parse_target(target: str | os.PathLike[str] | None) -> tuple[URL, Path | No
         return _sqlite_url(Path(text))
     try:
         url = make_url(text)
-    except sa_exc.ArgumentError as e:
-        raise LedgerOpenError(text, f"malformed database URL ({e})") from e
+    except (sa_exc.ArgumentError, ValueError) as e:
+        # Not parsed, so its password cannot be hidden the usual way: cut out "user:…@".
+        masked = _masked(text)
+        raise LedgerOpenError(masked, f"malformed database URL ({_masked(str(e))})") from e
     if url.get_backend_name() != "sqlite":
         return url, None
     if not url.database or url.database == ":memory:":
@@ -164,6 +167,11 @@ def _parse_target(target: str | os.PathLike[str] | None) -> tuple[URL, Path | No
 def _sqlite_url(path: Path) -> tuple[URL, Path]:
     path = path.expanduser().absolute()
     return URL.create("sqlite", database=str(path)), path
+
+
+def _masked(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@`` in it replaced."""
+    return re.sub(r"(://[^/@:\s]*):[^@\s]*@", r"\1:***@", text)
 
 
 def _where(url: URL, path: Path | None) -> str:

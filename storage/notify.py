@@ -35,6 +35,7 @@ from storage.dialect import CHANNEL
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0  # seconds
+FIRST_LISTEN = 2.0  # seconds entering waits for it: the caller's polling covers the rest
 KEEPALIVE = 5.0  # seconds between pings of an idle listening connection
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)  # between reconnection attempts (the last repeats)
 MAX_PENDING = 10_000  # ids held between two waits; past it, just "missed"
@@ -67,10 +68,15 @@ class ChangeFeed:
     async def __aenter__(self) -> ChangeFeed:
         if self._url is not None and self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="ledger-changes")
-            # Wait for the first LISTEN so that a change committed after entering is heard;
-            # a server that is down now leaves the feed retrying (and polling callers poll).
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT)
+            # Wait (briefly) for the first LISTEN so that a change committed after entering
+            # is heard; a server that is down now leaves the feed retrying, and polling
+            # callers poll meanwhile. Cancelled while waiting: nothing is left running.
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._connected.wait(), FIRST_LISTEN)
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -113,6 +113,8 @@ class Scheduler:
                 asyncio.create_task(self._schedule(), name="modelhaul scheduler"),
                 asyncio.create_task(self._watch(), name="modelhaul watch"),
             ]
+            for loop in self._loops:
+                loop.add_done_callback(_said_if_it_ended)
 
     async def drain(self, *, once: bool) -> None:
         """Run every pending task, from anywhere; with ``once``, return when nothing is
@@ -170,6 +172,9 @@ class Scheduler:
                 last_requeue = await self._schedule_once(last_requeue)
             except LedgerUnavailableError as e:
                 log.info("cannot claim tasks now: %s", e)
+            except Exception:  # one failed claim must not end the claiming for good
+                log.exception("claiming failed; trying again")
+                await asyncio.sleep(1.0)
             self.wake.clear()
             await wait_a_while(self.wake, 0.5)
 
@@ -257,11 +262,23 @@ class Scheduler:
         # On PostgreSQL a pause or cancel from anywhere is heard as it commits (LISTEN);
         # elsewhere, and whenever the feed is away, this is the poll it always was.
         async with self._ledger.changes() as feed:
+            due = time.monotonic() + self._settings.watch_seconds
             while True:
-                heard = await feed.wait(self._settings.watch_seconds)
-                if heard:
+                heard = await feed.wait(max(0.0, due - time.monotonic()))
+                mine = set(self._runners)
+                if heard.missed or heard.task_ids - mine:
                     self.wake.set()  # a task may have become pending: look for claims too
-                last_beat = await self._tick(last_beat)
+                # Other workers' changes wake the claims only: a look of ours is due on
+                # the clock, or at once for a change to one of our tasks.
+                if time.monotonic() < due and not (heard.missed or heard.task_ids & mine):
+                    continue
+                due = time.monotonic() + self._settings.watch_seconds
+                try:
+                    last_beat = await self._tick(last_beat)
+                except LedgerUnavailableError as e:  # the database is away: look again soon
+                    log.info("cannot look at the ledger now: %s", e)
+                except Exception:  # one bad look must not end pause/cancel and heartbeats
+                    log.exception("the watch loop's look failed; it goes on")
 
     async def _tick(self, last_beat: float) -> float:
         """One look: stop moved tasks, renew leases and our row when due; returns when the
@@ -299,3 +316,10 @@ class Scheduler:
         runners = list(self._runners.values())
         rate = sum(r.snapshot().bytes_per_second for r in runners)
         await self._presence.beat(len(runners), rate)
+
+
+def _said_if_it_ended(loop: asyncio.Task[None]) -> None:
+    """A loop ends only when cancelled: any other end is a bug that would otherwise pass in
+    silence (no more claims, or no more heartbeats), so it is logged."""
+    if not loop.cancelled() and loop.exception() is not None:
+        log.error("%s ended", loop.get_name(), exc_info=loop.exception())
