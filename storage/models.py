@@ -126,8 +126,12 @@ class File(Base):
 class Chunk(Base):
     """A byte range ``[start, end)`` of a file, fetched by one range request at a time.
 
-    ``done`` counts the durable bytes from ``start``; it is always a whole number of blocks
-    (or reaches ``end``), and ``xxh3`` holds one 8-byte XXH3-64 digest per durable block.
+    ``done`` counts the durable bytes from ``start``, and ``xxh3`` holds one 8-byte XXH3-64
+    digest per block that ``done`` reaches into: where ``done`` ends mid-block (a block
+    being written at the last checkpoint), the last digest is of that block's durable
+    prefix, as for a file's short last block. So ``done`` is the true durable count wherever
+    it is summed, and a block check reads ``min(block, done left)`` bytes per digest either
+    way: no column was needed, and ledgers written before (whole blocks only) read the same.
     Chunks of a file never overlap, so ``(file_id, start)`` names one.
     """
 

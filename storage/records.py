@@ -194,9 +194,15 @@ class FileRecord:
 
 @dataclass(frozen=True, slots=True)
 class ChunkRecord:
-    """A chunk's durable state: ``done`` bytes from ``start``, one XXH3-64 per block, and
-    who served them: ``(offset, url)`` pairs, each url from its offset to the next pair's
-    (empty: the file's one URL)."""
+    """A chunk's durable state: ``done`` bytes from ``start``, one XXH3-64 per block they
+    reach into, and who served them: ``(offset, url)`` pairs, each url from its offset to
+    the next pair's (empty: the file's one URL).
+
+    ``done`` may end mid-block (a block being written at a checkpoint): the last digest is
+    then that of the block's first ``done % block`` bytes. Keeping ``done`` the true count,
+    rather than block-aligned beside a separate tail length, keeps every sum of it (totals,
+    progress, ``verify``) right without change, and a check of the digests reads each
+    block up to ``done`` just as it reads a file's short last block."""
 
     file_id: int
     start: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -244,3 +245,55 @@ def test_repair_cuts_the_sources_with_the_chunk() -> None:
     assert sources[(3 * B, 5 * B)] == ((3 * B, "http://a/f"), (4 * B, "http://b/f"))
     assert sources[(6 * B, 8 * B)] == ((6 * B, "http://b/f"),)
     assert served_bytes(fixed) == {"http://a/f": 3 * B, "http://b/f": 3 * B}
+
+
+def test_a_checkpoint_records_the_partial_block_with_the_digest_of_its_prefix() -> None:
+    span = Span(0, 4 * B)
+    data = bytes(range(256)) * 8  # 2 KiB: one whole block and half of the next
+    span.hasher.update(data[:B])
+    span.digests += span.hasher.digest()
+    span.hasher.reset()
+    span.hasher.update(data[B : B + B // 2])
+    span.done = B + B // 2
+    span.wrote(B)
+    record = span.record(1, B)
+    assert record.done == B + B // 2
+    assert record.xxh3[DIGEST_SIZE:] == xxhash.xxh3_64_digest(data[B : B + B // 2])
+    span.tail = b""  # no digest vouches for the partial block: only whole blocks count
+    assert span.record(1, B).done == B
+
+
+def test_a_recorded_partial_block_comes_back_unseeded_and_can_be_dropped() -> None:
+    digests = bytes(range(3 * DIGEST_SIZE))
+    plan = Plan.from_chunks(8 * B, B, [ChunkRecord(1, 0, 8 * B, 2 * B + 5, digests)], B)
+    [span] = plan.spans
+    assert not span.seeded and span.tail == digests[2 * DIGEST_SIZE :]
+    assert span.digests == digests[: 2 * DIGEST_SIZE] and plan.written == 2 * B + 5
+    assert span.record(1, B) == ChunkRecord(1, 0, 8 * B, 2 * B + 5, digests)
+    assert plan.drop_tail(span) == 5
+    assert span.seeded and span.record(1, B) == ChunkRecord(1, 0, 8 * B, 2 * B, digests[:16])
+
+
+def test_repair_of_a_bad_partial_block_refetches_it_without_overlap() -> None:
+    digests = bytes(range(3 * DIGEST_SIZE))
+    chunk = ChunkRecord(1, 0, 8 * B, 2 * B + 5, digests)
+    fixed = repair([chunk], {2 * B}, B)
+    assert fixed == [
+        ChunkRecord(1, 0, 2 * B, 2 * B, digests[: 2 * DIGEST_SIZE]),
+        ChunkRecord(1, 2 * B, 3 * B),
+        ChunkRecord(1, 3 * B, 8 * B),
+    ]
+    Plan.from_chunks(8 * B, B, fixed, B)  # tiles the file
+
+
+def test_repair_before_a_good_partial_block_keeps_it_with_the_unfinished_rest() -> None:
+    digests = bytes(range(4 * DIGEST_SIZE))
+    chunk = ChunkRecord(1, 0, 8 * B, 3 * B + 5, digests)
+    fixed = repair([chunk], {B}, B)
+    assert fixed == [
+        ChunkRecord(1, 0, B, B, digests[:DIGEST_SIZE]),
+        ChunkRecord(1, B, 2 * B),
+        ChunkRecord(1, 2 * B, 8 * B, B + 5, digests[2 * DIGEST_SIZE :]),
+    ]
+    plan = Plan.from_chunks(8 * B, B, fixed, B)
+    assert plan.written == 2 * B + 5 and not plan.spans[-1].seeded

@@ -5,6 +5,7 @@ or its crew retires it."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ class RangeJob:
     part: PartFile
     block: int
     write_size: int  # bytes gathered before one write
+    write_seconds: float  # how long received bytes may wait for more before they are written
     expected: Expected
     limiter: TokenBucket
     policy: RetryPolicy
@@ -135,6 +137,8 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
     start = span.start + span.done
     if start >= span.end:
         return
+    if not span.seeded:  # its partial block's digest would come out wrong
+        raise RuntimeError(f"span at {span.start} resumed before its partial block was re-read")
     headers = {"Range": f"bytes={start}-{span.end - 1}"}
     expected = _expected(job, lane)
     if expected.if_range:
@@ -228,12 +232,15 @@ async def stream_into(
 
     Received pieces are gathered up to ``job.write_size`` and written in one thread hop
     (``pwritev``), so a connection holds at most that much plus one network read, and the
-    span's running XXH3 yields a digest as each block completes. With ``final_at_eof`` (a
-    stream of unknown length) the end of the body ends the last block.
+    span's running XXH3 yields a digest as each block completes. On a slow connection they
+    wait at most ``job.write_seconds``: only written bytes reach a checkpoint, and bytes
+    held back are what a kill costs. With ``final_at_eof`` (a stream of unknown length) the
+    end of the body ends the last block.
     """
     wrote = 0
     pending: list[memoryview] = []
     buffered = 0
+    since = 0.0  # when the oldest pending piece arrived
     async for data in response.content.iter_any():
         job.on_received(len(data))
         if lane is not None:
@@ -244,10 +251,16 @@ async def stream_into(
         if at >= span.end:  # another worker took the rest of this span
             break
         view = memoryview(data)[: span.end - at]
+        if not pending:
+            since = time.monotonic()
         pending.append(view)
         buffered += len(view)
         span.pos = at + len(view)
-        if buffered >= job.write_size or span.pos >= span.end:
+        if (
+            buffered >= job.write_size
+            or span.pos >= span.end
+            or time.monotonic() - since >= job.write_seconds
+        ):
             wrote += await _flush(job, span, pending, buffered, lane)
             pending, buffered = [], 0
             if span.start + span.done >= span.end:
@@ -258,6 +271,7 @@ async def stream_into(
     if final_at_eof and span.done % job.block:
         span.digests += span.hasher.digest()
         span.hasher.reset()
+        span.tail = b""
         span.end = span.start + span.done
     return wrote
 
@@ -271,6 +285,7 @@ async def _flush(
     for digest in digests:
         span.digests += digest
     span.done += length
+    span.wrote(job.block)
     if lane is not None and lane.mirror is not None:
         span.served(at, lane.mirror.url)
     job.on_written(length)

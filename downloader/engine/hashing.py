@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 
 from downloader.engine.partfile import PartFile
+from downloader.engine.plan import Plan
 from storage import ChunkRecord
 
 READ_SIZE = 2 << 20
@@ -75,3 +76,30 @@ async def bad_blocks(part: PartFile, chunks: Iterable[ChunkRecord], block: int) 
         if c.done:
             bad.update(await part.check_blocks(c.start, c.done, block, c.xxh3))
     return bad
+
+
+async def seed_tails(part: PartFile, plan: Plan) -> int:
+    """Feed each resumed span's running XXH3 the partial block the ledger recorded, read
+    back from the ``.part``, so that block's digest comes out right when it completes.
+
+    The prefix is read either way, so it is checked either way, after a clean stop too (at
+    most a block per span, never the whole file): a prefix that no longer matches its
+    digest, or the ``.part`` cut short, is dropped back to its last whole block. Returns the
+    bytes dropped."""
+    dropped = 0
+    buffer = bytearray(min(READ_SIZE, plan.block))
+    for span in plan.spans:
+        if span.seeded:
+            continue
+        length = span.done % plan.block
+        at = span.start + span.done - length
+        while length:
+            got = await part.feed(span.hasher, at, buffer, min(length, len(buffer)))
+            if not got:
+                break
+            at, length = at + got, length - got
+        if length or span.hasher.digest() != span.tail:
+            dropped += plan.drop_tail(span)
+        else:
+            span.seeded = True
+    return dropped

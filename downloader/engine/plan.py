@@ -35,7 +35,14 @@ def blocks_in(length: int, block: int) -> int:
 class Span:
     """A live chunk: ``[start, end)``, ``done`` bytes written from ``start``, one digest per
     complete block, the running XXH3 of the block being written, and ``pos``, how far its
-    owner has received."""
+    owner has received.
+
+    ``tail`` is that running XXH3's digest as of ``done`` (empty at a block boundary or at
+    the end). It is taken on the event loop right after each write returns, never while a
+    write's thread feeds ``hasher``, so a checkpoint reads a digest that matches ``done``.
+    ``seeded`` is False for a span rebuilt from the ledger with a partial block whose
+    ``hasher`` has not yet been fed that block's prefix from the ``.part`` (see
+    ``downloader.engine.hashing.seed_tails``): no byte may be written into it before."""
 
     start: int
     end: int
@@ -46,6 +53,8 @@ class Span:
     hasher: xxhash.xxh3_64 = field(default_factory=xxhash.xxh3_64)
     # Who served the written bytes, where a file has several sources: (offset, url) pairs.
     sources: list[tuple[int, str]] = field(default_factory=list)
+    tail: bytes = b""
+    seeded: bool = True
 
     def __post_init__(self) -> None:
         if self.pos < 0:
@@ -66,12 +75,25 @@ class Span:
         if not self.sources or self.sources[-1][1] != url:
             self.sources.append((at, url))
 
+    def wrote(self, block: int) -> None:
+        """A write into this span returned: note the partial block's digest as of ``done``."""
+        partial = self.done % block and not self.finished
+        self.tail = self.hasher.digest() if partial else b""
+
     def record(self, file_id: int, block: int) -> ChunkRecord:
-        """This span as the ledger stores it: only whole, digested blocks count, so a block
-        being written when the process dies is simply fetched again."""
-        durable = min(self.done, len(self.digests) // DIGEST_SIZE * block)
+        """This span as the ledger stores it: its digested blocks and, where ``done`` ends
+        mid-block, the partial block's prefix with its digest last in ``xxh3``, so a kill
+        loses only what was written after the last checkpoint, not the blocks in progress."""
+        whole = len(self.digests) // DIGEST_SIZE * block
+        digests = bytes(self.digests)
+        if self.done <= whole:
+            durable = self.done
+        elif self.tail and self.done - whole < block:
+            durable, digests = self.done, digests + self.tail
+        else:  # no digest vouches for the bytes past the last whole block
+            durable = whole
         sources = tuple(p for p in self.sources if p[0] < self.start + durable)
-        return ChunkRecord(file_id, self.start, self.end, durable, bytes(self.digests), sources)
+        return ChunkRecord(file_id, self.start, self.end, durable, digests, sources)
 
 
 class Plan:
@@ -115,8 +137,24 @@ class Plan:
         for c in chunks:
             if len(c.xxh3) != DIGEST_SIZE * blocks_in(c.done, block):
                 raise ValueError(f"chunk at {c.start} has {len(c.xxh3)} digest bytes for {c.done}")
-            spans.append(Span(c.start, c.end, c.done, bytearray(c.xxh3), sources=[*c.sources]))
+            span = Span(c.start, c.end, c.done, bytearray(c.xxh3), sources=[*c.sources])
+            if c.done % block and not c.finished:  # a partial block: its digest is the last
+                whole = c.done // block * DIGEST_SIZE
+                span.digests, span.tail = bytearray(c.xxh3[:whole]), c.xxh3[whole:]
+                span.seeded = False
+            spans.append(span)
         return cls(size, block, spans, min_steal)
+
+    def drop_tail(self, span: Span) -> int:
+        """``span``'s partial block did not match its digest: back to its last whole block.
+        Returns the bytes given up."""
+        lost = span.done % self.block if not span.finished else 0
+        span.done -= lost
+        span.pos = span.start + span.done
+        span.tail = b""
+        span.hasher = xxhash.xxh3_64()
+        span.seeded = True
+        return lost
 
     @property
     def spans(self) -> tuple[Span, ...]:
@@ -205,6 +243,7 @@ class Plan:
         span.sources = [p for p in span.sources if p[0] < shadow.start] + shadow.sources
         span.done = span.end - span.start
         span.pos = span.end
+        span.tail = b""
         span.hasher = xxhash.xxh3_64()  # the stopped fetch's write may still feed the old one
         return gained
 
@@ -225,7 +264,8 @@ def repair(chunks: Sequence[ChunkRecord], bad: set[int], block: int) -> list[Chu
 
     A chunk's done part is cut around each bad block: the good runs stay done (as chunks of
     their own), each bad block becomes a chunk to fetch, and the unfinished tail stays as it
-    was, so nothing verified good is fetched twice.
+    was, so nothing verified good is fetched twice. A done part that ends mid-block keeps
+    the unfinished rest in its last good run, since a chunk starts on a block boundary.
     """
     out: list[ChunkRecord] = []
     for c in sorted(chunks, key=lambda c: c.start):
@@ -240,18 +280,25 @@ def repair(chunks: Sequence[ChunkRecord], bad: set[int], block: int) -> list[Chu
                 out.append(_done_run(c, run_start, b, block))
             out.append(ChunkRecord(c.file_id, b, min(b + block, c.end)))
             run_start = min(b + block, c.end)
+        partial = (written_end - c.start) % block and written_end < c.end
         if run_start < written_end:
-            out.append(_done_run(c, run_start, written_end, block))
-        if written_end < c.end:
-            out.append(ChunkRecord(c.file_id, written_end, c.end))
+            until = c.end if partial else written_end
+            out.append(_done_run(c, run_start, written_end, block, until))
+            run_start = until
+        if run_start < c.end:  # past a bad partial block, or the unwritten tail
+            out.append(ChunkRecord(c.file_id, max(run_start, written_end), c.end))
     return out
 
 
-def _done_run(c: ChunkRecord, start: int, end: int, block: int) -> ChunkRecord:
+def _done_run(
+    c: ChunkRecord, start: int, end: int, block: int, until: int | None = None
+) -> ChunkRecord:
+    """``c``'s done bytes ``[start, end)`` as a chunk of their own (reaching ``until``)."""
     first = (start - c.start) // block
     last = blocks_in(end - c.start, block)
     digests = c.xxh3[first * DIGEST_SIZE : last * DIGEST_SIZE]
-    return ChunkRecord(c.file_id, start, end, end - start, digests, sources_within(c, start, end))
+    sources = sources_within(c, start, end)
+    return ChunkRecord(c.file_id, start, until or end, end - start, digests, sources)
 
 
 def sources_within(c: ChunkRecord, start: int, end: int) -> tuple[tuple[int, str], ...]:

@@ -16,7 +16,7 @@ from downloader.engine.context import FileRun
 from downloader.engine.crew import Crew
 from downloader.engine.crosscheck import cross_check
 from downloader.engine.finish import finish
-from downloader.engine.hashing import bad_blocks
+from downloader.engine.hashing import bad_blocks, seed_tails
 from downloader.engine.mirrors import Mirror, Mirrors, Validators, check_mirror
 from downloader.engine.partfile import PartFile, check_space
 from downloader.engine.plan import Plan, repair, served_bytes
@@ -38,6 +38,7 @@ async def fetch_ranges(run: FileRun) -> FileRecord:
     plan, part = await _open_part(run, await _load_plan(run))
     try:
         plan = await _check_blocks(run, plan, part)
+        await _seed_tails(run, plan, part)
         return await _fetch(run, plan, part)
     finally:
         await part.close()
@@ -119,6 +120,18 @@ async def _check_blocks(run: FileRun, plan: Plan, part: PartFile) -> Plan:
         "fetching them again"
     )
     return Plan.from_chunks(plan.size, block, fixed, run.config.min_steal)
+
+
+async def _seed_tails(run: FileRun, plan: Plan, part: PartFile) -> None:
+    """Re-read the recorded partial blocks into their spans' running digests; one that no
+    longer matches is fetched again from its last whole block (the next checkpoint records
+    that)."""
+    dropped = await seed_tails(part, plan)
+    if dropped:
+        await run.journal.note(
+            f"{run.file.relpath}: {dropped} bytes of partly written blocks did not match "
+            "their XXH3 digests; fetching them again"
+        )
 
 
 async def _fetch(run: FileRun, plan: Plan, part: PartFile) -> FileRecord:
