@@ -83,7 +83,10 @@ class Database:
     async def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``unit(conn, ...)`` in a write transaction; committed unless it raises. A
         database that cannot take the write (disk full, read-only, I/O error) raises
-        ``LedgerUnavailableError``."""
+        ``LedgerUnavailableError``; so does a ledger already closed (a late writer, such as a
+        runner still stopping as its process is torn down)."""
+        if self._closed:
+            raise self._closed_error(writing=True)
         try:
             if self._async is not None:
                 async with self._async.begin() as conn:
@@ -98,6 +101,8 @@ class Database:
 
     async def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``unit(conn, ...)`` on a read snapshot (never committed)."""
+        if self._closed:
+            raise self._closed_error(writing=False)
         try:
             if self._async is not None:
                 async with self._async.connect() as conn:
@@ -109,6 +114,10 @@ class Database:
             if self._async is None or not _is_outage(e):
                 raise
             raise self._unavailable(e, writing=False) from e
+
+    def _closed_error(self, *, writing: bool) -> LedgerUnavailableError:
+        where = self.url.database if self.is_sqlite else self.url.render_as_string()
+        return LedgerUnavailableError(str(where), writing, "the ledger is closed")
 
     def _unavailable(self, error: Exception, *, writing: bool) -> Exception:
         if self.is_sqlite:

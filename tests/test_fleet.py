@@ -105,13 +105,15 @@ async def run_the_fleet(tmp_path: Path, ledger_url: str, restart=None) -> dict:
             asked = time.monotonic()
             code, _, err = await fleet.run("pause", str(task_id))
             assert code == 0, err
+            committed = time.monotonic()  # the pause is in the ledger now
             # The worker has stopped when its runner's last checkpoint cleared the file's
             # dirty flag (the pause itself only moved the task in the ledger).
             async with asyncio.timeout(10):
                 while (await ledger.files.of_task(task_id))[0].dirty:
                     await asyncio.sleep(0.02)
             stopped = time.monotonic()
-            figures["pause_seconds"] = stopped - asked
+            figures["pause_seconds"] = stopped - asked  # the pause command's start included
+            figures["pause_reached_seconds"] = stopped - committed
             await asyncio.sleep(1.0)
             # Its connections closed with it: the origin sent that file nothing afterwards
             # (a moment allowed for what was already in the kernel's buffers).
@@ -177,4 +179,5 @@ async def test_three_workers_on_postgresql_through_a_database_restart(
         await asyncio.to_thread(pg_server.restart)
 
     figures = await run_the_fleet(tmp_path, pg_url, restart=restart)
-    assert figures["pause_seconds"] < 2.0, figures  # the bound, generous on one host
+    # The bound: from the pause in the ledger to the worker's last checkpoint.
+    assert figures["pause_reached_seconds"] < 2.0, figures

@@ -43,7 +43,6 @@ from storage import (
     IllegalTransitionError,
     Lease,
     Ledger,
-    LedgerUnavailableError,
     TaskNotFoundError,
     TaskRecord,
     TaskState,
@@ -100,18 +99,7 @@ class DownloadManager:
         if parts is None:
             return
         self._parts = None
-        parts.observer.close()
-        await parts.scheduler.close()
-        try:
-            # A claim made as the scheduler was being cancelled has no runner: queue it
-            # again now rather than leave it leased to a manager that is gone.
-            await parts.leases.requeue_mine("claimed as its manager closed")
-        except LedgerUnavailableError as e:
-            # Nothing more can be recorded; our leases lapse with this process.
-            log.info("closing without requeueing: %s", e)
-        finally:
-            await parts.ctx.session.close()
-            await parts.ledger.close()
+        await parts.close()
 
     @property
     def ledger(self) -> Ledger:
