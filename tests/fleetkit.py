@@ -37,6 +37,14 @@ class Worker:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process holds its leases and does nothing (a VM paused, a laptop
+        lid closed) until ``thaw``."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

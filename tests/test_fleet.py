@@ -1,6 +1,7 @@
 """A fleet of workers on one ledger: three real `modelhaul worker` processes share 200 tasks
 through the local origin; one is SIGKILLed mid-run, a pause from a fourth process stops a
-task on whichever worker runs it, and (on PostgreSQL) the database restarts mid-run.
+task on whichever worker runs it, another worker is paused as a process (SIGSTOP) and
+resumed, and (on PostgreSQL) the database restarts mid-run.
 Every task completes exactly once, byte-exact; no file is fetched by two workers at once
 (the origin's log, each worker leaving from its own loopback address); takeovers resume
 from the recorded chunks."""
@@ -123,6 +124,12 @@ async def run_the_fleet(tmp_path: Path, ledger_url: str, restart=None) -> dict:
                 await restart()
             code, _, err = await fleet.run("resume", str(task_id), "--detach")
             assert code == 0, err
+            # Another worker paused as a process (SIGSTOP) and resumed: it holds its tasks
+            # meanwhile and goes on with them, fenced, while the other takes the rest.
+            frozen = fleet.workers[2]
+            frozen.freeze()
+            await asyncio.sleep(3.0)
+            frozen.thaw()
             async with asyncio.timeout(180):
                 while True:
                     now = await states(ledger)
