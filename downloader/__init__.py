@@ -17,8 +17,6 @@ whole stack; ``from downloader import DownloadManager`` works as ever.
 
 from __future__ import annotations
 
-import importlib
-
 # typing.TYPE_CHECKING without importing typing, which would be this package's one costly
 # import (type checkers know the name).
 TYPE_CHECKING = False
@@ -116,6 +114,11 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'downloader' has no attribute {name!r}")
+    # importlib is imported here, when a name is first used: at the package's import it
+    # would widen the moment in which a Ctrl-C meets modelhaul's code before the CLI's own
+    # handling of it is in place.
+    import importlib
+
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value

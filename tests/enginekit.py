@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from downloader.durable import sha256_of
 from downloader.engine.context import EngineContext
@@ -68,3 +71,18 @@ def sha256(data: bytes) -> str:
 
 def file_sha256(path: Path) -> str:
     return sha256_of(path)
+
+
+async def run_until(ctx, ledger, record, written: int) -> FileProgress:
+    """Start the download, cancel it (a pause) once ``written`` bytes are in the .part."""
+    progress = FileProgress(record.id, record.relpath, record.size)
+    task = asyncio.create_task(
+        FileDownload(ctx, record, ledger.journal(record), progress=progress).run()
+    )
+    while progress.written < written:
+        assert not task.done(), "finished before the pause"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return progress

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import PYTHON, python_env
-from enginekit import add_file, engine, fetch, small_settings
+from enginekit import add_file, engine, fetch, run_until, small_settings
 
-from downloader.engine.download import FileDownload
 from downloader.engine.partfile import bad_block_offsets
-from downloader.engine.progress import FileProgress
 from downloader.settings import MiB, Settings
 from downloader.testing.origin import Origin
 from storage import ChunkRecord, FileState, Ledger
@@ -48,17 +46,7 @@ def parse(header: str) -> tuple[int, int]:
 async def pause_at(ctx, ledger: Ledger, record, written: int) -> int:
     """Run the download in this process and pause it (cancel) once ``written`` bytes are
     in the .part; returns the bytes written by then."""
-    progress = FileProgress(record.id, record.relpath, record.size)
-    task = asyncio.create_task(
-        FileDownload(ctx, record, ledger.journal(record), progress=progress).run()
-    )
-    while progress.written < written:
-        assert not task.done(), "finished before the pause"
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    return progress.written
+    return (await run_until(ctx, ledger, record, written)).written
 
 
 def assert_digests_match(part: Path, chunks: list[ChunkRecord]) -> None:

@@ -3,15 +3,12 @@ damaged blocks found and fetched again."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 
 import pytest
-from enginekit import add_file, engine, fetch, small_settings
+from enginekit import add_file, engine, fetch, run_until, small_settings
 
-from downloader.engine.download import FileDownload
-from downloader.engine.progress import FileProgress
 from downloader.settings import MiB
 from downloader.testing.origin import Origin
 from storage import FileState, Ledger
@@ -22,21 +19,6 @@ SIZE = 32 * MiB + 999
 @pytest.fixture(scope="module")
 def data() -> bytes:
     return random.Random(5).randbytes(SIZE)
-
-
-async def run_until(ctx, ledger, record, written: int) -> FileProgress:
-    """Start the download, cancel it (a pause) once ``written`` bytes are in the .part."""
-    progress = FileProgress(record.id, record.relpath, record.size)
-    task = asyncio.create_task(
-        FileDownload(ctx, record, ledger.journal(record), progress=progress).run()
-    )
-    while progress.written < written:
-        assert not task.done(), "finished before the pause"
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    return progress
 
 
 def parse(header: str) -> tuple[int, int]:

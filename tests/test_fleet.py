@@ -85,7 +85,8 @@ async def run_the_fleet(tmp_path: Path, ledger_url: str, restart=None) -> dict:
             durable_at_kill = {i: now[i][2] for i in held}
             victim.kill()
             figures["killed_holding"] = len([1 for s, pid, _ in now.values() if pid == victim.pid])
-            # A pause from a fourth process stops a task on whichever worker runs it.
+            # A pause from a fourth process stops a task on whichever worker runs it. The
+            # task chosen may still finish while `modelhaul pause` starts: then another.
             async with asyncio.timeout(60):
                 while True:
                     now = await states(ledger)
@@ -93,19 +94,21 @@ async def run_the_fleet(tmp_path: Path, ledger_url: str, restart=None) -> dict:
                         i
                         for i, (s, pid, done) in now.items()
                         # A big file with most of it still to come: the pause lands mid-file.
-                        if pid == other.pid
+                        if pid in (other.pid, fleet.workers[2].pid)
                         and s == "downloading"
                         and 0 < done < BIG_SIZE // 2
                         and i not in held
                     ]
-                    if running:
+                    if not running:
+                        await asyncio.sleep(0.05)
+                        continue
+                    task_id = running[0]
+                    name = (await ledger.files.of_task(task_id))[0].relpath
+                    asked = time.monotonic()
+                    code, _, err = await fleet.run("pause", str(task_id))
+                    if code == 0:
                         break
-                    await asyncio.sleep(0.05)
-            task_id = running[0]
-            name = (await ledger.files.of_task(task_id))[0].relpath
-            asked = time.monotonic()
-            code, _, err = await fleet.run("pause", str(task_id))
-            assert code == 0, err
+                    assert "from completed" in err, err  # it won the race: try another
             committed = time.monotonic()  # the pause is in the ledger now
             # The worker has stopped when its runner's last checkpoint cleared the file's
             # dirty flag (the pause itself only moved the task in the ledger).
