@@ -70,16 +70,20 @@ class Fleet:
         for _ in range(count):
             number = len(self.workers)
             address = f"127.0.0.{20 + number}"
+            # Its log goes to a file: a pipe nobody reads fills up and blocks the worker.
+            self.home.mkdir(parents=True, exist_ok=True)
+            log = (self.home / f"worker{number}.log").open("wb")
             process = subprocess.Popen(
                 [MODELHAUL, "worker", "--max-tasks", str(max_tasks)],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=log,
                 env=self.env(
                     MODELHAUL_LOCAL_ADDRESS=address,
                     MODELHAUL_CONNECTIONS=str(connections),
                     MODELHAUL_STALL_TIMEOUT="5",
                 ),
             )
+            log.close()  # the child has its own copy
             self.workers.append(Worker(number, address, process))
 
     def stop(self) -> None:
