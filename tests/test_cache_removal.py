@@ -296,7 +296,12 @@ def converse(home: Path, args: list[str], answer: str, env: dict[str, str]) -> C
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
     proc = subprocess.Popen(
-        [MODELHAUL, *args], stdin=slave, stdout=slave, stderr=slave, env=cli_env(home, **env)
+        [MODELHAUL, *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        # rich believes COLUMNS/LINES over the terminal's own size: set them to the pty's.
+        env=cli_env(home, **{**env, "COLUMNS": "250", "LINES": "50"}),
     )
     os.close(slave)
     try:
