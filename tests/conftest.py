@@ -187,3 +187,23 @@ def tmpfs(tmp_path: Path):
     yield mount
     for folder in mounts:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+# Tests that measure a rate or a number of seconds (a limit held within 10 %, a pause seen
+# within a second, slow-edge ratios): README's test command runs them after the others,
+# alone, so that a neighbour in the other test process cannot skew what they measure.
+SERIAL_FILES = {
+    "test_live_limit.py",
+    "test_engine_slow.py",
+    "test_fleet_limits.py",
+    "test_fleet.py",
+    "test_server_processes.py",
+    "test_cli_interrupt.py",
+    "test_web_page.py",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
+    for item in items:
+        if item.path.name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
