@@ -357,42 +357,25 @@ def _limit_schemas() -> dict[str, Any]:
 
 
 def _worker_schemas() -> dict[str, Any]:
+    worker = {  # every field is always there
+        "owner": {"type": "string", "description": "its lease owner, host:pid:start:id"},
+        "host": {"type": "string"},
+        "pid": {"type": "integer"},
+        "tasks": {"type": "integer", "minimum": 0},
+        "bytes_per_second": {"type": "integer", "minimum": 0},
+        "started_at": nullable("string"),
+        "heartbeat_at": nullable("string"),
+        "seconds_since_heartbeat": {"type": "number", "minimum": 0},
+        "version": {"type": "string"},
+        "gone": {"type": "boolean", "description": "its heartbeat is older than stale_after"},
+    }
     return {
         "WorkerRef": object_schema(
             ["owner", "host", "pid"],
             {"owner": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"}},
             additionalProperties=False,
         ),
-        "Worker": object_schema(
-            [
-                "owner",
-                "host",
-                "pid",
-                "tasks",
-                "bytes_per_second",
-                "started_at",
-                "heartbeat_at",
-                "seconds_since_heartbeat",
-                "version",
-                "gone",
-            ],
-            {
-                "owner": {"type": "string", "description": "its lease owner, host:pid:start:id"},
-                "host": {"type": "string"},
-                "pid": {"type": "integer"},
-                "tasks": {"type": "integer", "minimum": 0},
-                "bytes_per_second": {"type": "integer", "minimum": 0},
-                "started_at": nullable("string"),
-                "heartbeat_at": nullable("string"),
-                "seconds_since_heartbeat": {"type": "number", "minimum": 0},
-                "version": {"type": "string"},
-                "gone": {
-                    "type": "boolean",
-                    "description": "its heartbeat is older than stale_after",
-                },
-            },
-            additionalProperties=False,
-        ),
+        "Worker": object_schema(list(worker), worker, additionalProperties=False),
         "WorkerList": object_schema(
             ["workers", "stale_after"],
             {
