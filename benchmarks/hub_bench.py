@@ -1,7 +1,7 @@
 """A whole repo from a local Hugging Face Hub: modelhaul against huggingface_hub.
 
     python benchmarks/hub_bench.py [--small 200] [--small-size 4M] [--big 2] [--big-size 1G]
-                                   [--cdn-rate 20M] [--runs 3] [--dir DIR]
+                                   [--cdn-rate 20M] [--runs 3] [--dir DIR] [--json]
 
 Builds a repo of --small files of --small-size plus --big files of --big-size, serves it with
 the local hub (``python -m downloader.testing.hub``) whose CDN is throttled to --cdn-rate per
@@ -18,6 +18,7 @@ Prints median seconds and MB/s of each and the speed-up. Target (issue 5): >= 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--cdn-rate", default="20M")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON row per tool")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="hub-bench-") as tmp:
         work = Path(tmp)
@@ -109,6 +111,20 @@ def run(args: argparse.Namespace, work: Path, endpoint: str) -> dict[str, list[f
 
 
 def report(times: dict[str, list[float]], total: int, args: argparse.Namespace) -> None:
+    if args.json:
+        medians = {tool: statistics.median(t) for tool, t in times.items()}
+        rows = [
+            {
+                "tool": tool,
+                "wall_s": seconds,
+                "MB/s": total / MB / seconds,
+                "speedup_vs_huggingface_hub": medians["huggingface_hub"] / seconds,
+                "bytes": total,
+            }
+            for tool, seconds in medians.items()
+        ]
+        print(json.dumps(rows, indent=1))
+        return
     print(
         f"hub benchmark: {args.small} x {args.small_size} + {args.big} x {args.big_size} "
         f"({total / MB:.0f} MB), CDN at {args.cdn_rate}/s per connection, medians of {args.runs}"

@@ -1,7 +1,7 @@
 """What SIGKILLs cost on a slow link: the bytes the origin served over the file's size.
 
     python benchmarks/kill_bench.py [--size 96M] [--throttle 300KB] [--connections 16]
-        [--kills 3] [--seed 1] [--tree DIR] [--dir DIR]
+        [--kills 3] [--seed 1] [--tree DIR] [--dir DIR] [--json]
 
 Serves a random file with our test origin at ``--throttle`` bytes per second per
 connection, runs ``python -m downloader.testing.fetch`` on it and kills it with SIGKILL
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -103,10 +104,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tree", type=Path, default=HERE, help="checkout the child runs")
     parser.add_argument("--dir", type=Path, help="where the files go (default: a temp dir)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     args.tree = args.tree.resolve()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         served, size, costs = asyncio.run(run(args, Path(tmp)))
+    if args.json:
+        figures = {
+            "kills": args.kills,
+            "size": size,
+            "served": served,
+            "ratio": served / size,
+            "refetched_MiB": (served - size) / MiB,
+            "kill_costs_MiB": [cost / MiB for cost in costs],
+        }
+        print(json.dumps(figures))
+        return
     how = f"{args.kills} kills, {args.connections} connections at {args.throttle}/s each"
     print(f"tree {args.tree}: {how}")
     for i, cost in enumerate(costs, 1):

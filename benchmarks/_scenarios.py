@@ -1,0 +1,211 @@
+"""Which scripts ``python -m benchmarks`` runs, with what sizes, and how their JSON becomes
+table rows and a chart. The scripts stay stand-alone: each runs as a subprocess with --json,
+so a script's own imports (``_timing`` as a sibling) and its CLI are untouched."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A bar chart of one numeric column, one bar per row labelled by ``label`` columns."""
+
+    column: str
+    label: tuple[str, ...]
+    title: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One script and how to read its output."""
+
+    name: str
+    title: str
+    script: str
+    full: str  # the script's flags (besides --json), split at spaces
+    quick: str | None  # None: left out of --quick (too slow or needs a daemon)
+    needs: tuple[str, ...]  # programs that must be on PATH (or in /usr/sbin)
+    rows: Callable[[Any], list[Row]]
+    chart: Chart | None
+
+
+def missing(programs: tuple[str, ...]) -> list[str]:
+    """The programs of ``programs`` this machine lacks (``hf`` lives beside our Python)."""
+    places = (Path("/usr/sbin"), Path(sys.executable).parent)
+    return [p for p in programs if not (shutil.which(p) or any((d / p).exists() for d in places))]
+
+
+def _engine(data: list[Row]) -> list[Row]:
+    ours = {r["scenario"]: r["MB/s"] for r in data if r["tool"] == "modelhaul"}
+    return [
+        {
+            "scenario": r["scenario"],
+            "tool": r["tool"],
+            "MB/s": r["MB/s"],
+            "modelhaul ÷ tool": ours[r["scenario"]] / r["MB/s"] if r["scenario"] in ours else None,
+            "CPU s/GiB": r["cpu_s_per_GiB"],
+            "peak RSS MB": r["peak_rss_MB"],
+        }
+        for r in sorted(data, key=lambda r: (r["scenario"] != "unthrottled", r["tool"]))
+    ]
+
+
+def _hub(data: list[Row]) -> list[Row]:
+    return [
+        {
+            "tool": r["tool"],
+            "seconds": r["wall_s"],
+            "MB/s": r["MB/s"],
+            "speed-up over huggingface_hub": r["speedup_vs_huggingface_hub"],
+        }
+        for r in data
+    ]
+
+
+def _kill(data: Row) -> list[Row]:
+    rows = [
+        {"kill": str(i), "MiB served and not recorded": cost}
+        for i, cost in enumerate(data["kill_costs_MiB"], 1)
+    ]
+    rows.append(
+        {
+            "kill": f"total: served/size {data['ratio']:.3f}",
+            "MiB served and not recorded": data["refetched_MiB"],
+        }
+    )
+    return rows
+
+
+def _startup(data: dict[str, Row]) -> list[Row]:
+    return [
+        {
+            "command": r["modelhaul"],
+            "seconds": r["modelhaul_s"],
+            "hf": r["hf"],
+            "hf seconds": r["hf_s"],
+            "ratio": r["ratio"],
+            "target ≤": r["target"],
+        }
+        for r in data.values()
+    ]
+
+
+def _ledger(data: dict[str, float]) -> list[Row]:
+    return [{"figure": name, "value": value} for name, value in data.items()]
+
+
+def _peer(data: dict[str, Row]) -> list[Row]:
+    return [
+        {
+            "from": name,
+            "seconds": r["wall_s"],
+            "MB/s": r["MB/s"],
+            "CPU s": r["cpu_s"],
+            "peak RSS MB": r["peak_rss_MB"],
+        }
+        for name, r in data.items()
+    ]
+
+
+def _fleet(data: list[Row]) -> list[Row]:
+    return [
+        {
+            "ledger": r["ledger"],
+            "workers": r["workers"],
+            "claims/s": r["claims_per_s"],
+            "tasks/s": r["tasks_per_s"],
+        }
+        for r in data
+    ]
+
+
+SCENARIOS = (
+    Scenario(
+        name="engine",
+        title="One large file from nginx, unthrottled and at 20 MB/s per connection",
+        script="engine_bench.py",
+        full="--size 1G --runs 3",
+        quick="--size 64M --runs 1",
+        needs=("nginx", "aria2c", "curl", "time"),
+        rows=_engine,
+        chart=Chart("MB/s", ("scenario", "tool"), "Throughput (MB/s, higher is better)"),
+    ),
+    Scenario(
+        name="hub",
+        title="A hub repo behind a CDN at 10 MB/s per connection",
+        script="hub_bench.py",
+        full="--small 20 --small-size 4M --big 1 --big-size 256M --cdn-rate 10M --runs 3",
+        quick="--small 10 --small-size 1M --big 1 --big-size 32M --cdn-rate 10M --runs 1",
+        needs=("time",),
+        rows=_hub,
+        chart=Chart("seconds", ("tool",), "Whole repo (seconds, lower is better)"),
+    ),
+    Scenario(
+        name="small-files",
+        title="Many small files of 1 MiB (200; 50 in --quick) from the local hub",
+        script="hub_bench.py",
+        full="--small 200 --small-size 1M --big 0 --cdn-rate 10M --runs 3",
+        quick="--small 50 --small-size 1M --big 0 --cdn-rate 10M --runs 1",
+        needs=("time",),
+        rows=_hub,
+        chart=Chart("seconds", ("tool",), "Small files (seconds, lower is better)"),
+    ),
+    Scenario(
+        name="kill",
+        title="Resume after SIGKILLs on a slow link",
+        script="kill_bench.py",
+        full="--size 96M --throttle 300KB --kills 3",
+        quick="--size 64M --throttle 1MB --connections 8 --kills 2",
+        needs=(),
+        rows=_kill,
+        chart=Chart("MiB served and not recorded", ("kill",), "Bytes fetched again (MiB)"),
+    ),
+    Scenario(
+        name="startup",
+        title="Start-up beside the Hugging Face CLI",
+        script="startup_bench.py",
+        full="--runs 15",
+        quick="--runs 2",
+        needs=("time", "hf"),
+        rows=_startup,
+        chart=Chart("seconds", ("command",), "modelhaul start-up (seconds)"),
+    ),
+    Scenario(
+        name="ledger",
+        title="The ledger (SQLite)",
+        script="ledger_bench.py",
+        full="--rounds 5",
+        quick="--rounds 1",
+        needs=(),
+        rows=_ledger,
+        chart=None,  # figures in five different units: a table says more than bars
+    ),
+    Scenario(
+        name="peer",
+        title="A file from a peer beside from its origin",
+        script="peer_bench.py",
+        full="--size 1G --runs 3",
+        quick=None,
+        needs=("nginx", "time"),
+        rows=_peer,
+        chart=Chart("MB/s", ("from",), "Peer vs origin (MB/s)"),
+    ),
+    Scenario(
+        name="fleet",
+        title="Claims and tasks per second with 1, 2 and 4 workers",
+        script="fleet_bench.py",
+        full="",
+        quick=None,
+        needs=(),
+        rows=_fleet,
+        chart=Chart("tasks/s", ("ledger", "workers"), "Fleet tasks per second"),
+    ),
+)
