@@ -99,6 +99,9 @@ SYSTEM_PACKAGES = {
     "tinyproxy": "tinyproxy",
     "initdb": "postgresql",
     "pg_ctl": "postgresql",
+    "aria2c": "aria2",
+    "curl": "curl",
+    "time": "time",
 }
 # Under this variable (CI sets it) a missing program fails its tests instead of skipping them.
 REQUIRE_SYSTEM = "MODELHAUL_REQUIRE_SYSTEM"
