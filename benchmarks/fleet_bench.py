@@ -2,8 +2,9 @@
 
 Claims: N processes, each claiming one pending task at a time from 2,000 and moving it to
 completed at once (the ledger alone: `claim` then `transition`). Tasks: N real `modelhaul
-worker` processes sharing 300 small files (64 KiB) from our test origin, time from the first
-claim until all are completed (the ledger, the runner and the transfer together).
+worker` processes sharing 300 small files (64 KiB) from our test origin, time from starting
+the workers until all are completed (their start-up, the ledger, the runner and the transfer
+together; a worker's start is about a twentieth of a one-worker run).
 
     python benchmarks/fleet_bench.py [--claims 2000] [--tasks 300]
 
