@@ -25,7 +25,14 @@ from storage.files import FileStore
 from storage.journal import LedgerJournal
 from storage.limits import LimitStore
 from storage.location import default_ledger_path
-from storage.migrate import HEAD_REVISION, current_revision, is_known, upgrade_to_head
+from storage.migrate import (
+    HEAD_REVISION,
+    create_at_head,
+    current_revision,
+    is_empty,
+    is_known,
+    upgrade_to_head,
+)
 from storage.notify import ChangeFeed
 from storage.records import FileRecord
 from storage.tasks import TaskStore
@@ -135,6 +142,9 @@ def _migrate(conn: Connection, where: str) -> None:
     lock_for_migration(conn)
     current = current_revision(conn)
     if current == HEAD_REVISION:
+        return
+    if current is None and is_empty(conn):
+        create_at_head(conn)
         return
     if current is not None and not is_known(current):
         raise SchemaTooNewError(where, current)
