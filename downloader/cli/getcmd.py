@@ -9,9 +9,11 @@ without credentials), so a worker that runs it later honours it; credentials nev
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from downloader.cli import exitcodes
@@ -25,6 +27,7 @@ from downloader.manager.tunables import check_mirrors
 from downloader.peers import parse_peers
 from downloader.preflight import SizeEstimate, validate
 from downloader.progress import format_bytes
+from downloader.settings import Settings
 from downloader.sources import Resolution
 from downloader.specs import Spec, parse_spec, repo_spec
 
@@ -43,30 +46,18 @@ async def get(args: argparse.Namespace, out: Output) -> int:
         # The task keeps where they are; their tokens stay with this process.
         options["peers"] = [p.base for p in peers]
     settings = settings_for(args, peers=tuple(p.spelled for p in peers) or None)
-    # The checks resolve each spec (a Hub's file list, a manifest): that answer goes on to
-    # the download itself, which then does not ask again.
-    resolutions: list[Resolution | None] = [None] * len(specs)
-    for i, spec in enumerate([] if args.no_check and not args.dry_run else specs):
-        verdict = await validate(
-            spec, settings=settings, dest=dest, token=args.token, headers=headers
-        )
-        for warning in verdict.warnings:
-            out.error(f"warning: {warning}")
-        if args.dry_run and verdict.estimate is None:
-            for problem in verdict.problems:
-                out.error(problem)
-            return exitcodes.FAILED
-        if args.dry_run:
-            _show_plan(verdict.estimate, out)
-            continue
-        if verdict.estimate is not None and verdict.problems:
-            for problem in verdict.problems:
-                out.error(problem)
-            return exitcodes.FAILED
-        resolutions[i] = verdict.estimate.resolution if verdict.estimate else None
     if args.dry_run:
-        return exitcodes.OK
-    async with DownloadManager(settings, autostart=not args.detach) as manager:
+        return await _dry_run(specs, args, settings, dest, headers, out)
+    # The ledger opens (a new one is built) while the checks ask the network: the first
+    # request of a large file then waits for the slower of the two, not for both. The
+    # manager runs nothing until the checks have passed.
+    manager = DownloadManager(settings, autostart=False)
+    async with _opened_meanwhile(manager) as opening:
+        resolutions = await _checked(specs, args, settings, dest, headers, out)
+        if resolutions is None:
+            return exitcodes.FAILED
+        await opening
+        manager.autostart = not args.detach
         tasks = [
             await manager.add(
                 spec,
@@ -90,6 +81,76 @@ async def get(args: argparse.Namespace, out: Output) -> int:
                     out.say(f"queued task {t.id}: {t.label} (run 'modelhaul worker' to fetch it)")
             return exitcodes.OK
         return await follow(manager, tasks, out)
+
+
+async def _dry_run(
+    specs: Sequence[Spec],
+    args: argparse.Namespace,
+    settings: Settings,
+    dest: str | None,
+    headers: dict[str, str],
+    out: Output,
+) -> int:
+    """``--dry-run``: what each spec would fetch, or why it can't be; no ledger is opened."""
+    for spec in specs:
+        verdict = await validate(
+            spec, settings=settings, dest=dest, token=args.token, headers=headers
+        )
+        for warning in verdict.warnings:
+            out.error(f"warning: {warning}")
+        if verdict.estimate is None:
+            for problem in verdict.problems:
+                out.error(problem)
+            return exitcodes.FAILED
+        _show_plan(verdict.estimate, out)
+    return exitcodes.OK
+
+
+async def _checked(
+    specs: Sequence[Spec],
+    args: argparse.Namespace,
+    settings: Settings,
+    dest: str | None,
+    headers: dict[str, str],
+    out: Output,
+) -> list[Resolution | None] | None:
+    """Each spec's checks (size, space): their resolution (a Hub's file list, a manifest)
+    goes on to the download, which then does not ask again. None once a check fails (its
+    problems said); no resolutions with ``--no-check``."""
+    resolutions: list[Resolution | None] = [None] * len(specs)
+    for i, spec in enumerate([] if args.no_check else specs):
+        verdict = await validate(
+            spec, settings=settings, dest=dest, token=args.token, headers=headers
+        )
+        for warning in verdict.warnings:
+            out.error(f"warning: {warning}")
+        if verdict.estimate is not None and verdict.problems:
+            for problem in verdict.problems:
+                out.error(problem)
+            return None
+        resolutions[i] = verdict.estimate.resolution if verdict.estimate else None
+    return resolutions
+
+
+@contextlib.asynccontextmanager
+async def _opened_meanwhile(
+    manager: DownloadManager,
+) -> AsyncIterator[asyncio.Task[DownloadManager]]:
+    """Open ``manager`` in the background while the body runs; close it after. An error of
+    the opening reaches whoever awaits it; one nobody awaited (the checks failed first) is
+    dropped with the manager."""
+    opening = asyncio.create_task(manager.__aenter__())
+    try:
+        yield opening
+    finally:
+        # Even when the body was cancelled, the opening is let finish, then closed: a ledger
+        # left half-open would keep its threads.
+        try:
+            await asyncio.shield(opening)
+        except Exception:  # reported by the body's own await, or moot
+            pass
+        else:
+            await manager.close()
 
 
 def _with_selection(spec: Spec, args: argparse.Namespace) -> Spec:
