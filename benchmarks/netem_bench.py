@@ -184,11 +184,11 @@ def main() -> None:
     tools = [t for t in args.tools.split(",") if t]
     if unknown := sorted(set(tools) - {"modelhaul", "aria2c", "curl"}):
         parser.error(f"unknown tool {', '.join(unknown)} (known: modelhaul, aria2c, curl)")
+    if os.geteuid() != 0:
+        skip("needs root to create a network namespace and its netem qdiscs")
     for program in ("ip", "tc", "curl", "time", *(t for t in tools if t != "modelhaul")):
         if not shutil.which(program):
             skip(f"{program} is not installed (Debian: iproute2 aria2 curl time)")
-    if os.geteuid() != 0:
-        skip("needs root to create a network namespace and its netem qdiscs")
     size = parse_size(args.size)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="netem-bench-") as tmp:
         work = Path(tmp)
