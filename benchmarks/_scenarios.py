@@ -175,7 +175,8 @@ ENGINE_CHART = Chart("MB/s", ("scenario", "tool"), "Throughput (MB/s, higher is 
 SCENARIOS = (
     Scenario(
         name="engine",
-        title="One file of 1 GiB from nginx, unthrottled and at 20 MB/s per connection",
+        title="One file of 1 GiB (64 MiB in --quick) from nginx, unthrottled and at 20 MB/s "
+        "per connection",
         script="engine_bench.py",
         full="--size 1G --runs 3",
         quick="--size 64M --runs 1",

@@ -37,11 +37,9 @@ def _result(results: dict[str, Any], name: str) -> Any:
 
 
 def _size(results: dict[str, Any], name: str) -> str:
-    """The engine run's file size: as measured, or as the full run would have it."""
-    data = _result(results, name)
-    if data and "size_MB" in data[0]:
-        return f"{data[0]['size_MB']:.0f} MB"
-    flags = BY_NAME[name].full.split()
+    """The engine run's --size: as the run had it, or as a full run would."""
+    outcome = results["scenarios"].get(name, {})
+    flags = outcome.get("command") or BY_NAME[name].full.split()
     return flags[flags.index("--size") + 1] if "--size" in flags else "?"
 
 
