@@ -8,7 +8,9 @@ stand-alone script), skips a scenario whose programs are missing with the reason
 scenario and PNG charts in ``DIR/charts/`` (matplotlib: ``pip install -e '.[bench]'``).
 DIR defaults to benchmarks/results. ``--quick`` runs small sizes, one run each, and leaves
 out the scenarios that need minutes or a daemon of their own (peer, fleet): under a minute
-on a 2-core machine. Exits 1 if a scenario failed (its error is in the report).
+on a 2-core machine. A script that finds it cannot run here (exit 3, the reason on stderr:
+``_skip.py``) is recorded as skipped with that reason. Exits 1 if a scenario failed (its
+error is in the report).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from benchmarks._report import write_report
 from benchmarks._scenarios import SCENARIOS, Scenario, missing
+from benchmarks._skip import SKIPPED
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,8 +50,11 @@ def run(scenario: Scenario, quick: bool) -> dict[str, Any]:
     began = time.monotonic()
     done = subprocess.run(command, cwd=HERE, env=env, capture_output=True, text=True)
     outcome["seconds"] = time.monotonic() - began
+    last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+    if done.returncode == SKIPPED:  # the script found it cannot run here (_skip.py)
+        outcome["skipped"] = last[:300]
+        return outcome
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         outcome["failed"] = f"exit {done.returncode}: {last[:300]}"
         return outcome
     try:

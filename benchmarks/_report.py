@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._scenarios import SCENARIOS, Chart, Row
+from benchmarks._targets import summary
 
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -56,6 +57,12 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         f"`python -m benchmarks{' --quick' if results['quick'] else ''}`: {mode}; "
         f"raw figures in `{results['json']}`. Ratios are the figures to compare; the "
         "absolute numbers move with the disk and the machine's load.",
+        "",
+        "## Targets",
+        "",
+        'The issue\'s targets (issue 20); a figure this run did not measure is "not run".',
+        "",
+        *table(summary(results)),
         "",
     ]
     for name, outcome in results["scenarios"].items():

@@ -1,4 +1,5 @@
-"""Engine throughput side by side with aria2c, curl and dd, on one file served by nginx.
+"""Engine throughput side by side with aria2c, parfive, curl and dd, on one file served by
+nginx.
 
     python benchmarks/engine_bench.py [--size 2G] [--runs 3] [--dir DIR] [--connections 16]
 
@@ -7,20 +8,26 @@ times, for two scenarios (unthrottled, and nginx ``limit_rate 20m`` per connecti
 
 - modelhaul: a fresh ledger, 16 connections; its time includes starting Python, fsync and
   the rename (no SHA-256: a plain URL publishes none, as for the others).
-- ``aria2c -x16 -s16 -k1M --file-allocation=none``, and ``curl -o`` (unthrottled only: one
-  connection at 20 MB/s says nothing new), each timed alone and with ``sync FILE`` after,
-  since neither syncs: the figures "with sync" compare on equal terms.
-- ``dd`` copying the served file (hot in the page cache) to the same disk with
-  ``bs=8M conv=fdatasync``: what this disk can take.
+- ``aria2c -x16 -s16 -k1M --file-allocation=none``, parfive (``max_conn=16,
+  max_splits=16``, otherwise as it ships; left out where it is not installed:
+  ``pip install -e '.[bench]'``) and ``curl -o`` (unthrottled only: one connection at
+  20 MB/s says nothing new), each timed alone and with ``sync FILE`` after, since none
+  syncs: the figures "+ sync" compare on equal terms.
+- ``curl -o /dev/null`` (unthrottled): what the network and nginx give one connection with
+  no disk at all.
+- ``dd + sync``: ``dd`` copying the served file (hot in the page cache) to the same disk
+  with ``bs=8M conv=fdatasync``: what this disk can take.
 
-Prints MB/s, CPU seconds per GiB and peak RSS (medians), then the ratios. Targets (issue 3):
-throughput >= 1.0x aria2c in both scenarios, >= 0.8x dd unthrottled, peak RSS < 150 MB.
+Prints MB/s, CPU seconds per GiB and peak RSS (medians), then the ratios. Targets (issues 3
+and 20): throughput >= 1.0x aria2c + sync in both scenarios, >= 0.8x dd + sync (within
+1.25x) and >= 4x parfive + sync, peak RSS < 150 MB, CPU s/GiB beside aria2c's.
 Needs nginx, aria2c, curl and GNU time (Debian: nginx-light aria2 curl time).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -34,6 +41,17 @@ from downloader.settings import parse_size
 from downloader.testing.nginx import start_nginx, write_random_file
 
 MB = 1_000_000
+HERE = Path(__file__).resolve().parent
+Plan = tuple[str, str, list[str], bool]
+# The peers modelhaul's throughput is held against, and the issue's target where it has one.
+TARGETS = (
+    ("aria2c + sync", 1.0),
+    ("aria2c", None),
+    ("dd + sync", 0.8),
+    ("parfive + sync", 4.0),
+    ("curl + sync", None),
+    ("curl → /dev/null", None),
+)
 
 
 def main() -> None:
@@ -55,7 +73,7 @@ def main() -> None:
         settle()
         server = start_nginx(work / "www", work / "nginx", slow_rate="20m")
         try:
-            results = run_all(args, work, server, size)
+            results = run_all(args, work, server)
         finally:
             server.stop()
     report(results, size, args)
@@ -66,49 +84,42 @@ def settle() -> None:
     subprocess.run(["sync"], check=True)
 
 
-def run_all(args: argparse.Namespace, work: Path, server, size: int) -> dict[str, dict]:
+def has_parfive() -> bool:
+    """parfive is a Python peer: present where the bench (or test) extra is installed."""
+    return importlib.util.find_spec("parfive") is not None
+
+
+def plans_for(args: argparse.Namespace, work: Path, server) -> list[Plan]:
+    """What each round runs: (tool, scenario, command, sync the file after it)."""
+    out = work / "out"
+    target = out / "model.bin"
+    source = work / "www" / "model.bin"
+    dd = ["dd", f"if={source}", f"of={target}", "bs=8M", "conv=fdatasync", "status=none"]
+    plans: list[Plan] = [("dd + sync", "unthrottled", dd, False)]
+    for scenario, slow in (("unthrottled", False), ("throttled", True)):
+        url = server.url("model.bin", slow=slow)
+        fetch = [sys.executable, "-m", "downloader.testing.fetch", str(work / "ledger.db")]
+        plans.append(
+            ("modelhaul", scenario, [*fetch, url, str(target), str(args.connections)], False)
+        )
+        plans.append(("aria2c", scenario, aria2c_command(url, out), True))
+        if has_parfive():
+            parfive = [sys.executable, str(HERE / "_parfive_get.py"), url, str(out), "model.bin"]
+            plans.append(("parfive", scenario, parfive, True))
+        if not slow:
+            plans.append(("curl", scenario, ["curl", "-s", "-o", str(target), url], True))
+            plans.append(
+                ("curl → /dev/null", scenario, ["curl", "-s", "-o", "/dev/null", url], False)
+            )
+    return plans
+
+
+def run_all(args: argparse.Namespace, work: Path, server) -> dict[str, dict]:
     """Each round runs every tool once, in turn (A B C A B C …), so drift hits all alike."""
     out = work / "out"
     out.mkdir()
     target = out / "model.bin"
-    ledger = work / "ledger.db"
-    source = work / "www" / "model.bin"
-    plans: list[tuple[str, str, list[str], bool]] = [
-        (
-            "dd",
-            "unthrottled",
-            ["dd", f"if={source}", f"of={target}", "bs=8M", "conv=fdatasync", "status=none"],
-            False,
-        )
-    ]
-    for scenario, slow in (("unthrottled", False), ("throttled", True)):
-        url = server.url("model.bin", slow=slow)
-        plans.append(
-            (
-                "modelhaul",
-                scenario,
-                [
-                    sys.executable,
-                    "-m",
-                    "downloader.testing.fetch",
-                    str(ledger),
-                    url,
-                    str(target),
-                    str(args.connections),
-                ],
-                False,
-            )
-        )
-        plans.append(
-            (
-                "aria2c",
-                scenario,
-                aria2c_command(url, out),
-                True,
-            )
-        )
-        if not slow:
-            plans.append(("curl", scenario, ["curl", "-s", "-o", str(target), url], True))
+    plans = plans_for(args, work, server)
     runs: dict[tuple[str, str], list[Run]] = {}
     synced: dict[tuple[str, str], list[Run]] = {}
     for _ in range(args.runs):
@@ -143,6 +154,7 @@ def report(results: dict[str, dict], size: int, args: argparse.Namespace) -> Non
                         {
                             "tool": tool + label,
                             "scenario": scenario,
+                            "size_MB": size / MB,
                             "MB/s": size / MB / run.wall,
                             "cpu_s_per_GiB": run.cpu / gib,
                             "peak_rss_MB": run.rss_mib * 1.048576,
@@ -159,18 +171,32 @@ def report(results: dict[str, dict], size: int, args: argparse.Namespace) -> Non
             f"{r['tool']:18} {r['scenario']:12} {r['MB/s']:8.1f} {r['cpu_s_per_GiB']:10.2f} "
             f"{r['peak_rss_MB']:12.1f}"
         )
-    speed = {(r["tool"], r["scenario"]): r["MB/s"] for r in rows}
-    ours_rss = max(r["peak_rss_MB"] for r in rows if r["tool"] == "modelhaul")
     print("ratios (throughput, modelhaul over the other; its figure includes fsync):")
+    for line in ratio_lines(rows):
+        print("  " + line)
+
+
+def ratio_lines(rows: list[dict]) -> list[str]:
+    """modelhaul's throughput over each peer's, with the issue's target where it has one."""
+    speed = {(r["tool"], r["scenario"]): r["MB/s"] for r in rows}
+    cpu = {(r["tool"], r["scenario"]): r["cpu_s_per_GiB"] for r in rows}
+    lines = []
     for scenario in ("unthrottled", "throttled"):
         mh = speed[("modelhaul", scenario)]
-        print(
-            f"  {scenario:12} vs aria2c+sync {mh / speed[('aria2c + sync', scenario)]:.2f}x "
-            f"(target >= 1.0)   vs aria2c alone {mh / speed[('aria2c', scenario)]:.2f}x"
-        )
-    vs_dd = speed[("modelhaul", "unthrottled")] / speed[("dd", "unthrottled")]
-    print(f"  unthrottled  vs dd {vs_dd:.2f}x (target >= 0.8)")
-    print(f"  peak RSS {ours_rss:.0f} MB (target < 150)")
+        for peer, target in TARGETS:
+            if (peer, scenario) in speed:
+                goal = f" (target >= {target})" if target else ""
+                lines.append(
+                    f"{scenario:12} vs {peer:18} {mh / speed[(peer, scenario)]:5.2f}x{goal}"
+                )
+        if ("aria2c", scenario) in cpu:
+            lines.append(
+                f"{scenario:12} CPU s/GiB {cpu[('modelhaul', scenario)]:.2f} "
+                f"(aria2c {cpu[('aria2c', scenario)]:.2f})"
+            )
+    ours_rss = max(r["peak_rss_MB"] for r in rows if r["tool"] == "modelhaul")
+    lines.append(f"peak RSS {ours_rss:.0f} MB (target < 150)")
+    return lines
 
 
 if __name__ == "__main__":

@@ -2,21 +2,24 @@
 against each size and endless-body attack of ``downloader.testing.hostile``, beside an
 honest origin serving the same file. Needs GNU time (Debian package ``time``).
 
-    python benchmarks/hostile_bench.py [--size 24M] [--timeout 60]
+    python benchmarks/hostile_bench.py [--size 24M] [--timeout 60] [--json]
 
 A row that says "still running" is a defect: every attack must end, in bounded memory.
+``--json`` prints the rows as a JSON list instead (``python -m benchmarks`` reads it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from _timing import timed
 
@@ -32,7 +35,8 @@ ATTACKS = (
 )
 
 
-async def one(attack: OriginAttack, data: bytes, timeout: float) -> str:
+async def one(attack: OriginAttack, data: bytes, timeout: float) -> dict[str, Any]:
+    """One ``modelhaul get`` against ``attack``: its figures, and whether it ended at all."""
     with tempfile.TemporaryDirectory(prefix="modelhaul-hostile-") as work:
         async with HostileOrigin(attack, {"m.bin": data}) as origin:
             command = [
@@ -50,28 +54,50 @@ async def one(attack: OriginAttack, data: bytes, timeout: float) -> str:
                 "--quiet",
             ]
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+            row: dict[str, Any] = {"attack": attack.value}
             try:
                 run = await asyncio.to_thread(timed, command, env=env, check=False, timeout=timeout)
             except subprocess.TimeoutExpired:
-                return f"{attack.value:15} still running after {timeout:.0f} s"
+                return {**row, "outcome": f"still running after {timeout:.0f} s"}
             exact = Path(work, "dest", "m.bin").is_file() and (
                 Path(work, "dest", "m.bin").read_bytes() == data
             )
-            return (
-                f"{attack.value:15} exit {run.code}  {run.wall:5.2f} s  CPU {run.cpu:5.2f} s  "
-                f"peak RSS {run.rss_mib:6.1f} MiB  served {origin.served / 2**20:7.1f} MiB  "
-                f"{'byte-exact' if exact else 'no file'}"
-            )
+            return {
+                **row,
+                "exit": run.code,
+                "wall_s": run.wall,
+                "cpu_s": run.cpu,
+                "peak_rss_MiB": run.rss_mib,
+                "served_MiB": origin.served / 2**20,
+                "outcome": "byte-exact" if exact else "no file",
+            }
+
+
+def line(row: dict[str, Any]) -> str:
+    if "exit" not in row:
+        return f"{row['attack']:15} {row['outcome']}"
+    return (
+        f"{row['attack']:15} exit {row['exit']}  {row['wall_s']:5.2f} s  "
+        f"CPU {row['cpu_s']:5.2f} s  "
+        f"peak RSS {row['peak_rss_MiB']:6.1f} MiB  served {row['served_MiB']:7.1f} MiB  "
+        f"{row['outcome']}"
+    )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="24M", help="the file's size (default 24M)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per run")
+    parser.add_argument("--json", action="store_true", help="the rows as JSON")
     args = parser.parse_args()
     data = random.Random(14).randbytes(parse_size(args.size))
+    rows = []
     for attack in ATTACKS:
-        print(await one(attack, data, args.timeout), flush=True)
+        rows.append(await one(attack, data, args.timeout))
+        if not args.json:
+            print(line(rows[-1]), flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

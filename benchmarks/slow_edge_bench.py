@@ -2,7 +2,7 @@
 below the others (CDN edges that cap connections), for modelhaul, aria2c and curl.
 
     python benchmarks/slow_edge_bench.py [--size 512M] [--throttle 16M] [--every 4]
-        [--runs 1] [--slow-seconds 3] [--tools modelhaul,aria2c,curl] [--dir DIR]
+        [--runs 1] [--slow-seconds 3] [--tools modelhaul,aria2c,curl] [--dir DIR] [--json]
 
 Serves a random file with our test origin (``python -m downloader.testing.serve_origin``) at
 ``--throttle`` per connection, once with every connection alike and once with every
@@ -17,12 +17,14 @@ meets the same sequence of connections). Times, medians of ``--runs``:
   what a single stream costs when its edge is fine, not what it costs when it is capped.
 
 Prints seconds per tool and mode, and the ratio slow-edged / even (issue 17: the target is
-1.3 or less for modelhaul). Needs aria2c, curl and GNU time (Debian: aria2 curl time).
+1.3 or less for modelhaul); ``--json`` prints a row per tool as JSON instead (the progress
+goes to stderr). Needs aria2c, curl and GNU time (Debian: aria2 curl time).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -73,7 +75,9 @@ def main() -> None:
     parser.add_argument("--slow-seconds", default="3", help="modelhaul's slow_seconds")
     parser.add_argument("--tools", default="modelhaul,aria2c,curl")
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="a row per tool as JSON")
     args = parser.parse_args()
+    progress = sys.stderr if args.json else sys.stdout
     tools = args.tools.split(",")
     for tool in [t for t in tools if t != "modelhaul"] + ["time"]:
         if not shutil.which(tool):
@@ -94,7 +98,22 @@ def main() -> None:
                     with origin(work / "www", args.throttle, every, slow_rate) as url:
                         runs.append(timed(commands(tool, url, out, args.slow_seconds)))
                 seconds[(tool, mode)] = median(runs).wall
-                print(f"{tool:10} {mode:11} {seconds[(tool, mode)]:7.2f} s", flush=True)
+                line = f"{tool:10} {mode:11} {seconds[(tool, mode)]:7.2f} s"
+                print(line, file=progress, flush=True)
+    if args.json:
+        rows = [
+            {
+                "tool": tool,
+                "size": args.size,
+                "throttle": args.throttle,
+                "even_s": seconds[(tool, "even")],
+                "slow_edged_s": seconds[(tool, "slow-edged")],
+                "ratio": seconds[(tool, "slow-edged")] / seconds[(tool, "even")],
+            }
+            for tool in tools
+        ]
+        print(json.dumps(rows, indent=1))
+        return
     print(
         f"slow-edge ratio ({args.size}, {args.throttle}/s per connection, every "
         f"{args.every}th at 1/20; slow-edged / even):"

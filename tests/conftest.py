@@ -102,6 +102,8 @@ SYSTEM_PACKAGES = {
     "aria2c": "aria2",
     "curl": "curl",
     "time": "time",
+    "ip": "iproute2",
+    "tc": "iproute2",
 }
 # Under this variable (CI sets it) a missing program fails its tests instead of skipping them.
 REQUIRE_SYSTEM = "MODELHAUL_REQUIRE_SYSTEM"
