@@ -25,7 +25,7 @@ class EngineConfig:
     min_steal: int = 2 << 20  # never split a remaining range smaller than this
     checkpoint_seconds: float = 1.0
     checkpoint_bytes: int = 32 << 20
-    read_buffer: int = 64 * 1024  # aiohttp's read buffer per connection
+    read_buffer: int = 512 * 1024  # aiohttp's read buffer per connection (Settings says why)
     write_size: int = 512 * 1024  # received bytes gathered per write (one thread hop each)
     always_sha256: bool = False  # a SHA-256 for every file, not only where one is published
     preallocate: bool = True  # reserve the whole .part up front (fallocate), else sparse
