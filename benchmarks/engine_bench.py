@@ -6,8 +6,10 @@ nginx.
 Starts nginx on 127.0.0.1 (Debian's nginx-light) serving a random file, then, each --runs
 times, for two scenarios (unthrottled, and nginx ``limit_rate 20m`` per connection):
 
-- modelhaul: a fresh ledger, 16 connections; its time includes starting Python, fsync and
-  the rename (no SHA-256: a plain URL publishes none, as for the others).
+- modelhaul: ``modelhaul get URL -o FILE -q --connections 16`` with a fresh home (so a new
+  ledger each run); its time includes starting Python, building the ledger, fsync and the
+  rename (no SHA-256: a plain URL publishes none, as for the others). Its modules are
+  byte-compiled first, as an installed copy's are.
 - ``aria2c -x16 -s16 -k1M --file-allocation=none``, parfive (``max_conn=16,
   max_splits=16``, otherwise as it ships; left out where it is not installed:
   ``pip install -e '.[bench]'``) and ``curl -o`` (unthrottled only: one connection at
@@ -35,7 +37,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import Run, aria2c_command, median, timed
+from _timing import Run, aria2c_command, byte_compile, median, modelhaul_get, timed
 
 from downloader.settings import parse_size
 from downloader.testing.nginx import start_nginx, write_random_file
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="work folder (on the disk to test)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    byte_compile()
     for tool in ("nginx", "aria2c", "curl", "time"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is not installed: apt-get install nginx-light aria2 curl time")
@@ -98,10 +101,8 @@ def plans_for(args: argparse.Namespace, work: Path, server) -> list[Plan]:
     plans: list[Plan] = [("dd + sync", "unthrottled", dd, False)]
     for scenario, slow in (("unthrottled", False), ("throttled", True)):
         url = server.url("model.bin", slow=slow)
-        fetch = [sys.executable, "-m", "downloader.testing.fetch", str(work / "ledger.db")]
-        plans.append(
-            ("modelhaul", scenario, [*fetch, url, str(target), str(args.connections)], False)
-        )
+        get = modelhaul_get(url, target, work / "home", args.connections)
+        plans.append(("modelhaul", scenario, get, False))
         plans.append(("aria2c", scenario, aria2c_command(url, out), True))
         if has_parfive():
             parfive = [sys.executable, str(HERE / "_parfive_get.py"), url, str(out), "model.bin"]
@@ -125,8 +126,7 @@ def run_all(args: argparse.Namespace, work: Path, server) -> dict[str, dict]:
     for _ in range(args.runs):
         for tool, scenario, command, sync in plans:
             target.unlink(missing_ok=True)
-            for p in work.glob("ledger.db*"):
-                p.unlink()
+            shutil.rmtree(work / "home", ignore_errors=True)
             settle()
             run = timed(command)
             runs.setdefault((tool, scenario), []).append(run)

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import timed
+from _timing import byte_compile, timed
 
 from downloader.settings import parse_size
 from downloader.testing.modelfiles import write_gguf, write_safetensors
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON row per tool")
     args = parser.parse_args()
+    byte_compile()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="hub-bench-") as tmp:
         work = Path(tmp)
         total = build_repo(work / "repos" / "bench" / "model", args)

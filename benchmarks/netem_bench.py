@@ -12,7 +12,7 @@ packet per segment so that netem drops packets, not 64 KiB super-packets. Our te
 starter binds 127.0.0.1 only, which the namespace cannot reach. The tools run inside the
 namespace (``ip netns exec``) under GNU time, medians of ``--runs``:
 
-- modelhaul: ``downloader.testing.fetch`` with 16 connections, as in engine_bench;
+- modelhaul: ``modelhaul get -o FILE -q --connections 16``, as in engine_bench;
 - ``aria2c -x16 -s16 -k1M --file-allocation=none`` + ``sync FILE``;
 - ``curl -o`` + ``sync FILE``: one connection, what loss costs a single stream.
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _skip import skip
-from _timing import Run, aria2c_command, median, timed
+from _timing import Run, aria2c_command, byte_compile, median, modelhaul_get, timed
 
 from downloader.settings import parse_size
 from downloader.testing.nginx import write_random_file
@@ -147,8 +147,7 @@ def round_trip_ms(link: Link, url: str) -> float:
 def command(tool: str, url: str, out: Path) -> list[str]:
     target = out / "model.bin"
     if tool == "modelhaul":
-        fetch = [sys.executable, "-m", "downloader.testing.fetch", str(out / "ledger.db")]
-        return [*fetch, url, str(target), "16"]
+        return modelhaul_get(url, target, out / "home")
     if tool == "aria2c":
         return aria2c_command(url, out)
     return ["curl", "-s", "-o", str(target), url]
@@ -181,6 +180,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="work folder (on the disk to test)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    byte_compile()
     tools = [t for t in args.tools.split(",") if t]
     if unknown := sorted(set(tools) - {"modelhaul", "aria2c", "curl"}):
         parser.error(f"unknown tool {', '.join(unknown)} (known: modelhaul, aria2c, curl)")

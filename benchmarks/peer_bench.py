@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _timing import Run, median, timed
+from _timing import Run, byte_compile, median, timed
 
 from downloader.settings import parse_size
 from downloader.testing.nginx import start_nginx, write_random_file
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="work folder (on the disk to test)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    byte_compile()
     if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         sys.exit("nginx is not installed: apt-get install nginx-light time")
     size = parse_size(args.size)

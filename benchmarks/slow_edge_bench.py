@@ -32,7 +32,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from _timing import aria2c_command, median, timed
+from _timing import aria2c_command, byte_compile, median, timed
 
 from downloader.settings import parse_size
 from downloader.testing.nginx import write_random_file
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="a row per tool as JSON")
     args = parser.parse_args()
+    byte_compile()
     progress = sys.stderr if args.json else sys.stdout
     tools = args.tools.split(",")
     for tool in [t for t in tools if t != "modelhaul"] + ["time"]:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import timed
+from _timing import byte_compile, timed
 
 BIN = Path(sys.executable).parent
 TARGETS = {"help": 0.3, "ls": 1.0}
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="pairs per comparison")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    byte_compile()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
