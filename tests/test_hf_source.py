@@ -14,7 +14,9 @@ from managerkit import manager_settings
 
 from downloader import DownloadManager, DownloadStatus, TaskState, download_model
 from downloader.preflight import estimate_download_size
+from downloader.settings import MiB
 from downloader.sources.hfcache import storage_folder
+from downloader.testing.hub import Hub
 
 
 @pytest.fixture
@@ -266,3 +268,25 @@ async def test_a_glob_matching_one_shard_asks_for_the_model_and_brings_its_compa
         "model-00003-of-00003.safetensors",
         "model.safetensors.index.json",
     ]
+
+
+async def test_the_largest_file_starts_first_and_small_ones_share_the_other_places(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(tmp_path / "hub")
+    small = {f"a-{i:02}.json": bytes([i]) * 4096 for i in range(12)}
+    big = bytes(range(256)) * (3 * MiB // 256)
+    await asyncio.to_thread(hub.add_repo, "org/mixed", {**small, "zz-weights.bin": big})
+    async with hub:
+        seen = await run(
+            "huggingface", "org/mixed", settings=hf_settings(tmp_path, hub, max_files=2)
+        )
+        resolved = [r.path.rsplit("/", 1)[-1] for r in hub.log if "/resolve/" in r.path]
+    assert seen[-1].status is DownloadStatus.COMPLETE, seen[-1].message
+    # Listed last, among the first two asked (two places): it does not wait for twelve small
+    # files, and they go on beside it.
+    first = list(dict.fromkeys(resolved))
+    assert "zz-weights.bin" in first[:2], first
+    assert set(resolved) == {*small, "zz-weights.bin"}
+    snap = snapshot(tmp_path, hub, "org/mixed")
+    assert (snap / "zz-weights.bin").read_bytes() == big

@@ -25,7 +25,7 @@ class TrailingSha256:
         self._part = part
         self._prefix = prefix
         self._sha = hashlib.sha256()
-        self._buffer = bytearray(READ_SIZE)
+        self._buffer = bytearray()  # READ_SIZE, allocated at the first read back
         self.hashed = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -63,6 +63,8 @@ class TrailingSha256:
     async def _catch_up(self, upto: int) -> None:
         while self.hashed < upto:
             length = min(READ_SIZE, upto - self.hashed)
+            if len(self._buffer) < length:  # a small file never needs the whole READ_SIZE
+                self._buffer = bytearray(length)
             got = await self._part.feed(self._sha, self.hashed, self._buffer, length)
             if not got:
                 raise OSError(f"{self._part.path} is shorter than its written prefix {upto}")

@@ -211,7 +211,10 @@ class TaskRunner:
                 await index_finished(ledger, record, f"task {record.task_id}")
                 return record
 
-        jobs = [asyncio.create_task(one(r)) for r in self._records]
+        # Largest first (the gate serves in this order): a big file has its connections from
+        # the first second, not after every small file listed before it.
+        order = sorted(self._records, key=lambda r: -(r.size or 0))
+        jobs = [asyncio.create_task(one(r)) for r in order]
         try:
             for job in asyncio.as_completed(jobs):
                 await job  # the first failure propagates; the rest are cancelled below
