@@ -14,9 +14,9 @@ from sqlalchemy.engine import Connection
 
 from storage import dialect
 from storage.db import Database
-from storage.models import Content
+from storage.models import CONTENTS
 
-_C = Content.__table__
+_C = CONTENTS
 
 
 @dataclass(frozen=True)

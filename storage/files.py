@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from storage import dialect
 from storage.db import Database
 from storage.errors import LeaseLostError
-from storage.models import Chunk, File, Task
+from storage.models import CHUNKS, FILES, TASKS
 from storage.records import (
     ChunkRecord,
     FileCheckpoint,
@@ -22,9 +22,9 @@ from storage.records import (
     file_record,
 )
 
-_F = File.__table__
-_C = Chunk.__table__
-_T = Task.__table__
+_F = FILES
+_C = CHUNKS
+_T = TASKS
 
 
 class FileStore:

@@ -18,12 +18,12 @@ from sqlalchemy.engine import Connection
 from storage import dialect
 from storage.db import Database
 from storage.errors import TaskNotFoundError
-from storage.models import Limit
+from storage.models import LIMITS
 from storage.states import UNDERWAY, TaskState
 from storage.task_rows import TASKS, set_columns
 from storage.tasks import checked_id
 
-_L = Limit.__table__
+_L = LIMITS
 GLOBAL = "global"
 
 

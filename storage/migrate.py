@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
 from sqlalchemy.engine import Connection
 
-from storage.models import Base
+from storage.models import METADATA
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -72,7 +72,7 @@ def is_empty(connection: Connection) -> bool:
 def create_at_head(connection: Connection) -> None:
     """Build the head schema in an empty database from the models, and stamp it at
     ``HEAD_REVISION`` exactly as Alembic's ``stamp`` would, so that later revisions apply."""
-    Base.metadata.create_all(connection)
+    METADATA.create_all(connection)
     # Alembic's own definition of its version table (alembic.runtime.migration).
     version = Table(
         "alembic_version",

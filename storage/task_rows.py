@@ -9,12 +9,10 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from storage.errors import TaskNotFoundError
-from storage.models import Event, Task
+from storage.models import EVENTS, TASKS
 from storage.records import EventRecord, NewTask, TaskRecord, task_record
 from storage.states import TaskState
 
-TASKS = Task.__table__
-EVENTS = Event.__table__
 INSERT_EVENT = insert(EVENTS)
 
 # Hot statements are built once: constructing a statement costs more than running it.

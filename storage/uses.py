@@ -9,9 +9,9 @@ from sqlalchemy.engine import Connection
 
 from storage import dialect
 from storage.db import Database
-from storage.models import CacheUse
+from storage.models import CACHE_USES
 
-_U = CacheUse.__table__
+_U = CACHE_USES
 
 
 class UseStore:

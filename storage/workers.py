@@ -14,11 +14,11 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
-from storage.models import Worker
+from storage.models import WORKERS
 from storage.states import TaskState
 from storage.task_rows import TASKS
 
-_W = Worker.__table__
+_W = WORKERS
 
 
 @dataclass(frozen=True, slots=True)

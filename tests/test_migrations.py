@@ -16,7 +16,7 @@ from conftest import REPO
 from sqlalchemy import create_engine, inspect
 
 from storage.migrate import HEAD_REVISION, alembic_config, head_revision
-from storage.models import Base
+from storage.models import METADATA
 
 
 def _engine(path: Path):
@@ -30,7 +30,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), METADATA)
     assert diff == []
 
 
@@ -45,7 +45,7 @@ async def test_migrated_schema_matches_the_models_on_postgresql(pg_server) -> No
     engine = create_async_engine(pg_server.url(name))
 
     def compare(conn):  # type: ignore[no-untyped-def]
-        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        return compare_metadata(MigrationContext.configure(conn), METADATA)
 
     def run(conn, action, target):  # type: ignore[no-untyped-def]
         cfg = alembic_config()
@@ -107,7 +107,7 @@ async def test_a_new_ledger_is_built_at_head_as_the_migrations_would_build_it(
     engine = _engine(tmp_path / "new.db")
     with engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     # Alembic takes the stamped ledger as its own: it steps down and back up again. (Not
     # byte-equal afterwards: a batch step down on SQLite drops AUTOINCREMENT, as it does on a
     # migrated ledger.)
@@ -119,7 +119,7 @@ async def test_a_new_ledger_is_built_at_head_as_the_migrations_would_build_it(
         command.upgrade(cfg, "head")
     with engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     engine.dispose()
 
 
