@@ -37,6 +37,25 @@ def test_connections_are_added_while_each_raises_the_total_and_one_removed_when_
     assert climb.observe(50.0, busy=True) == 6
 
 
+def test_each_addition_is_a_quarter_more_so_capped_connections_reach_the_limit_in_four_steps():
+    climb = Climb(low=1, high=32, target=16)
+    rate = 20.0  # per connection: a CDN that caps each one
+    steps = [climb.target]
+    for _ in range(5):
+        steps.append(climb.observe(rate * climb.target, busy=True))
+    assert steps == [16, 20, 25, 31, 32, 32]
+
+
+def test_a_quarter_more_that_adds_nothing_is_taken_back_whole_and_then_paused() -> None:
+    climb = Climb(low=1, high=32, target=16)
+    assert climb.observe(320.0, busy=True) == 20
+    # Four more connections had to bring at least half their share (4 x 20 / 2 = 40).
+    assert climb.observe(330.0, busy=True) == 16
+    for _ in range(HOLD):
+        assert climb.observe(330.0, busy=True) == 16
+    assert climb.observe(330.0, busy=True) == 20
+
+
 def test_connections_are_not_added_past_the_per_host_limit_or_while_some_idle() -> None:
     climb = Climb(low=1, high=5, target=4)
     assert climb.observe(40.0, busy=False) == 4

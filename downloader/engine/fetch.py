@@ -19,6 +19,8 @@ from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.retry import RetryPolicy, TransientError
 from downloader.errors import DiskError, DiskFullError, RemoteChangedError, TransferError
 
+LIMITED_READ_BUFFER = 64 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Expected:
@@ -146,7 +148,7 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
     wrote = 0
     resource = _resource(job, lane)
     try:
-        async with resource.get(headers) as response:
+        async with resource.get(headers, read_buffer=_read_buffer(job)) as response:
             _check(expected, resource.url, response, start)
             if lane is not None:
                 lane.streaming = True
@@ -165,6 +167,14 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
         # The body ended early (truncated, or a shorter range than asked): ask for the rest.
         error = _Progressed if wrote else TransientError
         raise error(f"body ended at byte {span.start + span.done} of range ending {span.end}")
+
+
+def _read_buffer(job: RangeJob) -> int | None:
+    """Under a rate limit, aiohttp's own 64 KiB: what a connection buffers past the limiter
+    (twice this) reaches the network as a burst the limit did not allow, and with the larger
+    session default (Settings.read_buffer says why it is larger) a limit of a few MiB/s
+    overshot by a fifth over a second."""
+    return LIMITED_READ_BUFFER if job.limiter.limited else None
 
 
 def _resource(job: RangeJob, lane: Lane | None) -> Resource:
@@ -211,7 +221,7 @@ def _check(expected: Expected, url: str, response: aiohttp.ClientResponse, start
 async def fetch_whole(job: RangeJob, span: Span) -> None:
     """The fallback for servers without ranges (or without a size): one plain GET of the
     whole file into ``span`` (which starts empty at 0). Any failure means starting over."""
-    async with job.resource.get({}) as response:
+    async with job.resource.get({}, read_buffer=_read_buffer(job)) as response:
         if response.status != 200:
             raise TransientError(f"unexpected HTTP {response.status} to a plain GET")
         try:
@@ -242,6 +252,10 @@ async def stream_into(
     buffered = 0
     since = 0.0  # when the oldest pending piece arrived
     async for data in response.content.iter_any():
+        # Through the limiter first, then counted: what the network buffered while we
+        # waited (up to twice the read buffer per connection) is shown, and shared in a
+        # fleet's limits, at the rate it is let through, not as a burst.
+        await job.limiter.take(len(data))
         job.on_received(len(data))
         if lane is not None:
             lane.received += len(data)
@@ -265,7 +279,6 @@ async def stream_into(
             pending, buffered = [], 0
             if span.start + span.done >= span.end:
                 return wrote
-        await job.limiter.take(len(data))
     if pending:
         wrote += await _flush(job, span, pending, buffered, lane)
     if final_at_eof and span.done % job.block:

@@ -192,29 +192,35 @@ class Resource:
         return self._resolved or self.url
 
     @asynccontextmanager
-    async def get(self, headers: Mapping[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
-        """GET with ``headers``; yields a 2xx response. Raises ``HTTPStatusError`` for
-        statuses no retry can fix, ``TransientError`` for those it may."""
+    async def get(
+        self, headers: Mapping[str, str], *, read_buffer: int | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET with ``headers`` (its body read through ``read_buffer`` bytes, else the
+        session's); yields a 2xx response. Raises ``HTTPStatusError`` for statuses no retry
+        can fix, ``TransientError`` for those it may."""
         try:
-            response = await self._open(headers)
+            response = await self._open(headers, read_buffer)
         except ExpiredURLError:
             # Our cached signed URL expired: ask the original URL for a fresh one, once.
             self._resolved = None
-            response = await self._open(headers)
+            response = await self._open(headers, read_buffer)
         try:
             yield response
         finally:
             response.close()
 
-    async def _open(self, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+    async def _open(
+        self, headers: Mapping[str, str], read_buffer: int | None = None
+    ) -> aiohttp.ClientResponse:
         url = self.final_url
+        options = {} if read_buffer is None else {"read_bufsize": read_buffer}
         for _ in range(MAX_REDIRECTS + 1):
             sent = {**self._headers, **headers}
             if _origin(url) == _origin(self.url):
                 sent.update(self._auth)  # credentials never leave the original host
             try:
                 response = await self.session.get(
-                    url, headers=sent, allow_redirects=False, timeout=self._timeout
+                    url, headers=sent, allow_redirects=False, timeout=self._timeout, **options
                 )
             except aiohttp.InvalidURL as e:
                 raise TransferError(f"{url} is not a URL that can be fetched: {e}", url=url) from e

@@ -71,13 +71,20 @@ HOLD = 4  # windows to wait after an addition that did not pay before trying aga
 
 @dataclass
 class Climb:
-    """The number of connections a file keeps: one more after each window in which the
-    previous addition raised the total, one fewer (and a pause) when it did not."""
+    """The number of connections a file keeps: more after each window in which the previous
+    addition raised the total, back (and a pause) when it did not.
+
+    An addition is a quarter of the count (at least one): 16 -> 20 -> 25 -> 31 -> 32. A CDN
+    that caps each connection (as the Hub's does) is used to the per-host limit within four
+    windows, not sixteen: one at a time, a file of a few seconds ended before the count had
+    moved. Where more connections do not raise the total, a trial costs one window of a
+    quarter more connections, then a pause."""
 
     low: int
     high: int
     target: int
     _before: float | None = None  # the total before the last addition, while on trial
+    _added: int = 0  # connections that addition added
     _hold: int = 0
 
     def observe(self, total: float, busy: bool) -> int:
@@ -88,8 +95,9 @@ class Climb:
             return self.target
         if self._before is not None:
             before, self._before = self._before, None
-            if total < before + GAIN * before / max(1, self.target - 1):
-                self.target -= 1
+            had = max(1, self.target - self._added)
+            if total < before + GAIN * self._added * before / had:
+                self.target -= self._added
                 self._hold = HOLD
                 return self.target
         elif self._hold > 0:
@@ -97,6 +105,7 @@ class Climb:
             return self.target
         if self.target < self.high:
             self._before = total
-            self.target += 1
+            self._added = min(max(1, self.target // 4), self.high - self.target)
+            self.target += self._added
         self.target = max(self.low, min(self.high, self.target))
         return self.target
