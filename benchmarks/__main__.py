@@ -6,11 +6,12 @@ Runs each script of benchmarks/ as its own process with ``--json`` (so each stay
 stand-alone script), skips a scenario whose programs are missing with the reason, and writes
 ``DIR/<YYYY-MM-DD>-<host>.json`` (every figure) and ``DIR/REPORT.md`` with a table per
 scenario and PNG charts in ``DIR/charts/`` (matplotlib: ``pip install -e '.[bench]'``).
-DIR defaults to benchmarks/results. ``--quick`` runs small sizes, one run each, and leaves
-out the scenarios that need minutes or a daemon of their own (peer, fleet): under a minute
-on a 2-core machine. A script that finds it cannot run here (exit 3, the reason on stderr:
-``_skip.py``) is recorded as skipped with that reason. Exits 1 if a scenario failed (its
-error is in the report).
+DIR defaults to benchmarks/results. ``--only`` re-runs the scenarios named and keeps the
+others of the day's run (of the same kind, quick or full) in the JSON and the report.
+``--quick`` runs small sizes, one run each, and leaves out the scenarios that need minutes
+or a daemon of their own (peer, fleet): under a minute on a 2-core machine. A script that
+finds it cannot run here (exit 3, the reason on stderr: ``_skip.py``) is recorded as
+skipped with that reason. Exits 1 if a scenario failed (its error is in the report).
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ def run(scenario: Scenario, quick: bool) -> dict[str, Any]:
     return outcome
 
 
+def _earlier(path: Path, quick: bool) -> dict[str, Any]:
+    """The scenarios of an earlier run written to ``path`` (same day and host), if it was of
+    the same kind (quick or full); nothing otherwise."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(earlier, dict) or earlier.get("quick") != quick:
+        return {}
+    scenarios = earlier.get("scenarios")
+    return scenarios if isinstance(scenarios, dict) else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
@@ -87,6 +101,10 @@ def main() -> None:
         "json": path.name,
         "scenarios": {},
     }
+    if only:
+        # Re-running some scenarios keeps the others of the day's run of the same kind.
+        earlier = _earlier(path, args.quick)
+        results["scenarios"] = {n: o for n, o in earlier.items() if n not in only}
     for scenario in SCENARIOS:
         if only and scenario.name not in only:
             continue
@@ -94,6 +112,10 @@ def main() -> None:
         outcome = run(scenario, args.quick)
         results["scenarios"][scenario.name] = outcome
         print(outcome.get("skipped") or outcome.get("failed") or f"{outcome['seconds']:.1f} s")
+    # In SCENARIOS' order, whichever run each outcome came from.
+    results["scenarios"] = {
+        s.name: results["scenarios"][s.name] for s in SCENARIOS if s.name in results["scenarios"]
+    }
     path.write_text(json.dumps(results, indent=1) + "\n")
     report = write_report(results, args.out)
     print(f"wrote {path} and {report}")

@@ -70,7 +70,10 @@ def main() -> None:
             if server is not None:
                 backends.append(("postgresql", lambda n: server.url(server.new_database())))
             else:
-                print("PostgreSQL is not installed (Debian: postgresql): SQLite only")
+                print(
+                    "PostgreSQL is not installed (Debian: postgresql): SQLite only",
+                    file=sys.stderr,
+                )
             for name, url_for in backends:
                 for count in COUNTS:
                     url = url_for(f"c{count}")
@@ -85,8 +88,11 @@ def main() -> None:
                             "tasks_per_s": tasks_rate,
                         }
                     )
+                    # Progress on stderr: with --json, stdout is the JSON alone.
                     print(
-                        f"{name} {count}: {rate:.0f} claims/s {tasks_rate:.1f} tasks/s", flush=True
+                        f"{name} {count}: {rate:.0f} claims/s {tasks_rate:.1f} tasks/s",
+                        file=sys.stderr,
+                        flush=True,
                     )
     finally:
         if server is not None:
