@@ -6,8 +6,10 @@ An entry is what was true when it was written; whoever reuses one checks the fil
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
@@ -65,14 +67,21 @@ def _record(row: object) -> ContentRecord:
     )
 
 
+@functools.cache
+def _upsert(postgresql: bool) -> Any:
+    """A content inserted, or replaced where its path is known (built once per backend)."""
+    stmt = dialect.insert_for(postgresql, _C)
+    columns = ("sha256", "size", "mtime_ns", "origin", "indexed_at")
+    return stmt.on_conflict_do_update(
+        index_elements=[_C.c.path], set_={c: stmt.excluded[c] for c in columns}
+    )
+
+
 def _add(
     conn: Connection, path: str, sha: str, size: int, mtime_ns: int, origin: str, now: float
 ) -> None:
-    values = {"sha256": sha, "size": size, "mtime_ns": mtime_ns, "origin": origin}
-    stmt = dialect.insert(conn, _C).values(path=path, indexed_at=now, **values)
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=[_C.c.path], set_={**values, "indexed_at": now})
-    )
+    row = {"path": path, "sha256": sha, "size": size, "mtime_ns": mtime_ns, "origin": origin}
+    conn.execute(_upsert(dialect.is_postgresql(conn)), {**row, "indexed_at": now})
 
 
 def _find(conn: Connection, sha: str) -> list[ContentRecord]:

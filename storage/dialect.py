@@ -33,10 +33,15 @@ def is_postgresql(conn: Connection) -> bool:
 def insert(conn: Connection, table: Table) -> Any:
     """An ``INSERT`` for ``table`` that takes ``.on_conflict_do_update(...)`` on this backend
     (SQLite and PostgreSQL spell the upsert the same way, through different classes)."""
-    if is_postgresql(conn):
-        from sqlalchemy.dialects import postgresql  # heavy to import; only where used
+    return insert_for(is_postgresql(conn), table)
 
-        return postgresql.insert(table)
+
+def insert_for(postgresql: bool, table: Table) -> Any:
+    """``insert`` for a backend known beforehand (a statement built once per backend)."""
+    if postgresql:
+        from sqlalchemy.dialects import postgresql as pg  # heavy to import; only where used
+
+        return pg.insert(table)
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert(table)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from storage import dialect
@@ -25,6 +26,49 @@ from storage.records import (
 _F = FILES
 _C = CHUNKS
 _T = TASKS
+
+# The statements every file write runs, built once. Building a statement (and its cache key)
+# cost more CPU than running it: on 200 small files, the ledger's thread spent most of its
+# time in SQLAlchemy's constructors, and it shares the interpreter with the transfers.
+_FENCE = (
+    select(_T.c.id, _T.c.lease_owner, _T.c.last_owner)
+    .where(
+        _T.c.id.in_(select(_F.c.task_id).where(_F.c.id.in_(bindparam("file_ids", expanding=True))))
+    )
+    .order_by(_T.c.id)
+    .with_for_update(of=_T)
+)
+# SET is what the parameters name (the file's columns), WHERE the file's id.
+_UPDATE_FILE = update(_F).where(_F.c.id == bindparam("file_id_")).returning(*_F.c)
+_TOTALS = (
+    select(
+        _F.c.task_id,
+        func.count(),
+        func.sum(_F.c.size),
+        func.sum(_F.c.downloaded_bytes),
+        func.sum((_F.c.state == FileState.COMPLETED.value).cast(_F.c.position.type)),
+        func.sum(_F.c.size.is_(None).cast(_F.c.position.type)),
+    )
+    .where(_F.c.task_id.in_(bindparam("task_ids", expanding=True)))
+    .group_by(_F.c.task_id)
+)
+_SET_TOTALS = update(_T).where(_T.c.id == bindparam("task_id_"))
+_CHECKPOINT_FILE = update(_F).where(_F.c.id == bindparam("file_id_")).returning(_F.c.task_id)
+
+
+@functools.cache
+def _chunk_upsert(postgresql: bool) -> Any:
+    """Chunks inserted, or their progress updated where ``(file_id, start)`` exists."""
+    stmt = dialect.insert_for(postgresql, _C)
+    return stmt.on_conflict_do_update(
+        index_elements=[_C.c.file_id, _C.c.start],
+        set_={
+            "end": stmt.excluded.end,
+            "done": stmt.excluded.done,
+            "xxh3": stmt.excluded.xxh3,
+            "sources": stmt.excluded.sources,
+        },
+    )
 
 
 class FileStore:
@@ -127,12 +171,7 @@ def _fence(conn: Connection, file_ids: list[int], owner: str | None) -> None:
     write recomputes: under READ COMMITTED two checkpoints of one task would otherwise each
     sum the other's files as they were before, and the later one would write stale totals.
     """
-    rows = conn.execute(
-        select(_T.c.id, _T.c.lease_owner, _T.c.last_owner)
-        .where(_T.c.id.in_(select(_F.c.task_id).where(_F.c.id.in_(file_ids))))
-        .order_by(_T.c.id)
-        .with_for_update(of=_T)
-    ).all()
+    rows = conn.execute(_FENCE, {"file_ids": list(file_ids)}).all()
     if owner is None:
         return
     for row in rows:
@@ -145,9 +184,7 @@ def _update(
     conn: Connection, file_id: int, fields: dict[str, Any], now: float, owner: str | None = None
 ) -> FileRecord:
     _fence(conn, [file_id], owner)
-    row = conn.execute(
-        update(_F).where(_F.c.id == file_id).values(**fields, updated_at=now).returning(*_F.c)
-    ).one()
+    row = conn.execute(_UPDATE_FILE, {**fields, "updated_at": now, "file_id_": file_id}).one()
     _refresh_task_totals(conn, [row.task_id], now)
     return file_record(row)
 
@@ -179,17 +216,7 @@ def _checkpoint(
     _fence(conn, sorted({cp.file_id for cp in batch}), owner)
     rows = [_chunk_row(c) for cp in batch for c in cp.chunks]
     if rows:
-        stmt = dialect.insert(conn, _C)
-        upsert = stmt.on_conflict_do_update(
-            index_elements=[_C.c.file_id, _C.c.start],
-            set_={
-                "end": stmt.excluded.end,
-                "done": stmt.excluded.done,
-                "xxh3": stmt.excluded.xxh3,
-                "sources": stmt.excluded.sources,
-            },
-        )
-        conn.execute(upsert, rows)
+        conn.execute(_chunk_upsert(dialect.is_postgresql(conn)), rows)
     task_ids = []
     for cp in batch:
         values: dict[str, Any] = {"downloaded_bytes": cp.downloaded_bytes, "updated_at": now}
@@ -197,8 +224,8 @@ def _checkpoint(
             values["part_mtime_ns"] = cp.part_mtime_ns
         if cp.part_size is not None:
             values["part_size"] = cp.part_size
-        stmt = update(_F).where(_F.c.id == cp.file_id).values(**values).returning(_F.c.task_id)
-        task_ids.append(conn.execute(stmt).scalar_one())
+        values["file_id_"] = cp.file_id
+        task_ids.append(conn.execute(_CHECKPOINT_FILE, values).scalar_one())
     _refresh_task_totals(conn, sorted(set(task_ids)), now)
 
 
@@ -211,32 +238,19 @@ def _remove(conn: Connection, file_ids: list[int], now: float) -> None:
 
 def _refresh_task_totals(conn: Connection, task_ids: list[int], now: float) -> None:
     """Derive tasks' byte and file counts from their files, so the two can never drift."""
-    as_int = _F.c.position.type
-    query = (
-        select(
-            _F.c.task_id,
-            func.count(),
-            func.sum(_F.c.size),
-            func.sum(_F.c.downloaded_bytes),
-            func.sum((_F.c.state == FileState.COMPLETED.value).cast(as_int)),
-            func.sum(_F.c.size.is_(None).cast(as_int)),
-        )
-        .where(_F.c.task_id.in_(task_ids))
-        .group_by(_F.c.task_id)
-    )
-    totals = {r[0]: r[1:] for r in conn.execute(query)}
+    totals = {r[0]: r[1:] for r in conn.execute(_TOTALS, {"task_ids": list(task_ids)})}
     for task_id in task_ids:
         count, total, done, completed, unknown = totals.get(task_id, (0, None, 0, 0, 0))
         conn.execute(
-            update(_T)
-            .where(_T.c.id == task_id)
-            .values(
-                files_total=count,
-                files_done=completed or 0,
-                total_bytes=None if (unknown or not count) else total,
-                downloaded_bytes=done or 0,
-                updated_at=now,
-            )
+            _SET_TOTALS,
+            {
+                "task_id_": task_id,
+                "files_total": count,
+                "files_done": completed or 0,
+                "total_bytes": None if (unknown or not count) else total,
+                "downloaded_bytes": done or 0,
+                "updated_at": now,
+            },
         )
 
 
