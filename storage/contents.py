@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Connection
 
 from storage import dialect
@@ -67,6 +67,9 @@ def _record(row: object) -> ContentRecord:
     )
 
 
+_BY_DIGEST = select(_C).where(_C.c.sha256 == bindparam("sha256_")).order_by(_C.c.indexed_at)
+
+
 @functools.cache
 def _upsert(postgresql: bool) -> Any:
     """A content inserted, or replaced where its path is known (built once per backend)."""
@@ -85,8 +88,7 @@ def _add(
 
 
 def _find(conn: Connection, sha: str) -> list[ContentRecord]:
-    query = select(_C).where(_C.c.sha256 == sha).order_by(_C.c.indexed_at)
-    return [_record(r) for r in conn.execute(query)]
+    return [_record(r) for r in conn.execute(_BY_DIGEST, {"sha256_": sha})]
 
 
 def _all(conn: Connection) -> list[ContentRecord]:

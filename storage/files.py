@@ -53,6 +53,10 @@ _TOTALS = (
     .group_by(_F.c.task_id)
 )
 _SET_TOTALS = update(_T).where(_T.c.id == bindparam("task_id_"))
+_FILE = select(_F).where(_F.c.id == bindparam("file_id_"))
+_FILES_OF_TASK = select(_F).where(_F.c.task_id == bindparam("task_id_")).order_by(_F.c.position)
+_CHUNKS_OF_FILE = select(_C).where(_C.c.file_id == bindparam("file_id_")).order_by(_C.c.start)
+_DROP_CHUNKS = delete(_C).where(_C.c.file_id == bindparam("file_id_"))
 _CHECKPOINT_FILE = update(_F).where(_F.c.id == bindparam("file_id_")).returning(_F.c.task_id)
 
 
@@ -152,12 +156,11 @@ def _add(conn: Connection, task_id: int, files: list[NewFile], now: float) -> li
 
 
 def _of_task(conn: Connection, task_id: int) -> list[FileRecord]:
-    query = select(_F).where(_F.c.task_id == task_id).order_by(_F.c.position)
-    return [file_record(r) for r in conn.execute(query)]
+    return [file_record(r) for r in conn.execute(_FILES_OF_TASK, {"task_id_": task_id})]
 
 
 def _get(conn: Connection, file_id: int) -> FileRecord:
-    return file_record(conn.execute(select(_F).where(_F.c.id == file_id)).one())
+    return file_record(conn.execute(_FILE, {"file_id_": file_id}).one())
 
 
 def _fence(conn: Connection, file_ids: list[int], owner: str | None) -> None:
@@ -190,8 +193,7 @@ def _update(
 
 
 def _chunks(conn: Connection, file_id: int) -> list[ChunkRecord]:
-    query = select(_C).where(_C.c.file_id == file_id).order_by(_C.c.start)
-    return [_chunk_record(r) for r in conn.execute(query)]
+    return [_chunk_record(r) for r in conn.execute(_CHUNKS_OF_FILE, {"file_id_": file_id})]
 
 
 def _replace_chunks(
@@ -203,7 +205,7 @@ def _replace_chunks(
     owner: str | None,
 ) -> FileRecord:
     _fence(conn, [file_id], owner)
-    conn.execute(delete(_C).where(_C.c.file_id == file_id))
+    conn.execute(_DROP_CHUNKS, {"file_id_": file_id})
     if chunks:
         conn.execute(insert(_C), [_chunk_row(c) for c in chunks])
     durable = sum(c.done for c in chunks)
