@@ -25,7 +25,7 @@ from downloader.headers import is_credential, parse_header
 from downloader.manager import DownloadManager
 from downloader.manager.tunables import check_mirrors
 from downloader.peers import parse_peers
-from downloader.preflight import SizeEstimate, validate
+from downloader.preflight import SizeEstimate, Validation, validate
 from downloader.progress import format_bytes
 from downloader.settings import Settings
 from downloader.sources import Resolution
@@ -46,14 +46,17 @@ async def get(args: argparse.Namespace, out: Output) -> int:
         # The task keeps where they are; their tokens stay with this process.
         options["peers"] = [p.base for p in peers]
     settings = settings_for(args, peers=tuple(p.spelled for p in peers) or None)
+    checks = _Checks(settings, dest, args.token, headers)
     if args.dry_run:
-        return await _dry_run(specs, args, settings, dest, headers, out)
+        return await _dry_run(specs, checks, out)
     # The ledger opens (a new one is built) while the checks ask the network: the first
     # request of a large file then waits for the slower of the two, not for both. The
     # manager runs nothing until the checks have passed.
     manager = DownloadManager(settings, autostart=False)
     async with _opened_meanwhile(manager) as opening:
-        resolutions = await _checked(specs, args, settings, dest, headers, out)
+        # --no-check: no resolutions; the download resolves each spec itself.
+        checked = [] if args.no_check else specs
+        resolutions = await _checked(checked, checks, out) if checked else [None] * len(specs)
         if resolutions is None:
             return exitcodes.FAILED
         await opening
@@ -83,21 +86,29 @@ async def get(args: argparse.Namespace, out: Output) -> int:
         return await follow(manager, tasks, out)
 
 
-async def _dry_run(
-    specs: Sequence[Spec],
-    args: argparse.Namespace,
-    settings: Settings,
-    dest: str | None,
-    headers: dict[str, str],
-    out: Output,
-) -> int:
-    """``--dry-run``: what each spec would fetch, or why it can't be; no ledger is opened."""
-    for spec in specs:
+@dataclasses.dataclass(frozen=True)
+class _Checks:
+    """What the checks of every spec are made with."""
+
+    settings: Settings
+    dest: str | None
+    token: str | None
+    headers: dict[str, str]
+
+    async def verdict(self, spec: Spec, out: Output) -> Validation:
+        """The checks of ``spec``, their warnings said."""
         verdict = await validate(
-            spec, settings=settings, dest=dest, token=args.token, headers=headers
+            spec, settings=self.settings, dest=self.dest, token=self.token, headers=self.headers
         )
         for warning in verdict.warnings:
             out.error(f"warning: {warning}")
+        return verdict
+
+
+async def _dry_run(specs: Sequence[Spec], checks: _Checks, out: Output) -> int:
+    """``--dry-run``: what each spec would fetch, or why it can't be; no ledger is opened."""
+    for spec in specs:
+        verdict = await checks.verdict(spec, out)
         if verdict.estimate is None:
             for problem in verdict.problems:
                 out.error(problem)
@@ -107,23 +118,14 @@ async def _dry_run(
 
 
 async def _checked(
-    specs: Sequence[Spec],
-    args: argparse.Namespace,
-    settings: Settings,
-    dest: str | None,
-    headers: dict[str, str],
-    out: Output,
+    specs: Sequence[Spec], checks: _Checks, out: Output
 ) -> list[Resolution | None] | None:
     """Each spec's checks (size, space): their resolution (a Hub's file list, a manifest)
     goes on to the download, which then does not ask again. None once a check fails (its
-    problems said); no resolutions with ``--no-check``."""
+    problems said)."""
     resolutions: list[Resolution | None] = [None] * len(specs)
-    for i, spec in enumerate([] if args.no_check else specs):
-        verdict = await validate(
-            spec, settings=settings, dest=dest, token=args.token, headers=headers
-        )
-        for warning in verdict.warnings:
-            out.error(f"warning: {warning}")
+    for i, spec in enumerate(specs):
+        verdict = await checks.verdict(spec, out)
         if verdict.estimate is not None and verdict.problems:
             for problem in verdict.problems:
                 out.error(problem)
