@@ -97,6 +97,7 @@ class FileStore:
         """Set columns of one file (probe results, state, digests, dirty flag), refreshing the
         task's totals in the same transaction; returns the new record. With ``owner``, only
         while that lease still holds the task (else ``LeaseLostError``)."""
+        _check_fields(fields)
         if "state" in fields:
             fields["state"] = FileState(fields["state"]).value
         return await self._db.write(_update, file_id, fields, time.time(), owner)
@@ -116,6 +117,7 @@ class FileStore:
         """Throw away the file's chunks and write a new plan (a first plan, or a restart after
         the remote file changed), updating file columns in the same transaction. ``owner``
         fences it as in ``update``."""
+        _check_fields(file_fields)
         return await self._db.write(
             _replace_chunks, file_id, list(chunks), file_fields, time.time(), owner
         )
@@ -135,6 +137,16 @@ class FileStore:
     async def remove(self, file_ids: Iterable[int]) -> None:
         """Forget files (and, by cascade, their chunks)."""
         await self._db.write(_remove, list(file_ids), time.time())
+
+
+# Columns a caller may set: the prebuilt UPDATE takes its SET from the parameters, where a
+# name that is no column would be dropped without a word.
+_SETTABLE = frozenset(_F.c.keys()) - {"id", "task_id", "updated_at"}
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    if unknown := sorted(set(fields) - _SETTABLE):
+        raise ValueError(f"not settable columns of a file: {', '.join(unknown)}")
 
 
 # --- units of work ----------------------------------------------------------------------------

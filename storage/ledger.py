@@ -100,6 +100,9 @@ async def open_ledger(target: str | os.PathLike[str] | None = None) -> Ledger:
         raise LedgerOpenError(_where(url, path), f"unsupported database URL: {e}{hint}") from e
     try:
         await db.write(_migrate, _where(url, path))
+    except asyncio.CancelledError:
+        await db.close()  # after the unit under way, which the thread finishes
+        raise
     except LedgerUnavailableError as e:
         await db.close()
         if path is not None:

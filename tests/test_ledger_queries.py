@@ -132,6 +132,19 @@ async def test_files_completed_count_toward_the_task(ledger: Ledger) -> None:
     )
 
 
+async def test_a_file_update_naming_no_settable_column_is_refused_and_changes_nothing(
+    ledger: Ledger,
+) -> None:
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
+    [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 1 << 20, size=10)])
+    for fields in ({"stat": "completed"}, {"task_id": 99}, {"updated_at": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(fields))):
+            await ledger.files.update(f.id, **fields)
+        with pytest.raises(ValueError, match=next(iter(fields))):
+            await ledger.files.replace_chunks(f.id, [], **fields)
+    assert await ledger.files.get(f.id) == f
+
+
 @on_both_backends
 async def test_removing_a_task_removes_its_files_chunks_and_events(ledger: Ledger) -> None:
     [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])

@@ -56,6 +56,13 @@ def test_a_quarter_more_that_adds_nothing_is_taken_back_whole_and_then_paused() 
     assert climb.observe(330.0, busy=True) == 20
 
 
+def test_a_trial_that_cannot_be_judged_is_taken_back_whole() -> None:
+    climb = Climb(low=1, high=32, target=16)
+    assert climb.observe(320.0, busy=True) == 20
+    assert climb.observe(100.0, busy=False) == 16  # some had no work: not shown to pay
+    assert climb.observe(320.0, busy=True) == 20  # tried again at the next busy window
+
+
 def test_connections_are_not_added_past_the_per_host_limit_or_while_some_idle() -> None:
     climb = Climb(low=1, high=5, target=4)
     assert climb.observe(40.0, busy=False) == 4

@@ -59,7 +59,8 @@ async def get(args: argparse.Namespace, out: Output) -> int:
         resolutions = await _checked(checked, checks, out) if checked else [None] * len(specs)
         if resolutions is None:
             return exitcodes.FAILED
-        await opening
+        # Shielded: a Ctrl-C here stops the command, not the ledger half-way through opening.
+        await asyncio.shield(opening)
         manager.autostart = not args.detach
         tasks = [
             await manager.add(
@@ -139,17 +140,17 @@ async def _opened_meanwhile(
     manager: DownloadManager,
 ) -> AsyncIterator[asyncio.Task[DownloadManager]]:
     """Open ``manager`` in the background while the body runs; close it after. An error of
-    the opening reaches whoever awaits it; one nobody awaited (the checks failed first) is
-    dropped with the manager."""
+    the opening reaches whoever awaits it. A body that ends without it (a check failed, a
+    Ctrl-C) cancels an opening still under way rather than wait for a ledger it won't use."""
     opening = asyncio.create_task(manager.__aenter__())
     try:
         yield opening
     finally:
-        # Even when the body was cancelled, the opening is let finish, then closed: a ledger
-        # left half-open would keep its threads.
+        if not opening.done():
+            opening.cancel()  # open_ledger closes what it opened when cancelled
         try:
             await asyncio.shield(opening)
-        except Exception:  # reported by the body's own await, or moot
+        except (Exception, asyncio.CancelledError):  # said by the body's own await, or moot
             pass
         else:
             await manager.close()

@@ -184,6 +184,7 @@ class FileRun:
             part=part,
             block=f.block_size,
             write_size=self.config.write_size,
+            read_buffer=self.config.read_buffer,
             # A quarter of the checkpoint interval: so bytes held back for a fuller write
             # add little to what a kill between two checkpoints costs.
             write_seconds=self.config.checkpoint_seconds / 4,

@@ -40,6 +40,7 @@ class RangeJob:
     part: PartFile
     block: int
     write_size: int  # bytes gathered before one write
+    read_buffer: int  # the session's read buffer (Settings.read_buffer)
     write_seconds: float  # how long received bytes may wait for more before they are written
     expected: Expected
     limiter: TokenBucket
@@ -173,8 +174,9 @@ def _read_buffer(job: RangeJob) -> int | None:
     """Under a rate limit, aiohttp's own 64 KiB: what a connection buffers past the limiter
     (twice this) reaches the network as a burst the limit did not allow, and with the larger
     session default (Settings.read_buffer says why it is larger) a limit of a few MiB/s
-    overshot by a fifth over a second."""
-    return LIMITED_READ_BUFFER if job.limiter.limited else None
+    overshot by a fifth over a second. Chosen per request: a limit set while a range is
+    streaming applies its 64 KiB from that connection's next request on."""
+    return min(LIMITED_READ_BUFFER, job.read_buffer) if job.limiter.limited else None
 
 
 def _resource(job: RangeJob, lane: Lane | None) -> Resource:

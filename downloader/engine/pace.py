@@ -91,7 +91,11 @@ class Climb:
         """The target after a window with ``total`` bytes per second; ``busy``: every
         connection had work all window (else more connections cannot help)."""
         if not busy:
-            self._before = None
+            if self._before is not None:
+                # A trial that cannot be judged (some connections had no work) is taken back
+                # whole: nothing showed the added connections paid.
+                self._before = None
+                self.target -= self._added
             return self.target
         if self._before is not None:
             before, self._before = self._before, None
