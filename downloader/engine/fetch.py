@@ -148,12 +148,14 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
         headers["If-Range"] = expected.if_range
     wrote = 0
     resource = _resource(job, lane)
+    read_buffer = _read_buffer(job)
+    unlimited = read_buffer is None  # a limit that begins meanwhile ends this request
     try:
-        async with resource.get(headers, read_buffer=_read_buffer(job)) as response:
+        async with resource.get(headers, read_buffer=read_buffer) as response:
             _check(expected, resource.url, response, start)
             if lane is not None:
                 lane.streaming = True
-            wrote = await stream_into(job, span, response, lane=lane)
+            wrote = await stream_into(job, span, response, lane=lane, until_limited=unlimited)
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
         error = _Progressed if span.start + span.done > start else TransientError
         raise error(f"{type(e).__name__}: {e or 'connection lost'}") from e
@@ -164,6 +166,10 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
     finally:
         if lane is not None:
             lane.streaming = False
+    if span.start + span.done < span.end and unlimited and job.limiter.limited:
+        # A limit began: the rest comes through a request with the limit's small buffer.
+        await fetch_span(job, span, lane)
+        return
     if span.start + span.done < span.end:
         # The body ended early (truncated, or a shorter range than asked): ask for the rest.
         error = _Progressed if wrote else TransientError
@@ -174,8 +180,9 @@ def _read_buffer(job: RangeJob) -> int | None:
     """Under a rate limit, aiohttp's own 64 KiB: what a connection buffers past the limiter
     (twice this) reaches the network as a burst the limit did not allow, and with the larger
     session default (Settings.read_buffer says why it is larger) a limit of a few MiB/s
-    overshot by a fifth over a second. Chosen per request: a limit set while a range is
-    streaming applies its 64 KiB from that connection's next request on."""
+    overshot by a fifth over a second. A limit that begins while a range streams through
+    the large buffer (a worker reads the limits just after its first requests, or
+    ``modelhaul limit`` is run) ends that request; the rest is asked for again."""
     return min(LIMITED_READ_BUFFER, job.read_buffer) if job.limiter.limited else None
 
 
@@ -239,6 +246,7 @@ async def stream_into(
     *,
     final_at_eof: bool = False,
     lane: Lane | None = None,
+    until_limited: bool = False,
 ) -> int:
     """Write the body into the span as it arrives; returns the bytes written.
 
@@ -247,7 +255,8 @@ async def stream_into(
     span's running XXH3 yields a digest as each block completes. On a slow connection they
     wait at most ``job.write_seconds``: only written bytes reach a checkpoint, and bytes
     held back are what a kill costs. With ``final_at_eof`` (a stream of unknown length) the
-    end of the body ends the last block.
+    end of the body ends the last block. With ``until_limited`` it stops early (what it
+    holds written) once a rate limit holds these bytes back.
     """
     wrote = 0
     pending: list[memoryview] = []
@@ -281,6 +290,8 @@ async def stream_into(
             pending, buffered = [], 0
             if span.start + span.done >= span.end:
                 return wrote
+        if until_limited and job.limiter.limited:
+            break
     if pending:
         wrote += await _flush(job, span, pending, buffered, lane)
     if final_at_eof and span.done % job.block:

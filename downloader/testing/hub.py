@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +55,7 @@ class Hub:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        self._made_workdir = workdir is None  # removed with the hub when it made it
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="modelhaul-hub-"))
         self.tokens = frozenset(tokens)
         self.page_size = page_size
@@ -127,6 +129,8 @@ class Hub:
             await self._runner.cleanup()
             self._runner = None
         await self.cdn.stop()
+        if self._made_workdir:
+            await asyncio.to_thread(shutil.rmtree, self.workdir, True)
 
     async def __aenter__(self) -> Hub:
         return await self.start()

@@ -100,6 +100,7 @@ class Origin:
         self._connections: dict[int, tuple[str, asyncio.BaseTransport]] = {}
         self.base_url = ""
         self.cdn_url = ""
+        self._made_workdir = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class Origin:
             import tempfile
 
             self.workdir = Path(tempfile.mkdtemp(prefix="modelhaul-origin-"))
+            self._made_workdir = True
         for name, content in self.files.items():
             self.put(name, content)
         app = web.Application()
@@ -133,10 +135,16 @@ class Origin:
         return self
 
     async def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving; a folder the origin made for its files goes with it (each test's
+        origins had left theirs behind: tens of GB of /tmp over a day of runs)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._made_workdir and self.workdir is not None:
+            import shutil
+
+            await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+            self.workdir, self._made_workdir = None, False
 
     async def __aenter__(self) -> Origin:
         return await self.start()
