@@ -171,7 +171,7 @@ async def test_a_schedule_switches_at_its_boundary_by_the_injected_clock(
             # bytes of its last read at the old rate are paid for at the new one (a slower
             # limit is not dodged): up to a few hundred KiB, a fifth of a second at 2M. So the
             # new rate is judged from 1.5 s on, over two seconds. (Judged from 1 s over one,
-            # the test failed about one run in four, before this session's changes too.)
+            # it failed about one run in four on a 2-core machine.)
             await asyncio.sleep(boundary + 1.5 - time.monotonic())
             assert_near(await rate_over(origin, 2.0), 2 * MiB, 0.10)
             after = await run(home, "limit", "--json", **clock)
