@@ -29,7 +29,9 @@ async def test_multi_connection_download_of_256_mib_from_nginx_is_byte_identical
     assert len(ranged) > 16  # many range requests, handed out across the connections
     # Every byte once, plus what was in flight past a boundary when half of a range was
     # stolen (the victim's connection is closed there): a small fraction, never a re-fetch.
-    assert 256 * MiB <= progress.fetched < 256 * MiB * 1.02
+    # With 512 KiB read buffers that is up to about 1 MiB a steal: 0.5-1.6 % here alone,
+    # 2.1 % once on a loaded CI run (0.2-0.4 % with aiohttp's 64 KiB).
+    assert 256 * MiB <= progress.fetched < 256 * MiB * 1.03
 
 
 async def test_resume_from_nginx_requests_only_ranges_that_were_not_durable(
