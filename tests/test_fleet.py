@@ -138,7 +138,11 @@ async def run_the_fleet(tmp_path: Path, ledger_url: str, restart=None) -> dict:
                     now = await states(ledger)
                     if all(s == "completed" for s, _, _ in now.values()):
                         break
-                    failed = {i: v for i, v in now.items() if v[0] == "failed"}
+                    failed = {
+                        t.id: (t.downloaded_bytes, t.error)
+                        for t in await ledger.tasks.list()
+                        if t.state.value == "failed"
+                    }
                     assert not failed, failed
                     assert any(alive(w.pid) for w in fleet.workers[1:]), "every worker died"
                     await asyncio.sleep(0.2)
