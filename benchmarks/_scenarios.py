@@ -74,45 +74,6 @@ def _netem(data: list[Row]) -> list[Row]:
     ]
 
 
-def _slow_edge(data: list[Row]) -> list[Row]:
-    return [
-        {
-            "tool": r["tool"],
-            "even s": r["even_s"],
-            "slow-edged s": r["slow_edged_s"],
-            "slow-edged ÷ even": r["ratio"],
-        }
-        for r in data
-    ]
-
-
-def _hostile(data: list[Row]) -> list[Row]:
-    return [
-        {
-            "attack": r["attack"],
-            "exit": r.get("exit"),
-            "seconds": r.get("wall_s"),
-            "CPU s": r.get("cpu_s"),
-            "peak RSS MiB": r.get("peak_rss_MiB"),
-            "served MiB": r.get("served_MiB"),
-            "outcome": r["outcome"],
-        }
-        for r in data
-    ]
-
-
-def _hub(data: list[Row]) -> list[Row]:
-    return [
-        {
-            "tool": r["tool"],
-            "seconds": r["wall_s"],
-            "MB/s": r["MB/s"],
-            "speed-up over huggingface_hub": r["speedup_vs_huggingface_hub"],
-        }
-        for r in data
-    ]
-
-
 def _kill(data: Row) -> list[Row]:
     rows = [
         {"kill": str(i), "MiB served and not recorded": cost}
@@ -125,20 +86,6 @@ def _kill(data: Row) -> list[Row]:
         }
     )
     return rows
-
-
-def _startup(data: dict[str, Row]) -> list[Row]:
-    return [
-        {
-            "command": r["modelhaul"],
-            "seconds": r["modelhaul_s"],
-            "hf": r["hf"],
-            "hf seconds": r["hf_s"],
-            "ratio": r["ratio"],
-            "target ≤": r["target"],
-        }
-        for r in data.values()
-    ]
 
 
 def _ledger(data: dict[str, float]) -> list[Row]:
@@ -158,16 +105,58 @@ def _peer(data: dict[str, Row]) -> list[Row]:
     ]
 
 
-def _fleet(data: list[Row]) -> list[Row]:
-    return [
-        {
-            "ledger": r["ledger"],
-            "workers": r["workers"],
-            "claims/s": r["claims_per_s"],
-            "tasks/s": r["tasks_per_s"],
-        }
-        for r in data
-    ]
+def _columns(headings: dict[str, str], *, lenient: bool = False) -> Callable[[Any], list[Row]]:
+    """Rows of a script's JSON (a list, or a dict's values) as table rows: each heading takes
+    its key's value (with ``lenient``, None where a row lacks the key)."""
+
+    def rows(data: Any) -> list[Row]:
+        items = data.values() if isinstance(data, dict) else data
+        return [{h: r.get(k) if lenient else r[k] for h, k in headings.items()} for r in items]
+
+    return rows
+
+
+_slow_edge = _columns(
+    {
+        "tool": "tool",
+        "even s": "even_s",
+        "slow-edged s": "slow_edged_s",
+        "slow-edged ÷ even": "ratio",
+    }
+)
+_hostile = _columns(
+    {
+        "attack": "attack",
+        "exit": "exit",
+        "seconds": "wall_s",
+        "CPU s": "cpu_s",
+        "peak RSS MiB": "peak_rss_MiB",
+        "served MiB": "served_MiB",
+        "outcome": "outcome",
+    },
+    lenient=True,
+)
+_hub = _columns(
+    {
+        "tool": "tool",
+        "seconds": "wall_s",
+        "MB/s": "MB/s",
+        "speed-up over huggingface_hub": "speedup_vs_huggingface_hub",
+    }
+)
+_startup = _columns(
+    {
+        "command": "modelhaul",
+        "seconds": "modelhaul_s",
+        "hf": "hf",
+        "hf seconds": "hf_s",
+        "ratio": "ratio",
+        "target ≤": "target",
+    }
+)
+_fleet = _columns(
+    {"ledger": "ledger", "workers": "workers", "claims/s": "claims_per_s", "tasks/s": "tasks_per_s"}
+)
 
 
 ENGINE_CHART = Chart("MB/s", ("scenario", "tool"), "Throughput (MB/s, higher is better)")
