@@ -195,3 +195,54 @@ async def test_three_workers_on_postgresql_through_a_database_restart(
     figures = await run_the_fleet(tmp_path, pg_url, restart=restart)
     # The issue's bound: from the pause in the ledger to the worker's last checkpoint.
     assert figures["pause_reached_seconds"] < 2.0, figures
+
+
+async def test_a_ledger_write_cut_by_the_database_requeues_the_task_and_never_fails_it(
+    tmp_path: Path, pg_server, pg_url
+) -> None:
+    """A worker's checkpoint write dies with its connection (57P01, as in a restart) while
+    the database is otherwise up: the task goes back to the queue and completes. Recording
+    it failed, the moment the database answered again, was what CI once saw."""
+    import asyncpg
+
+    data = random.Random(23).randbytes(24 * MiB + 5)
+    out = tmp_path / "files"
+    fleet = Fleet(pg_url, tmp_path / "home")
+    async with Origin({"m.bin": data}, throttle=MiB) as origin:
+        await enqueue(pg_url, origin, {"m.bin": data}, out)
+        ledger = await open_ledger(pg_url)
+        locker = await asyncpg.connect(pg_url.replace("+asyncpg", ""))
+        try:
+            fleet.start(1)
+            async with asyncio.timeout(60):
+                while not any(done > MiB for _, _, done in (await states(ledger)).values()):
+                    await asyncio.sleep(0.1)
+            # The next checkpoint waits on the lock, and its connection is then cut.
+            cut = 0
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE files IN ACCESS EXCLUSIVE MODE")
+                stop_at = time.monotonic() + 3.0
+                while time.monotonic() < stop_at:
+                    cut += await locker.fetchval(
+                        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM"
+                        " pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()) AS t"
+                    )
+                    await asyncio.sleep(0.1)
+            assert cut > 0, "no ledger call of the worker waited on the lock"
+            [task_id] = await states(ledger)
+            async with asyncio.timeout(60):
+                while (state := (await states(ledger))[task_id][0]) != "completed":
+                    assert state != "failed", await ledger.tasks.get(task_id)
+                    await asyncio.sleep(0.2)
+            history = await ledger.tasks.events(task_id)
+        finally:
+            fleet.stop()
+            await locker.close()
+            await ledger.close()
+    assert (out / "m.bin").read_bytes() == data
+    assert not [e for e in history if e.to_state is TaskState.FAILED], history
+    # The run really was cut: the task went back to the queue, and on from its chunks.
+    assert any(
+        e.to_state is TaskState.PENDING and e.from_state is TaskState.DOWNLOADING for e in history
+    ), history

@@ -140,6 +140,12 @@ class TaskRunner:
         except asyncio.CancelledError:
             await self._stopped()
             raise
+        except LedgerUnavailableError as e:
+            # The ledger, not the task, failed (a database restarting, a full disk). Recording
+            # a failure the moment it is back would end a task that only has to go on: the
+            # run ends unrecorded instead, its lease lapses with this runner, and the task is
+            # requeued (here or by another worker) once the ledger takes writes again.
+            self._end_unrecorded(e, str(e))
         except (ModelhaulError, OSError) as e:
             await self._fail(str(e))
         except Exception as e:  # a bug: still leave the task in a truthful state
@@ -282,16 +288,18 @@ class TaskRunner:
             await self._move(TaskState.FAILED, error)
         except LedgerUnavailableError as e:
             # The ledger itself cannot be written: the failure cannot be recorded either.
-            # Say so once and stop; the task's lease lapses with this process, and what was
-            # recorded (every durable chunk) is resumed by the next run.
-            self.unrecorded = e
-            message = error if error == str(e) else f"{error} (not recorded: {e})"
-            self._status, self._message = DownloadStatus.ERROR, message
+            self._end_unrecorded(e, f"{error} (not recorded: {e})")
             return
         if self.task.state is TaskState.FAILED:
             self._status, self._message = DownloadStatus.ERROR, error
         else:
             self._status, self._message = status_of(self.task.state), error
+
+    def _end_unrecorded(self, error: LedgerUnavailableError, message: str) -> None:
+        """Say once why the run ended and stop; the task's lease lapses with this runner, and
+        what was recorded (every durable chunk) is resumed by the next run."""
+        self.unrecorded = error
+        self._status, self._message = DownloadStatus.ERROR, message
 
     async def _stopped(self) -> None:
         """The run was cancelled: by another process's pause/cancel (already in the ledger),
