@@ -146,6 +146,46 @@ async def test_a_file_update_naming_no_settable_column_is_refused_and_changes_no
 
 
 @on_both_backends
+async def test_many_file_updates_land_together_fenced_and_totals_follow_only_what_sums(
+    ledger: Ledger, lease: Lease
+) -> None:
+    from storage import LeaseLostError
+
+    [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
+    a, b = await ledger.files.add(
+        task_id,
+        [NewFile("http://e/a", "a", "/d/a", 4, size=8), NewFile("http://e/b", "b", "/d/b", 4)],
+    )
+    await ledger.tasks.claim(lease, 1)
+    before = await ledger.tasks.get(task_id)
+    # A format summary of each file: no column a total is summed from, so the task's row
+    # (totals and its change time, which other processes' observers poll) stays as it was.
+    await ledger.files.update_many(
+        {a.id: {"meta": {"format": "x"}}, b.id: {"meta": {"format": "y"}}}, owner=lease.owner
+    )
+    assert [f.meta for f in await ledger.files.of_task(task_id)] == [
+        {"format": "x"},
+        {"format": "y"},
+    ]
+    assert await ledger.tasks.get(task_id) == before
+    # b's size becomes known and a completes: the totals follow, in the same transaction.
+    await ledger.files.update_many(
+        {a.id: {"state": FileState.COMPLETED, "downloaded_bytes": 8}, b.id: {"size": 5}},
+        owner=lease.owner,
+    )
+    task = await ledger.tasks.get(task_id)
+    assert (task.total_bytes, task.downloaded_bytes, task.files_done) == (13, 8, 1)
+    # Another holder's late batch changes nothing at all; a misspelt column, nothing either.
+    other = Lease(host="elsewhere", pid=9, started=1.0)
+    with pytest.raises(LeaseLostError):
+        await ledger.files.update_many({a.id: {"meta": {}}, b.id: {"size": 1}}, owner=other.owner)
+    with pytest.raises(ValueError, match="sise"):
+        await ledger.files.update_many({a.id: {"size": 1}, b.id: {"sise": 1}})
+    assert [f.size for f in await ledger.files.of_task(task_id)] == [8, 5]
+    assert (await ledger.files.get(a.id)).meta == {"format": "x"}
+
+
+@on_both_backends
 async def test_removing_a_task_removes_its_files_chunks_and_events(ledger: Ledger) -> None:
     [task_id] = await ledger.tasks.enqueue([NewTask("url", "http://e/f", "/d/f")])
     [f] = await ledger.files.add(task_id, [NewFile("http://e/f", "f", "/d/f", 4, size=8)])

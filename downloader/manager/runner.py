@@ -241,11 +241,12 @@ class TaskRunner:
         summaries = await asyncio.to_thread(
             inspect_files, files, complete=self._source.folder_destination
         )
-        for r in self._records:
-            if r.relpath in summaries and r.meta.get("format") != summaries[r.relpath]:
-                await self._ctx.ledger.files.update(
-                    r.id, owner=self._lease.owner, meta={**r.meta, "format": summaries[r.relpath]}
-                )
+        changes = {
+            r.id: {"meta": {**r.meta, "format": summaries[r.relpath]}}
+            for r in self._records
+            if r.relpath in summaries and r.meta.get("format") != summaries[r.relpath]
+        }
+        await self._ctx.ledger.files.update_many(changes, owner=self._lease.owner)
 
     # --- progress from a transfer another program does ----------------------------------
 
