@@ -208,7 +208,8 @@ def _check(expected: Expected, url: str, response: aiohttp.ClientResponse, start
             # Same strong validator, so the file is the same: this server (or a proxy)
             # ignored our Range header. Drop this response and ask again.
             raise TransientError("the server ignored the Range header (200 with the same ETag)")
-        raise RemoteChangedError(url, "a range request with If-Range was answered in full (200)")
+        asked = "a range request with If-Range" if expected.if_range else "a range request"
+        raise RemoteChangedError(url, f"{asked} was answered in full (200)")
     if response.status != 206:
         raise TransientError(f"unexpected HTTP {response.status} to a range request")
     if expected.etag and etag and etag != expected.etag:

@@ -1,0 +1,131 @@
+"""A small file whose size and SHA-256 its source publishes is fetched without a probe: its
+first range request stands in for one. The rule's edges: a file past one connection's share
+is probed; a CDN that answers that request in full starts the file over, probed; a size
+other than the published one fails the file and names both; a resume probes as ever."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from hubkit import sha256
+from managerkit import manager_settings, until
+
+from downloader import DownloadManager, DownloadStatus, TaskState, download_model
+from downloader.settings import MiB
+from downloader.sources.hfcache import storage_folder
+from downloader.testing.faults import Fault, FaultKind
+from downloader.testing.hub import Hub
+from downloader.testing.modelfiles import gguf_bytes, safetensors_bytes
+
+
+def settings(tmp_path: Path, hub: Hub, **overrides):
+    return manager_settings(
+        tmp_path / "home", hf_endpoint=hub.endpoint, hf_cache=tmp_path / "hfcache", **overrides
+    )
+
+
+def snapshot(tmp_path: Path, hub: Hub, repo: str) -> Path:
+    commit = hub.repos[repo].refs["main"]
+    return storage_folder(tmp_path / "hfcache", repo) / "snapshots" / commit
+
+
+def ranges_of(hub: Hub, repo: str, path: str, since: int = 0) -> list[str | None]:
+    """The Range of each request the CDN had for one file (from the ``since``-th on)."""
+    sha = hub.file(repo, path).lfs_sha256
+    assert sha is not None
+    return [r.range for r in hub.cdn.log[since:] if sha in r.path]
+
+
+async def run(*args, **kwargs):
+    return [p async for p in download_model(*args, **kwargs)]
+
+
+async def test_small_published_files_take_one_request_each_and_a_larger_one_is_probed(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(tmp_path / "hub")
+    small = {
+        f"s{i}.safetensors": safetensors_bytes({f"w{i}": (MiB // 4 - 1000 * i,)}, seed=i)
+        for i in range(3)
+    }
+    larger = gguf_bytes(size=2 * MiB + 1, seed=9)  # past min_chunk (2 MiB): two connections
+    await asyncio.to_thread(hub.add_repo, "org/m", {**small, "larger.gguf": larger})
+    async with hub:
+        seen = await run("huggingface", "org/m", settings=settings(tmp_path, hub))
+        assert seen[-1].status is DownloadStatus.COMPLETE, seen[-1].message
+        for name, data in small.items():
+            assert ranges_of(hub, "org/m", name) == [f"bytes=0-{len(data) - 1}"], name
+        assert ranges_of(hub, "org/m", "larger.gguf")[0] == "bytes=0-0"
+    snap = snapshot(tmp_path, hub, "org/m")
+    for name, data in {**small, "larger.gguf": larger}.items():
+        assert (snap / name).read_bytes() == data, name
+
+
+async def test_a_cdn_answering_the_first_range_in_full_starts_the_file_over_probed(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(tmp_path / "hub")
+    data = safetensors_bytes({"w": (MiB // 4,)}, seed=3)
+    await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
+    async with hub:
+        sha = hub.file("org/m", "w.safetensors").lfs_sha256
+        hub.cdn.inject(Fault(FaultKind.IGNORE_RANGE, path=sha, ranged_only=True))
+        async with DownloadManager(settings(tmp_path, hub)) as m:
+            task = await m.add("hf://org/m/w.safetensors")
+            done = await m.wait(task.id)
+            history = [e.reason for e in await m.history(task.id)]
+        asked = ranges_of(hub, "org/m", "w.safetensors")
+    assert done.state is TaskState.COMPLETED, done.error
+    assert any("a range request was answered in full (200)" in r for r in history), history
+    whole = f"bytes=0-{len(data) - 1}"
+    assert asked == [whole, "bytes=0-0", whole], asked
+    assert (snapshot(tmp_path, hub, "org/m") / "w.safetensors").read_bytes() == data
+
+
+async def test_a_cdn_serving_another_size_than_published_fails_the_file_naming_both(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(tmp_path / "hub")
+    data = safetensors_bytes({"w": (MiB // 4,)}, seed=4)
+    await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
+    async with hub:
+        sha = hub.file("org/m", "w.safetensors").lfs_sha256
+        assert sha is not None
+        hub.cdn.put(sha, data + b"\0" * 100)  # the CDN's copy is not what the hub describes
+        seen = await run(
+            "huggingface", "org/m", filename="w.safetensors", settings=settings(tmp_path, hub)
+        )
+    assert seen[-1].status is DownloadStatus.ERROR
+    message = seen[-1].message
+    assert f"its size is now {len(data) + 100}" in message, message
+    assert f"the published SHA-256 is for {len(data)} bytes" in message, message
+    assert not (snapshot(tmp_path, hub, "org/m") / "w.safetensors").exists()
+
+
+async def test_a_small_file_resumed_after_a_pause_is_probed_and_asks_only_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(tmp_path / "hub", cdn_throttle=256 * 1024)
+    data = safetensors_bytes({"w": (3 * MiB // 8,)}, seed=5)  # 1.5 MiB: six seconds here
+    await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
+    async with hub, DownloadManager(settings(tmp_path, hub)) as m:
+        task = await m.add("hf://org/m/w.safetensors")
+        await until(m.ledger, task.id, lambda t: t.downloaded_bytes >= 256 * 1024)
+        await m.pause(task.id)
+        paused = await until(m.ledger, task.id, lambda t: t.state is TaskState.PAUSED)
+        [record] = await m.files(task.id)
+        before = len(hub.cdn.log)
+        assert await m.resume(task.id)
+        done = await m.wait(task.id)
+        resumed = [r for r in hub.cdn.log[before:] if record.expected_sha256 in r.path]
+    assert done.state is TaskState.COMPLETED, done.error
+    assert ranges_of(hub, "org/m", "w.safetensors")[0] == f"bytes=0-{len(data) - 1}"
+    # Resumed: probed first, then only what was missing, under the validator the probe found.
+    assert resumed[0].range == "bytes=0-0", resumed
+    rest = resumed[1]
+    start = int(rest.range.removeprefix("bytes=").split("-")[0])
+    assert paused.downloaded_bytes <= start < len(data), (paused.downloaded_bytes, rest.range)
+    assert rest.headers.get("If-Range"), rest.headers
+    blob = snapshot(tmp_path, hub, "org/m") / "w.safetensors"
+    assert sha256(blob) == record.expected_sha256
