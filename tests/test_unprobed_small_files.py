@@ -37,6 +37,14 @@ def ranges_of(hub: Hub, repo: str, path: str, since: int = 0) -> list[str | None
     return [r.range for r in hub.cdn.log[since:] if sha in r.path]
 
 
+async def one_file_hub(tmp_path: Path, seed: int, **options) -> tuple[Hub, bytes]:
+    """A hub (not started) whose org/m holds one LFS file, w.safetensors, of about 1 MiB."""
+    hub = Hub(tmp_path / "hub", **options)
+    data = safetensors_bytes({"w": (MiB // 4,)}, seed=seed)
+    await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
+    return hub, data
+
+
 async def run(*args, **kwargs):
     return [p async for p in download_model(*args, **kwargs)]
 
@@ -65,9 +73,7 @@ async def test_small_published_files_take_one_request_each_and_a_larger_one_is_p
 async def test_a_cdn_answering_the_first_range_in_full_starts_the_file_over_probed(
     tmp_path: Path,
 ) -> None:
-    hub = Hub(tmp_path / "hub")
-    data = safetensors_bytes({"w": (MiB // 4,)}, seed=3)
-    await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
+    hub, data = await one_file_hub(tmp_path, seed=3)
     async with hub:
         sha = hub.file("org/m", "w.safetensors").lfs_sha256
         hub.cdn.inject(Fault(FaultKind.IGNORE_RANGE, path=sha, ranged_only=True))
@@ -86,9 +92,7 @@ async def test_a_cdn_answering_the_first_range_in_full_starts_the_file_over_prob
 async def test_a_cdn_serving_another_size_than_published_fails_the_file_naming_both(
     tmp_path: Path,
 ) -> None:
-    hub = Hub(tmp_path / "hub")
-    data = safetensors_bytes({"w": (MiB // 4,)}, seed=4)
-    await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
+    hub, data = await one_file_hub(tmp_path, seed=4)
     async with hub:
         sha = hub.file("org/m", "w.safetensors").lfs_sha256
         assert sha is not None
@@ -106,9 +110,7 @@ async def test_a_cdn_serving_another_size_than_published_fails_the_file_naming_b
 async def test_a_small_file_resumed_after_a_pause_is_probed_and_asks_only_for_the_rest(
     tmp_path: Path,
 ) -> None:
-    hub = Hub(tmp_path / "hub", cdn_throttle=256 * 1024)
-    data = safetensors_bytes({"w": (3 * MiB // 8,)}, seed=5)  # 1.5 MiB: six seconds here
-    await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
+    hub, data = await one_file_hub(tmp_path, seed=5, cdn_throttle=256 * 1024)  # four seconds
     async with hub, DownloadManager(settings(tmp_path, hub)) as m:
         task = await m.add("hf://org/m/w.safetensors")
         await until(m.ledger, task.id, lambda t: t.downloaded_bytes >= 256 * 1024)
