@@ -131,7 +131,7 @@ class Database:
         detail = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
         where = self.url.render_as_string(hide_password=True)
         problem = f"the database server is unreachable ({detail})"
-        return LedgerUnavailableError(where, writing, problem)
+        return LedgerUnavailableError(where, writing, problem, outage=True)
 
     async def close(self) -> None:
         """Dispose the engines and stop the threads; closing twice is harmless."""

@@ -28,12 +28,15 @@ class LedgerOpenError(LedgerError):
 
 class LedgerUnavailableError(LedgerError):
     """The database refused to read or write (a full disk, a read-only or failing device, a
-    lock held too long). What it recorded before stays as it was."""
+    lock held too long, a database server away). What it recorded before stays as it was.
+    ``outage``: a database server that is away (restarting, unreachable), where the same
+    call may work in a moment; not a local file's failure, which waiting does not mend."""
 
-    def __init__(self, where: str, writing: bool, problem: str) -> None:
+    def __init__(self, where: str, writing: bool, problem: str, *, outage: bool = False) -> None:
         self.where = where
         self.writing = writing
         self.problem = problem
+        self.outage = outage
         verb = "write" if writing else "read"
         super().__init__(
             f"cannot {verb} the ledger at {where}: {problem}"

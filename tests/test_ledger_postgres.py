@@ -158,8 +158,9 @@ async def test_the_database_going_away_is_ledger_unavailable_and_the_next_call_a
         try:
             with pytest.raises(LedgerUnavailableError, match="database server is unreachable"):
                 await ledger.tasks.get(task_id)
-            with pytest.raises(LedgerUnavailableError, match="cannot write the ledger"):
+            with pytest.raises(LedgerUnavailableError, match="cannot write the ledger") as away:
                 await ledger.tasks.transition(task_id, TaskState.PAUSED, reason="x")
+            assert away.value.outage  # a runner waits it out (downloader/manager/outages.py)
         finally:
             await asyncio.to_thread(pg_server.start)
         # the pool's dead connections are replaced: the first call after the outage works

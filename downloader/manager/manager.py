@@ -28,7 +28,8 @@ from downloader.manager.bus import ProgressBus
 from downloader.manager.limits import Clock, local_clock
 from downloader.manager.parts import Parts
 from downloader.manager.repair import repair_file
-from downloader.manager.runner import FileView, RunContext
+from downloader.manager.runner import RunContext
+from downloader.manager.taskview import FileView
 from downloader.manager.tunables import retuned
 from downloader.progress import DownloadProgress, DownloadStatus
 from downloader.settings import Settings

@@ -25,10 +25,12 @@ from downloader.errors import ModelhaulError
 from downloader.formats import inspect_files
 from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import purge_parts, take_files_host
+from downloader.manager.outages import through_outages
 from downloader.manager.reuse import index_finished, reuse
 from downloader.manager.rows import new_file, spec_of
+from downloader.manager.taskview import FileView, file_views, task_progress
 from downloader.manager.tunables import peers_for
-from downloader.progress import DownloadProgress, DownloadStatus, SpeedMeter, report, status_of
+from downloader.progress import DownloadProgress, DownloadStatus, SpeedMeter, status_of
 from downloader.settings import Settings
 from downloader.sources import PhaseUpdate, Resolution, Source, SourceContext, Update
 from storage import (
@@ -46,16 +48,6 @@ from storage import (
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 0.1  # at most ~10 progress reports per second per task
-
-
-@dataclass(frozen=True, slots=True)
-class FileView:
-    """One file of a running task, as a progress bar shows it."""
-
-    path: str
-    written: int
-    size: int | None
-    phase: str
 
 
 @dataclass(frozen=True)
@@ -134,18 +126,12 @@ class TaskRunner:
         reporter = asyncio.create_task(self._report_loop(), name=f"progress {self.task.id}")
         try:
             self._publish(force=True)
-            await self._download()
+            await through_outages(self._download, self._outage, self._outage_over)
             await self._move(TaskState.COMPLETED, "all files downloaded and verified")
             self._status, self._message = DownloadStatus.COMPLETE, self._done_message()
         except asyncio.CancelledError:
             await self._stopped()
             raise
-        except LedgerUnavailableError as e:
-            # The ledger, not the task, failed (a database restarting, a full disk). Recording
-            # a failure the moment it is back would end a task that only has to go on: the
-            # run ends unrecorded instead, its lease lapses with this runner, and the task is
-            # requeued (here or by another worker) once the ledger takes writes again.
-            self._end_unrecorded(e, str(e))
         except (ModelhaulError, OSError) as e:
             await self._fail(str(e))
         except Exception as e:  # a bug: still leave the task in a truthful state
@@ -289,18 +275,31 @@ class TaskRunner:
             await self._move(TaskState.FAILED, error)
         except LedgerUnavailableError as e:
             # The ledger itself cannot be written: the failure cannot be recorded either.
-            self._end_unrecorded(e, f"{error} (not recorded: {e})")
+            # Say so once and stop; the task's lease lapses with this process, and what was
+            # recorded (every durable chunk) is resumed by the next run.
+            self.unrecorded = e
+            message = error if error == str(e) else f"{error} (not recorded: {e})"
+            self._status, self._message = DownloadStatus.ERROR, message
             return
         if self.task.state is TaskState.FAILED:
             self._status, self._message = DownloadStatus.ERROR, error
         else:
             self._status, self._message = status_of(self.task.state), error
 
-    def _end_unrecorded(self, error: LedgerUnavailableError, message: str) -> None:
-        """Say once why the run ended and stop; the task's lease lapses with this runner, and
-        what was recorded (every durable chunk) is resumed by the next run."""
-        self.unrecorded = error
-        self._status, self._message = DownloadStatus.ERROR, message
+    def _outage(self, error: LedgerUnavailableError, wait: float) -> None:
+        log.warning("task %s: %s; going on in %g s", self.task.id, error, wait)
+        self._message = f"The ledger's database is away ({error.problem}); going on in {wait:g} s"
+        self._publish(force=True)
+
+    async def _outage_over(self, error: LedgerUnavailableError) -> None:
+        self._message = f"Downloading {self.task.label}"
+        with contextlib.suppress(LedgerUnavailableError):  # still away: the next step says so
+            await self._ctx.ledger.tasks.note(
+                self.task.id,
+                f"the ledger's database was away ({error.problem}); going on from the "
+                "recorded chunks",
+                actor=self._lease.owner,
+            )
 
     async def _stopped(self) -> None:
         """The run was cancelled: by another process's pause/cancel (already in the ledger),
@@ -344,7 +343,7 @@ class TaskRunner:
 
     def file_views(self) -> list[FileView]:
         """Each file of the task and how far it is (for per-file progress bars)."""
-        return [FileView(f.relpath, f.written, f.size, f.phase.value) for f in self._files.values()]
+        return file_views(self._files.values())
 
     @property
     def limiter(self) -> TokenBucket:
@@ -354,37 +353,8 @@ class TaskRunner:
     def snapshot(self) -> DownloadProgress:
         """The task's progress now."""
         files = list(self._files.values())
-        sizes = [f.size for f in files]
-        total = sum(s for s in sizes if s is not None) if files and None not in sizes else None
-        done = sum(f.written if f.size is None else min(f.written, f.size) for f in files)
         self._speed.add(sum(f.fetched for f in files))
-        speed = self._speed.rate()
-        status = self._status
-        if status is DownloadStatus.DOWNLOADING and files:
-            busy = [f for f in files if f.phase is not Phase.DONE]
-            if all(f.phase is Phase.VERIFYING for f in busy):  # (or none left: finishing)
-                status = DownloadStatus.VERIFYING
-        current = next(
-            (f.relpath for f in files if f.phase in (Phase.DOWNLOADING, Phase.VERIFYING)),
-            None,
-        )
-        message = self._message
-        if status is DownloadStatus.VERIFYING:
-            message = f"Verifying {current}" if current else "Verifying"
-        notes = [f"{f.relpath}: {f.note}" for f in files if f.note]
-        return report(
-            status,
-            message,
-            done=done,
-            total=total,
-            speed=speed,
-            current_file=current,
-            files_completed=sum(f.phase is Phase.DONE for f in files),
-            total_files=len(files),
-            task_id=self.task.id,
-            state=self.task.state,
-            note="; ".join(notes) if notes and not status.is_final else None,
-        )
+        return task_progress(files, self._status, self._message, self._speed.rate(), self.task)
 
     def _publish(self, *, force: bool = False) -> None:
         """Publish the snapshot if anything a user sees changed (or a second passed)."""

@@ -22,7 +22,8 @@ from downloader.manager.bus import ProgressBus
 from downloader.manager.leases import Leases
 from downloader.manager.limits import LiveLimits
 from downloader.manager.presence import Presence
-from downloader.manager.runner import FileView, RunContext, TaskRunner
+from downloader.manager.runner import RunContext, TaskRunner
+from downloader.manager.taskview import FileView
 from downloader.manager.tunables import engine_for
 from downloader.progress import DownloadProgress
 from downloader.sources import Resolution, source_for
