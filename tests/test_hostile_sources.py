@@ -100,6 +100,28 @@ async def test_a_shard_index_too_deep_or_endless_fails_with_a_bounded_read(
     assert_untouched(roots, before)
 
 
+async def test_a_small_lfs_file_served_as_endless_and_huge_is_refused_after_a_bounded_read(
+    tmp_path: Path,
+) -> None:
+    # Published small with its SHA-256, so its first range request stands in for a probe
+    # (downloader/engine/download.py): that 206 names another total, the file is probed,
+    # and the probe's 10**18 is refused before anything is allocated.
+    roots = make_roots(tmp_path)
+    before = snapshot(tmp_path)
+    async with HostileHub(HubAttack.LFS_RANGE_LIES) as hub:
+        task, error = await run_one(roots.settings(hf_endpoint=hub.endpoint), "hf://evil/model")
+        asked = [r for r in hub.requests if "/resolve/" in r]
+    assert failed(task), error
+    assert "1000000000000000000" in error and "model.bin" in error, error
+    assert len(asked) == 2, asked  # the range in place of a probe, then the probe
+    assert hub.served < 64 << 20  # hung up on both endless bodies
+    assert_untouched(roots, before)
+    # At most the partial blob of the size the hub published (kept for a retry, as after any
+    # failure past the plan): nothing of the endless bodies.
+    partial = list(roots.hf.rglob("*.incomplete"))
+    assert all(p.stat().st_size <= len(HostileHub.CONTENT) for p in partial), partial
+
+
 @pytest.mark.parametrize(
     ("attack", "words"),
     [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hubkit import sha256
 from managerkit import manager_settings, until
 
@@ -70,22 +71,55 @@ async def test_small_published_files_take_one_request_each_and_a_larger_one_is_p
         assert (snap / name).read_bytes() == data, name
 
 
-async def test_a_cdn_answering_the_first_range_in_full_starts_the_file_over_probed(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(FaultKind.IGNORE_RANGE, ranged_only=True),  # a 200 with the whole body
+        Fault(FaultKind.STATUS, status=404, ranged_only=True),
+        Fault(FaultKind.STATUS, status=416, ranged_only=True),
+    ],
+    ids=lambda f: f"{f.kind.value}-{f.status}" if f.kind is FaultKind.STATUS else f.kind.value,
+)
+async def test_a_first_range_not_answered_as_a_probe_would_be_has_the_file_probed(
+    tmp_path: Path, fault: Fault
 ) -> None:
     hub, data = await one_file_hub(tmp_path, seed=3)
     async with hub:
-        sha = hub.file("org/m", "w.safetensors").lfs_sha256
-        hub.cdn.inject(Fault(FaultKind.IGNORE_RANGE, path=sha, ranged_only=True))
-        async with DownloadManager(settings(tmp_path, hub)) as m:
+        fault.path = hub.file("org/m", "w.safetensors").lfs_sha256
+        hub.cdn.inject(fault)
+        # No start-over is spent on it (none is allowed here): nothing was written, and the
+        # remote file need not have changed.
+        async with DownloadManager(settings(tmp_path, hub, max_restarts=0)) as m:
             task = await m.add("hf://org/m/w.safetensors")
             done = await m.wait(task.id)
             history = [e.reason for e in await m.history(task.id)]
         asked = ranges_of(hub, "org/m", "w.safetensors")
     assert done.state is TaskState.COMPLETED, done.error
-    assert any("a range request was answered in full (200)" in r for r in history), history
+    assert not [r for r in history if "starting this file over" in r], history
     whole = f"bytes=0-{len(data) - 1}"
     assert asked == [whole, "bytes=0-0", whole], asked
+    assert (snapshot(tmp_path, hub, "org/m") / "w.safetensors").read_bytes() == data
+
+
+async def test_the_first_ranges_validator_holds_for_the_rest_of_an_unprobed_file(
+    tmp_path: Path,
+) -> None:
+    hub, data = await one_file_hub(tmp_path, seed=6)
+    async with hub:
+        sha = hub.file("org/m", "w.safetensors").lfs_sha256
+        # Cut after 700,000 bytes: the first 512 KiB are written (one write's worth).
+        hub.cdn.inject(Fault(FaultKind.TRUNCATE, path=sha, at_byte=700_000, ranged_only=True))
+        seen = await run(
+            "huggingface", "org/m", filename="w.safetensors", settings=settings(tmp_path, hub)
+        )
+        asked = [r for r in hub.cdn.log if sha in r.path]
+        etag = hub.cdn.etag(sha)
+    assert seen[-1].status is DownloadStatus.COMPLETE, seen[-1].message
+    assert asked[0].range == f"bytes=0-{len(data) - 1}" and "If-Range" not in asked[0].headers
+    # The rest, asked for again under the ETag of the response that stood in for the probe.
+    assert [(r.range, r.headers.get("If-Range")) for r in asked[1:]] == [
+        (f"bytes={512 * 1024}-{len(data) - 1}", etag)
+    ], asked
     assert (snapshot(tmp_path, hub, "org/m") / "w.safetensors").read_bytes() == data
 
 

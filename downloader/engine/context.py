@@ -193,6 +193,8 @@ class FileRun:
                 etag=f.etag,
                 last_modified=f.last_modified,
                 if_range=if_range_value(f.etag, f.last_modified),
+                # Ranges not known yet, yet fetched by ranges: the file was not probed.
+                stand_in=f.accept_ranges is None,
             ),
             limiter=self.ctx.limiter,
             policy=self.config.retry,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from downloader.engine.context import EngineContext, FileCheck, FileRun
+from downloader.engine.fetch import ProbeNeeded
 from downloader.engine.http import Resource, request_timeout
 from downloader.engine.journal import FileJournal
 from downloader.engine.present import already_complete
@@ -93,19 +94,25 @@ class FileDownload:
         if await already_complete(run):
             return run.file
         restarts = 0
+        unprobed = _probe_unneeded(run)
         while True:
             try:
-                return await self._attempt(first=restarts == 0)
+                if unprobed:
+                    unprobed = False  # once: any later attempt probes
+                    return await fetch_ranges(run)
+                return await self._attempt()
+            except ProbeNeeded as e:
+                # Not a restart: nothing was written, and the remote need not have changed.
+                log.info("task %s: %s: %s; probing it", run.file.task_id, run.file.relpath, e)
+                await self._forget()
             except RemoteChangedError as e:
                 restarts += 1
                 if not e.can_restart or restarts > run.config.max_restarts:
                     raise
                 await self._start_over(f"{e}; starting this file over")
 
-    async def _attempt(self, *, first: bool) -> FileRecord:
+    async def _attempt(self) -> FileRecord:
         run = self._run
-        if first and _probe_unneeded(run):
-            return await fetch_ranges(run)
         # Without ranges every run starts from zero anyway: ask again whether there are some
         # now (the "no" may have been one proxy's, one time).
         if not run.file.accept_ranges:
@@ -120,9 +127,14 @@ class FileDownload:
     async def _start_over(self, why: str) -> None:
         """The remote file changed: forget its validators and progress (keeping the size a
         published digest is for), and say so in the task's history."""
+        log.warning("task %s: %s", self._run.file.task_id, why)
+        await self._run.journal.note(why)
+        await self._forget()
+
+    async def _forget(self) -> None:
+        """Drop the file's validators and progress, keeping the size a published digest is
+        for: the next attempt probes it afresh."""
         run = self._run
-        log.warning("task %s: %s", run.file.task_id, why)
-        await run.journal.note(why)
         await run.replace(
             [],
             etag=None,
@@ -138,11 +150,11 @@ class FileDownload:
 def _probe_unneeded(run: FileRun) -> bool:
     """Whether the file's first range request can stand in for its probe: a small file
     (one connection's share) whose size and SHA-256 its source published, nothing of it
-    written yet, and no other URL to weigh. That request must then be answered 206 with the
-    published size; anything else (a 200, another size) starts the file over, probed. The
-    digest checks every byte, so the validators a probe would have recorded are not missed;
-    a resume after a stop probes as ever. Many small files are each a round trip faster,
-    one third of their requests (a probe, then the range)."""
+    written yet, and no other URL to weigh. That request must be answered 206 with the
+    published size, and its validators then hold for the file's later requests; any other
+    answer (``ProbeNeeded``) has the file probed, as if it had been from the start. The
+    validators are not recorded: a resume after a stop probes as ever, and the digest
+    checks every byte. Small files are each a round trip faster: a third fewer requests."""
     f = run.file
     return (
         f.accept_ranges is None

@@ -15,21 +15,38 @@ from downloader.engine.http import Resource, parse_content_range
 from downloader.engine.mirrors import Mirror, Mirrors
 from downloader.engine.partfile import PartFile
 from downloader.engine.plan import Plan, Span
+from downloader.engine.probe import if_range_value
 from downloader.engine.ratelimit import TokenBucket
 from downloader.engine.retry import RetryPolicy, TransientError
-from downloader.errors import DiskError, DiskFullError, RemoteChangedError, TransferError
+from downloader.errors import (
+    DiskError,
+    DiskFullError,
+    HTTPStatusError,
+    RemoteChangedError,
+    TransferError,
+)
 
 LIMITED_READ_BUFFER = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Expected:
-    """What the remote file must still be: its size and validators from the first probe."""
+    """What the remote file must still be: its size and validators from the first probe.
+    ``stand_in``: the file was not probed (download.py ``_probe_unneeded``), so the first
+    response stands in for the probe; its validators then replace these for every later
+    request of the file."""
 
     size: int
     etag: str | None
     last_modified: str | None
     if_range: str | None
+    stand_in: bool = False
+
+
+class ProbeNeeded(Exception):
+    """The request standing in for a file's probe was not answered as a probe would have
+    been (a 200, another size or none, an error status): the file is to be probed. Not a
+    failure, nor a change of the remote file: nothing of it was written."""
 
 
 @dataclass
@@ -153,6 +170,8 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
     try:
         async with resource.get(headers, read_buffer=read_buffer) as response:
             _check(expected, resource.url, response, start)
+            if expected.stand_in:
+                job.expected = _validated(expected, response)
             if lane is not None:
                 lane.streaming = True
             wrote = await stream_into(job, span, response, lane=lane, until_limited=unlimited)
@@ -162,6 +181,10 @@ async def fetch_span(job: RangeJob, span: Span, lane: Lane | None = None) -> Non
     except TransientError as e:
         if span.start + span.done > start:
             raise _Progressed(str(e), retry_after=e.retry_after) from e
+        raise
+    except HTTPStatusError as e:
+        if expected.stand_in:  # the probe asks instead: its answer is the one a user sees
+            raise ProbeNeeded(str(e)) from e
         raise
     finally:
         if lane is not None:
@@ -201,7 +224,26 @@ def _expected(job: RangeJob, lane: Lane | None) -> Expected:
     return Expected(job.expected.size, v.etag, v.last_modified, v.if_range)
 
 
+def _validated(expected: Expected, response: aiohttp.ClientResponse) -> Expected:
+    """What every later request of an unprobed file must find: the validators of the
+    response that stood in for its probe (sent as ``If-Range``, compared as a probe's)."""
+    etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+    return Expected(expected.size, etag, modified, if_range_value(etag, modified))
+
+
+def _check_stand_in(expected: Expected, response: aiohttp.ClientResponse, start: int) -> None:
+    """What a probe would have learnt must hold: ranges (a 206) and the published size."""
+    if response.status != 206:
+        raise ProbeNeeded(f"a range request was answered with HTTP {response.status}")
+    cr = parse_content_range(response.headers.get("Content-Range"))
+    if cr is None or cr.start != start or cr.total != expected.size:
+        raise ProbeNeeded(f"Content-Range {response.headers.get('Content-Range')!r}")
+
+
 def _check(expected: Expected, url: str, response: aiohttp.ClientResponse, start: int) -> None:
+    if expected.stand_in:
+        _check_stand_in(expected, response, start)
+        return
     etag = response.headers.get("ETag")
     if response.status == 200:
         if expected.etag and etag == expected.etag and not expected.etag.startswith("W/"):

@@ -110,6 +110,9 @@ class HubAttack(enum.StrEnum):
     SIBLINGS_NOT_LIST = "siblings_not_list"  # siblings: {"a": 1}
     INDEX_TOO_DEEP = "index_too_deep"  # a shard index of 100,000 nested lists
     INDEX_ENDLESS = "index_endless"  # a shard index that never ends
+    # An LFS file it publishes small, served as a 206 of a file of 10**18 bytes whose body
+    # never ends: what a client's first range request (in place of a probe) meets.
+    LFS_RANGE_LIES = "lfs_range_lies"
 
 
 class HostileHub(_Server):
@@ -155,6 +158,13 @@ class HostileHub(_Server):
             sibling["size"] = "abc"
         if a is HubAttack.SIZE_HUGE:
             sibling["size"] = 10**18
+        if a is HubAttack.LFS_RANGE_LIES:
+            sibling["rfilename"] = "model.bin"
+            sibling["lfs"] = {
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "pointerSize": 130,
+            }
         siblings: Any = [sibling]
         if a in (HubAttack.INDEX_TOO_DEEP, HubAttack.INDEX_ENDLESS):
             index = "model.safetensors.index.json"
@@ -183,6 +193,11 @@ class HostileHub(_Server):
             return await self._body(request, b"[" * 100_000 + b"]" * 100_000, headers)
         if self.attack is HubAttack.INDEX_ENDLESS:
             response = web.StreamResponse(headers=headers)
+            await self._endless(request, response)
+            return response
+        if self.attack is HubAttack.LFS_RANGE_LIES:
+            lie = {**headers, "Content-Range": f"bytes 0-{len(self.CONTENT) - 1}/{10**18}"}
+            response = web.StreamResponse(status=206, headers=lie)
             await self._endless(request, response)
             return response
         return await self._body(request, self.CONTENT, headers)
