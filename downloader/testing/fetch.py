@@ -42,12 +42,14 @@ async def main(
     connections: int,
     expected: str | None,
     slow_seconds: float = Settings.slow_seconds,
+    fixed: bool = False,
 ) -> None:
     settings = Settings(
         home=Path(ledger_path).parent,
         connections=connections,
         connect_timeout=10,
         slow_seconds=slow_seconds,
+        adaptive_connections=not fixed,
     )
     config = settings.engine()
     async with await open_ledger(ledger_path) as ledger:
@@ -83,5 +85,8 @@ if __name__ == "__main__":
     parser.add_argument("connections", type=int)
     parser.add_argument("expected", nargs="?")
     parser.add_argument("--slow-seconds", type=float, default=Settings.slow_seconds)
+    parser.add_argument(
+        "--fixed", action="store_true", help="exactly CONNECTIONS: none added while they help"
+    )
     a = parser.parse_args()
-    asyncio.run(main(a.ledger, a.url, a.dest, a.connections, a.expected, a.slow_seconds))
+    asyncio.run(main(a.ledger, a.url, a.dest, a.connections, a.expected, a.slow_seconds, a.fixed))
