@@ -6,6 +6,7 @@ worker waiting one out in test_fleet.py."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -50,6 +51,28 @@ async def test_an_outage_past_the_last_wait_stands() -> None:
     with pytest.raises(LedgerUnavailableError) as raised:
         await through_outages(steps.step, steps.on_outage, steps.on_back, waits=(0.01, 0.01))
     assert raised.value is AWAY and steps.runs == 3
+
+
+async def test_an_attempt_longer_than_all_the_waits_met_a_new_outage() -> None:
+    class Slow(Steps):
+        async def step(self) -> None:
+            await asyncio.sleep(0.05)  # longer than the waits together: a new outage each
+            await super().step()
+
+    steps = Slow(AWAY, AWAY, AWAY, AWAY)
+    await through_outages(steps.step, steps.on_outage, steps.on_back, waits=(0.01, 0.01))
+    assert steps.runs == 5  # without starting over, the third outage would have stood
+
+
+async def test_a_run_that_may_not_go_on_stops_with_what_on_back_raised() -> None:
+    class Taken(Steps):
+        async def on_back(self, error: LedgerUnavailableError) -> None:
+            raise LookupError("taken over meanwhile")
+
+    steps = Taken(AWAY)
+    with pytest.raises(LookupError, match="taken over"):
+        await through_outages(steps.step, steps.on_outage, steps.on_back, waits=(0.01,))
+    assert steps.runs == 1
 
 
 async def test_a_local_ledgers_failure_is_not_waited_for(tmpfs) -> None:

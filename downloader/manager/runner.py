@@ -37,6 +37,7 @@ from storage import (
     FileRecord,
     FileState,
     Lease,
+    LeaseLostError,
     Ledger,
     LedgerUnavailableError,
     TaskNotFoundError,
@@ -127,7 +128,9 @@ class TaskRunner:
         try:
             self._publish(force=True)
             await through_outages(self._download, self._outage, self._outage_over)
-            await self._move(TaskState.COMPLETED, "all files downloaded and verified")
+            # A compare-and-set: asking again after an outage is safe, and an answer lost
+            # with a cut connection is read back (the task is then completed already).
+            await through_outages(self._complete, self._outage, self._note_outage)
             self._status, self._message = DownloadStatus.COMPLETE, self._done_message()
         except asyncio.CancelledError:
             await self._stopped()
@@ -155,8 +158,11 @@ class TaskRunner:
             self._done_elsewhere = True
             return
         # Resolved once per run: by whoever asked for it just now (a preflight), else here.
-        resolution = self._resolution or await self._source.resolve(spec, destination, ctx)
-        self._resolution = None
+        # Kept for this runner's later attempts (after an outage of the ledger's database):
+        # the source need not be asked again.
+        resolution = self._resolution = self._resolution or await self._source.resolve(
+            spec, destination, ctx
+        )
         ledger = self._ctx.ledger
         # Only the pins, merged with what is stored now: our copy of the options is from the
         # claim, and a limit set since (``limit --task``) must not be written back over.
@@ -292,8 +298,20 @@ class TaskRunner:
         self._publish(force=True)
 
     async def _outage_over(self, error: LedgerUnavailableError) -> None:
+        """Go on only while the task is still ours: another host may have taken it over
+        meanwhile (our heartbeats failed too), and its ``.part`` is then not ours to write."""
+        try:
+            task = await self._ctx.ledger.tasks.get(self.task.id)
+        except LedgerUnavailableError:  # still away: the next attempt meets it and says so
+            return
+        holder = task.lease.owner if task.lease is not None else None
+        if task.state is not TaskState.DOWNLOADING or holder != self._lease.owner:
+            raise LeaseLostError(self.task.id, self._lease.owner, holder)
         self._message = f"Downloading {self.task.label}"
-        with contextlib.suppress(LedgerUnavailableError):  # still away: the next step says so
+        await self._note_outage(error)
+
+    async def _note_outage(self, error: LedgerUnavailableError) -> None:
+        with contextlib.suppress(LedgerUnavailableError):
             await self._ctx.ledger.tasks.note(
                 self.task.id,
                 f"the ledger's database was away ({error.problem}); going on from the "
@@ -328,6 +346,9 @@ class TaskRunner:
             TaskState.CANCELLED: "Cancelled",
             TaskState.PENDING: "Queued again: the process running it stopped",
         }.get(self.task.state, self.task.state.value)
+
+    async def _complete(self) -> None:
+        await self._move(TaskState.COMPLETED, "all files downloaded and verified")
 
     def _done_message(self) -> str:
         if self._done_elsewhere:
