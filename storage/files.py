@@ -97,21 +97,14 @@ class FileStore:
         """Set columns of one file (probe results, state, digests, dirty flag), refreshing the
         task's totals in the same transaction; returns the new record. With ``owner``, only
         while that lease still holds the task (else ``LeaseLostError``)."""
-        _check_fields(fields)
-        if "state" in fields:
-            fields["state"] = FileState(fields["state"]).value
-        return await self._db.write(_update, file_id, fields, time.time(), owner)
+        return await self._db.write(_update, file_id, _settable(fields), time.time(), owner)
 
     async def update_many(
         self, changes: Mapping[int, Mapping[str, Any]], *, owner: str | None = None
     ) -> None:
         """``update`` of many files in one transaction (what a task's format checks learned
         of each file): one commit instead of one per file, fenced as in ``update``."""
-        rows = {file_id: dict(fields) for file_id, fields in changes.items()}
-        for fields in rows.values():
-            _check_fields(fields)
-            if "state" in fields:
-                fields["state"] = FileState(fields["state"]).value
+        rows = {file_id: _settable(fields) for file_id, fields in changes.items()}
         if rows:
             await self._db.write(_update_many, rows, time.time(), owner)
 
@@ -157,9 +150,18 @@ class FileStore:
 _SETTABLE = frozenset(_F.c.keys()) - {"id", "task_id", "updated_at"}
 
 
-def _check_fields(fields: dict[str, Any]) -> None:
+def _check_fields(fields: Mapping[str, Any]) -> None:
     if unknown := sorted(set(fields) - _SETTABLE):
         raise ValueError(f"not settable columns of a file: {', '.join(unknown)}")
+
+
+def _settable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` as the UPDATE takes them: only settable columns, a state as its value."""
+    _check_fields(fields)
+    out = dict(fields)
+    if "state" in out:
+        out["state"] = FileState(out["state"]).value
+    return out
 
 
 # --- units of work ----------------------------------------------------------------------------
@@ -212,9 +214,7 @@ def _update(
     conn: Connection, file_id: int, fields: dict[str, Any], now: float, owner: str | None = None
 ) -> FileRecord:
     _fence(conn, [file_id], owner)
-    row = conn.execute(_UPDATE_FILE, {**fields, "updated_at": now, "file_id_": file_id}).one()
-    if not _TOTALS_FROM.isdisjoint(fields):
-        _refresh_task_totals(conn, [row.task_id], now)
+    [row] = _set_files(conn, {file_id: fields}, now)
     return file_record(row)
 
 
@@ -222,13 +222,21 @@ def _update_many(
     conn: Connection, rows: dict[int, dict[str, Any]], now: float, owner: str | None
 ) -> None:
     _fence(conn, sorted(rows), owner)
-    task_ids = set()
+    _set_files(conn, rows, now)
+
+
+def _set_files(conn: Connection, rows: dict[int, dict[str, Any]], now: float) -> list[Any]:
+    """Update each file's columns; the totals of the tasks where a summed column changed
+    follow. Returns the updated rows, in the order given."""
+    updated, task_ids = [], set()
     for file_id, fields in rows.items():
         row = conn.execute(_UPDATE_FILE, {**fields, "updated_at": now, "file_id_": file_id}).one()
+        updated.append(row)
         if not _TOTALS_FROM.isdisjoint(fields):
             task_ids.add(row.task_id)
     if task_ids:
         _refresh_task_totals(conn, sorted(task_ids), now)
+    return updated
 
 
 def _chunks(conn: Connection, file_id: int) -> list[ChunkRecord]:

@@ -38,12 +38,15 @@ def ranges_of(hub: Hub, repo: str, path: str, since: int = 0) -> list[str | None
     return [r.range for r in hub.cdn.log[since:] if sha in r.path]
 
 
-async def one_file_hub(tmp_path: Path, seed: int, **options) -> tuple[Hub, bytes]:
-    """A hub (not started) whose org/m holds one LFS file, w.safetensors, of about 1 MiB."""
+async def one_file_hub(tmp_path: Path, seed: int, **options) -> tuple[Hub, bytes, str]:
+    """A hub (not started) whose org/m holds one LFS file, w.safetensors, of about 1 MiB;
+    with its bytes and the SHA-256 the CDN serves it under."""
     hub = Hub(tmp_path / "hub", **options)
     data = safetensors_bytes({"w": (MiB // 4,)}, seed=seed)
     await asyncio.to_thread(hub.add_repo, "org/m", {"w.safetensors": data})
-    return hub, data
+    sha = hub.file("org/m", "w.safetensors").lfs_sha256
+    assert sha is not None
+    return hub, data, sha
 
 
 async def run(*args, **kwargs):
@@ -83,9 +86,8 @@ async def test_small_published_files_take_one_request_each_and_a_larger_one_is_p
 async def test_a_first_range_not_answered_as_a_probe_would_be_has_the_file_probed(
     tmp_path: Path, fault: Fault
 ) -> None:
-    hub, data = await one_file_hub(tmp_path, seed=3)
+    hub, data, fault.path = await one_file_hub(tmp_path, seed=3)
     async with hub:
-        fault.path = hub.file("org/m", "w.safetensors").lfs_sha256
         hub.cdn.inject(fault)
         # No start-over is spent on it (none is allowed here): nothing was written, and the
         # remote file need not have changed.
@@ -104,9 +106,8 @@ async def test_a_first_range_not_answered_as_a_probe_would_be_has_the_file_probe
 async def test_the_first_ranges_validator_holds_for_the_rest_of_an_unprobed_file(
     tmp_path: Path,
 ) -> None:
-    hub, data = await one_file_hub(tmp_path, seed=6)
+    hub, data, sha = await one_file_hub(tmp_path, seed=6)
     async with hub:
-        sha = hub.file("org/m", "w.safetensors").lfs_sha256
         # Cut after 700,000 bytes: the first 512 KiB are written (one write's worth).
         hub.cdn.inject(Fault(FaultKind.TRUNCATE, path=sha, at_byte=700_000, ranged_only=True))
         seen = await run(
@@ -126,10 +127,8 @@ async def test_the_first_ranges_validator_holds_for_the_rest_of_an_unprobed_file
 async def test_a_cdn_serving_another_size_than_published_fails_the_file_naming_both(
     tmp_path: Path,
 ) -> None:
-    hub, data = await one_file_hub(tmp_path, seed=4)
+    hub, data, sha = await one_file_hub(tmp_path, seed=4)
     async with hub:
-        sha = hub.file("org/m", "w.safetensors").lfs_sha256
-        assert sha is not None
         hub.cdn.put(sha, data + b"\0" * 100)  # the CDN's copy is not what the hub describes
         seen = await run(
             "huggingface", "org/m", filename="w.safetensors", settings=settings(tmp_path, hub)
@@ -144,7 +143,7 @@ async def test_a_cdn_serving_another_size_than_published_fails_the_file_naming_b
 async def test_a_small_file_resumed_after_a_pause_is_probed_and_asks_only_for_the_rest(
     tmp_path: Path,
 ) -> None:
-    hub, data = await one_file_hub(tmp_path, seed=5, cdn_throttle=256 * 1024)  # four seconds
+    hub, data, _ = await one_file_hub(tmp_path, seed=5, cdn_throttle=256 * 1024)  # four seconds
     async with hub, DownloadManager(settings(tmp_path, hub)) as m:
         task = await m.add("hf://org/m/w.safetensors")
         await until(m.ledger, task.id, lambda t: t.downloaded_bytes >= 256 * 1024)
